@@ -1,0 +1,33 @@
+// Linear layers over weights in their stored dtype: y[M, N] = x[M, K] · W[N, K]ᵀ, accumulated in fp32.
+// Weights are never dequantized into a second copy: bf16 / f16 / fp8-E4M3 (with 128×128 block
+// multipliers, ragged last blocks allowed) are converted in registers as they are read.
+#pragma once
+
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace dsv3::kernels {
+
+struct WeightRef {
+  DType dtype = DType::F32;   // F32, BF16, F16 or F8_E4M3
+  const void* data = nullptr;  // [n, k] row-major
+  int64_t n = 0, k = 0;        // out_features, in_features
+  // F8_E4M3 only: scale_inv[ceil(n / block_n), ceil(k / block_k)], element (i, j) multiplies block
+  // rows [i*block_n, ...) × cols [j*block_k, ...) — DeepSeek's weight_scale_inv.
+  const float* scale_inv = nullptr;
+  int64_t block_n = 128, block_k = 128;
+
+  // Element (row, col) as float32 (slow; for references and tests).
+  float at(int64_t row, int64_t col) const;
+};
+
+// y[M, N] = x[M, K] · Wᵀ. Multi-threaded; fast path chosen at run time.
+void linear(const float* x, int64_t m, const WeightRef& w, float* y);
+// The plain scalar reference the fast paths are tested against.
+void linear_ref(const float* x, int64_t m, const WeightRef& w, float* y);
+
+// Copies row `row` of W into out[0, k) as float32 (embedding lookup, tests).
+void weight_row(const WeightRef& w, int64_t row, float* out);
+
+}  // namespace dsv3::kernels

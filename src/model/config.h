@@ -1,0 +1,82 @@
+// ModelConfig: the HF config.json of a DeepSeek-V3-family model (model_type deepseek_v3 / deepseek_v2),
+// validated in one place. Names follow the HF keys; the reference's names are noted where they differ.
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace dsv3 {
+
+enum class ScoringFunc { Sigmoid, Softmax };
+enum class TopkMethod { NoauxTc, Greedy, GroupLimitedGreedy };
+
+struct YarnScaling {
+  double factor = 1.0;                    // reference: rope_factor
+  int64_t original_max_position_embeddings = 4096;  // reference: original_seq_len
+  double beta_fast = 32, beta_slow = 1;
+  double mscale = 1.0, mscale_all_dim = 0.0;
+};
+
+struct ModelConfig {
+  std::string model_type;  // "deepseek_v3" | "deepseek_v2"
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;              // reference: dim
+  int64_t intermediate_size = 0;        // dense MLP width (inter_dim)
+  int64_t moe_intermediate_size = 0;    // per-expert width (moe_inter_dim)
+  int64_t num_hidden_layers = 0;
+  int64_t num_nextn_predict_layers = 0;  // MTP modules, stored as layers num_hidden_layers + k
+  int64_t num_attention_heads = 0;
+  int64_t num_key_value_heads = 0;      // informational; MLA has no GQA
+  int64_t n_shared_experts = 0;
+  int64_t n_routed_experts = 0;         // 0 = a dense model
+  int64_t num_experts_per_tok = 0;
+  int64_t n_group = 1, topk_group = 1;
+  double routed_scaling_factor = 1.0;
+  ScoringFunc scoring_func = ScoringFunc::Sigmoid;
+  TopkMethod topk_method = TopkMethod::NoauxTc;
+  bool norm_topk_prob = true;
+  int64_t first_k_dense_replace = 0;
+  int64_t moe_layer_freq = 1;
+  int64_t q_lora_rank = 0;              // 0 (null in JSON) = plain q_proj
+  int64_t kv_lora_rank = 0;
+  int64_t qk_nope_head_dim = 0, qk_rope_head_dim = 0, v_head_dim = 0;
+  double rope_theta = 10000.0;
+  std::optional<YarnScaling> rope_scaling;  // only "yarn" is supported
+  double rms_norm_eps = 1e-6;
+  int64_t max_position_embeddings = 0;
+  bool tie_word_embeddings = false;
+  std::optional<int64_t> bos_token_id;
+  std::vector<int64_t> eos_token_ids;   // eos_token_id may be an int or a list
+  std::string hidden_act = "silu";
+  double initializer_range = 0.02;
+  std::string torch_dtype;              // informational
+  // quantization_config {quant_method: fp8, fmt: e4m3, weight_block_size}
+  bool fp8 = false;
+  int64_t weight_block_n = 128, weight_block_k = 128;
+
+  nlohmann::json raw_json() const;  // the validated config re-serialised with HF keys
+
+  // Derived
+  int64_t qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
+  bool is_moe_layer(int64_t layer) const;  // HF rule: routed experts, >= first_k_dense_replace, % freq
+  int64_t kv_cache_values_per_token() const { return kv_lora_rank + qk_rope_head_dim; }
+  // Softmax scale 1/sqrt(qk_head_dim), times mscale^2 with YaRN (mscale = 0.1 * mscale_all_dim * ln(factor) + 1).
+  double softmax_scale() const;
+};
+
+// Parses and validates; throws dsv3::Error naming the key (and `label`, typically the file path) on missing,
+// mistyped or contradictory keys, and refuses unknown model_type.
+ModelConfig parse_config(const nlohmann::json& j, const std::string& label = "config.json");
+ModelConfig load_config(const std::string& path);  // a config.json file, or a directory holding one
+
+// Parameter counts of the architecture the config describes (weights only, no scales).
+struct ParamCounts {
+  int64_t total_main = 0;   // embedding + layers + final norm + head (MTP modules excluded)
+  int64_t activated = 0;    // per token in the main model: embedding row excluded? see .cc
+  int64_t mtp = 0;          // all MTP modules, excluding their shared embedding/head
+};
+ParamCounts count_params(const ModelConfig& c);
+
+}  // namespace dsv3
