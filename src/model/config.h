@@ -20,7 +20,7 @@ struct YarnScaling {
 };
 
 struct ModelConfig {
-  std::string model_type;  // "deepseek_v3" | "deepseek_v2"
+  std::string model_type;  // "deepseek_v3" | "deepseek_v2" | "kimi_k2" (V3 architecture, V3 defaults)
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;              // reference: dim
   int64_t intermediate_size = 0;        // dense MLP width (inter_dim)
@@ -74,8 +74,9 @@ ModelConfig load_config(const std::string& path);  // a config.json file, or a d
 // Parameter counts of the architecture the config describes (weights only, no scales).
 struct ParamCounts {
   int64_t total_main = 0;   // embedding + layers + final norm + head (MTP modules excluded)
-  int64_t activated = 0;    // per token in the main model: embedding row excluded? see .cc
+  int64_t activated = 0;    // per token in the main model, head included, embedding (a lookup) excluded
   int64_t mtp = 0;          // all MTP modules, excluding their shared embedding/head
+  // Not counted anywhere: FP8 weight_scale_inv and the routers' e_score_correction_bias (see config.cc).
 };
 ParamCounts count_params(const ModelConfig& c);
 

@@ -1,0 +1,20 @@
+// The SwiGLU feed-forward block used by dense layers, routed experts and shared experts
+// (reference: MLP / Expert in inference/model.py): y = w2(silu(w1 x) ⊙ w3 x).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "model/weights.h"
+
+namespace dsv3 {
+
+// Scratch reused across calls (grown on demand).
+struct FfnScratch {
+  std::vector<float> gate, up;
+};
+
+// x: [m, hidden] → y: [m, hidden]; `inter` is the hidden width of this block.
+void ffn_forward(const FfnWeights& w, const float* x, int64_t m, float* y, FfnScratch& s);
+
+}  // namespace dsv3

@@ -1,0 +1,93 @@
+#include "model/mla.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/linear.h"
+#include "kernels/ops.h"
+
+namespace dsv3 {
+
+Mla::Mla(const ModelConfig& c, const MlaWeights& w) : c_(c), w_(w), scale_(float(c.softmax_scale())) {
+  if (w.wkv_b.dtype == DType::F32) {
+    wkv_b_ = static_cast<const float*>(w.wkv_b.data);
+  } else {
+    wkv_b_owned_.resize(size_t(w.wkv_b.n * w.wkv_b.k));
+    for (int64_t i = 0; i < w.wkv_b.n; ++i) kernels::weight_row(w.wkv_b, i, wkv_b_owned_.data() + i * w.wkv_b.k);
+    wkv_b_ = wkv_b_owned_.data();
+  }
+}
+
+void Mla::forward(const float* x, const Batch& b, int64_t layer, const RopeTable& rope, float* out) {
+  const int64_t m = b.m, H = c_.num_attention_heads, C = c_.kv_lora_rank, R = c_.qk_rope_head_dim;
+  const int64_t dn = c_.qk_nope_head_dim, dv = c_.v_head_dim, qk = dn + R, W = C + R;
+  const float eps = float(c_.rms_norm_eps);
+
+  // Queries [m, H, dn + R].
+  q_.resize(size_t(m * H * qk));
+  if (c_.q_lora_rank > 0) {
+    qa_.resize(size_t(m * c_.q_lora_rank));
+    kernels::linear(x, m, w_.wq_a, qa_.data());
+    kernels::rmsnorm(qa_.data(), w_.q_norm, m, c_.q_lora_rank, eps, qa_.data());
+    kernels::linear(qa_.data(), m, w_.wq_b, q_.data());
+  } else {
+    kernels::linear(x, m, w_.wq, q_.data());
+  }
+
+  // Latent and rope key [m, C + R] → cache rows (kv_norm(c_kv), rope(k_pe)).
+  kv_.resize(size_t(m * W));
+  kernels::linear(x, m, w_.wkv_a, kv_.data());
+  for (int64_t r = 0; r < m; ++r) {
+    float* dst = b.cache[size_t(r)]->row(layer, b.pos[size_t(r)]);
+    const float* src = kv_.data() + r * W;
+    kernels::rmsnorm(src, w_.kv_norm, 1, C, eps, dst);
+    std::memcpy(dst + C, src + C, size_t(R) * sizeof(float));
+    kernels::rope_pairs(dst + C, R, rope.at(b.pos[size_t(r)]));
+  }
+
+  // Attention, parallel over (row, group of heads) so that a single decoded row still uses every core.
+  attn_.resize(size_t(m * H * dv));
+  const int nthreads = omp_get_max_threads();
+  const int64_t groups = std::clamp<int64_t>((nthreads + m - 1) / m, 1, H);
+  const int64_t heads_per_group = (H + groups - 1) / groups;
+  int64_t max_t = 0;
+  for (int64_t r = 0; r < m; ++r) max_t = std::max(max_t, b.pos[size_t(r)] + 1);
+  const int64_t per_thread = W + C + max_t;
+  thread_scratch_.resize(size_t(nthreads * per_thread));
+
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t task = 0; task < m * groups; ++task) {
+    const int64_t r = task / groups, g = task % groups;
+    float* qfull = thread_scratch_.data() + omp_get_thread_num() * per_thread;  // [C + R]
+    float* olat = qfull + W;                                                     // [C]
+    float* scores = olat + C;                                                    // [t]
+    const int64_t pos = b.pos[size_t(r)];
+    const float* rows = b.cache[size_t(r)]->layer_rows(layer);
+    for (int64_t h = g * heads_per_group; h < std::min(H, (g + 1) * heads_per_group); ++h) {
+      const float* qh = q_.data() + (r * H + h) * qk;
+      const float* wk = wkv_b_ + h * (dn + dv) * C;  // W_UK_h [dn, C]
+      std::fill(qfull, qfull + C, 0.0f);
+      for (int64_t d = 0; d < dn; ++d) {
+        const float a = qh[d];
+        const float* wrow = wk + d * C;
+        for (int64_t j = 0; j < C; ++j) qfull[j] += a * wrow[j];
+      }
+      std::memcpy(qfull + C, qh + dn, size_t(R) * sizeof(float));
+      kernels::rope_pairs(qfull + C, R, rope.at(pos));
+      kernels::latent_attention(qfull, 1, rows, pos + 1, W, C, R, scale_, olat, scores);
+      const float* wv = wk + dn * C;  // W_UV_h [dv, C]
+      float* oh = attn_.data() + (r * H + h) * dv;
+      for (int64_t v = 0; v < dv; ++v) {
+        const float* wrow = wv + v * C;
+        float acc = 0.0f;
+        for (int64_t j = 0; j < C; ++j) acc += wrow[j] * olat[j];
+        oh[v] = acc;
+      }
+    }
+  }
+  kernels::linear(attn_.data(), m, w_.wo, out);
+}
+
+}  // namespace dsv3

@@ -1,0 +1,42 @@
+// Multi-head latent attention (DeepSeek-V2 §2.1, V3 §2.1.1), following MLA.forward in DeepSeek's
+// inference/model.py with attn_impl = "absorb":
+//   q        = wq_b(q_norm(wq_a(x)))  or  wq(x)                      [m, H, dn + dr]
+//   c_kv,k_pe = split(wkv_a(x))                                      [m, C], [m, dr]
+//   cache    ← (kv_norm(c_kv), rope(k_pe))                           one 576-value row per token for V3
+//   q_lat_h  = W_UK_hᵀ q_nope_h        (W_UK = the key half of wkv_b)  [C]
+//   o_lat_h  = Σ_t softmax_t(scale · [q_lat_h; rope(q_pe_h)]·cache_t) · c_kv_t
+//   o_h      = W_UV_h o_lat_h          (W_UV = the value half of wkv_b) [dv]
+//   out      = wo(concat_h o_h)
+// The absorbed form is used for prefill and decode alike (it is the reference's default path). kv_b is
+// decoded to float32 once at construction when stored in another dtype (the reference dequantizes it on
+// every call).
+#pragma once
+
+#include <vector>
+
+#include "model/batch.h"
+#include "model/config.h"
+#include "model/rope.h"
+#include "model/weights.h"
+
+namespace dsv3 {
+
+class Mla {
+ public:
+  Mla(const ModelConfig& c, const MlaWeights& w);
+
+  // x: [m, hidden] (already attn_norm'ed). Writes each row's cache entry in layer `layer` of its cache,
+  // then attends causally over the cache. out: [m, hidden].
+  void forward(const float* x, const Batch& b, int64_t layer, const RopeTable& rope, float* out);
+
+ private:
+  const ModelConfig& c_;
+  MlaWeights w_;
+  std::vector<float> wkv_b_owned_;
+  const float* wkv_b_ = nullptr;  // [H * (dn + dv), C] float32
+  float scale_;
+  // Scratch, grown on demand and reused (no allocation per decoded token).
+  std::vector<float> qa_, q_, kv_, attn_, thread_scratch_;
+};
+
+}  // namespace dsv3

@@ -1,0 +1,42 @@
+// The DeepSeekMoE layer (V3 §2.1.2; reference MoE.forward): every token goes through the shared experts and
+// through its top-k routed experts, weighted by the router's gates:
+//   y = shared(x) + Σ_{i ∈ topk} g_i · expert_i(x)
+// Tokens are grouped by expert so each expert's weights are read once per forward.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "model/config.h"
+#include "model/ffn.h"
+#include "model/router.h"
+#include "model/weights.h"
+
+namespace dsv3 {
+
+// Per-forward routing record (optional): which experts each row chose, and the affinities.
+struct RoutingRecord {
+  std::vector<int64_t> experts;  // [m, top_k]
+  std::vector<float> gates;      // [m, top_k]
+  std::vector<float> scores;     // [m, n_experts] unbiased affinities
+};
+
+class Moe {
+ public:
+  Moe(const ModelConfig& c, const MoeWeights& w);
+
+  // x: [m, hidden] (already ffn_norm'ed) → out: [m, hidden]. When `record` is given it receives the routing.
+  void forward(const float* x, int64_t m, float* out, RoutingRecord* record = nullptr);
+
+ private:
+  const ModelConfig& c_;
+  MoeWeights w_;
+  RouterParams rp_;
+  // Scratch reused across calls.
+  std::vector<float> logits_, route_scratch_, gates_, xin_, yout_, shared_out_;
+  std::vector<int64_t> experts_;
+  std::vector<std::vector<int64_t>> rows_of_;  // per expert: (row * top_k + slot)
+  FfnScratch ffn_;
+};
+
+}  // namespace dsv3

@@ -1,0 +1,168 @@
+#include "model/transformer.h"
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+
+#include "core/error.h"
+#include "kernels/linear.h"
+#include "kernels/ops.h"
+
+namespace dsv3 {
+
+std::unique_ptr<Model> Model::load(const std::string& dir) {
+  ModelConfig config = load_config(dir);
+  auto ckpt = std::make_shared<io::Checkpoint>(io::Checkpoint::open(dir));
+  ModelWeights w = bind_weights(config, *ckpt);
+  return std::make_unique<Model>(std::move(config), std::move(w), ckpt);
+}
+
+Model::Model(ModelConfig config, ModelWeights weights, std::shared_ptr<const void> keepalive)
+    : config_(std::move(config)), weights_(std::move(weights)), keepalive_(std::move(keepalive)), rope_(config_) {
+  for (const LayerWeights& lw : weights_.layers) blocks_.push_back(make_block(lw));
+  for (const MtpWeights& mw : weights_.mtp) mtp_.push_back(make_block(mw.layer));
+}
+
+Model::Block Model::make_block(const LayerWeights& lw) {
+  Block b;
+  b.w = &lw;
+  b.attn = std::make_unique<Mla>(config_, lw.attn);
+  if (lw.is_moe)
+    b.moe = std::make_unique<Moe>(config_, lw.moe);
+  else
+    b.mlp = lw.mlp;
+  return b;
+}
+
+KvCache Model::new_cache(int64_t capacity) const {
+  return KvCache(config_.num_hidden_layers, config_.kv_cache_values_per_token(), capacity);
+}
+KvCache Model::new_mtp_cache(int64_t capacity) const {
+  return KvCache(std::max<int64_t>(config_.num_nextn_predict_layers, 1), config_.kv_cache_values_per_token(),
+                 capacity);
+}
+
+Batch Model::make_batch(std::span<const SeqChunk> chunks, int64_t m, const char* what) {
+  Batch b;
+  b.m = m;
+  b.pos.reserve(size_t(m));
+  b.cache.reserve(size_t(m));
+  int64_t total = 0, max_pos = 0;
+  std::set<const KvCache*> seen;
+  for (const SeqChunk& ch : chunks) {
+    if (!ch.cache) fail("{}: a chunk has no cache", what);
+    if (!seen.insert(ch.cache).second) fail("{}: one cache appears in two chunks of a batch", what);
+    if (ch.cache->width() != config_.kv_cache_values_per_token())
+      fail("{}: cache rows hold {} values, the model needs {}", what, ch.cache->width(),
+           config_.kv_cache_values_per_token());
+    if (ch.n < 0) fail("{}: negative chunk length", what);
+    const int64_t start = ch.cache->length();
+    if (start + ch.n > config_.max_position_embeddings)
+      fail("{}: position {} exceeds max_position_embeddings = {}", what, start + ch.n - 1,
+           config_.max_position_embeddings);
+    ch.cache->reserve(start + ch.n);
+    for (int64_t i = 0; i < ch.n; ++i) {
+      b.pos.push_back(start + i);
+      b.cache.push_back(ch.cache);
+    }
+    total += ch.n;
+    max_pos = std::max(max_pos, start + ch.n);
+  }
+  if (total != m) fail("{}: chunks cover {} tokens but {} were given", what, total, m);
+  rope_.ensure(max_pos);
+  return b;
+}
+
+void Model::embed(std::span<const int32_t> tokens, const kernels::WeightRef& table, float* out) {
+  const int64_t D = config_.hidden_size;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const int32_t t = tokens[i];
+    if (t < 0 || t >= config_.vocab_size) fail("token id {} at index {} is outside [0, {})", t, i, config_.vocab_size);
+    kernels::weight_row(table, t, out + int64_t(i) * D);
+  }
+}
+
+void Model::run_block(Block& blk, int64_t cache_layer, float* h, const Batch& b, const ForwardOptions& opt) {
+  const int64_t m = b.m, D = config_.hidden_size;
+  const float eps = float(config_.rms_norm_eps);
+  xn_.resize(size_t(m * D));
+  tmp_.resize(size_t(m * D));
+  // x = x + attn(attn_norm(x))
+  kernels::rmsnorm(h, blk.w->attn_norm, m, D, eps, xn_.data());
+  blk.attn->forward(xn_.data(), b, cache_layer, rope_, tmp_.data());
+  for (int64_t i = 0; i < m * D; ++i) h[i] += tmp_[size_t(i)];
+  // x = x + ffn(ffn_norm(x))
+  kernels::rmsnorm(h, blk.w->ffn_norm, m, D, eps, xn_.data());
+  if (blk.moe) {
+    RoutingRecord* rec = nullptr;
+    if (opt.routing) rec = &opt.routing->emplace_back();
+    blk.moe->forward(xn_.data(), m, tmp_.data(), rec);
+  } else {
+    ffn_forward(blk.mlp, xn_.data(), m, tmp_.data(), ffn_);
+  }
+  for (int64_t i = 0; i < m * D; ++i) h[i] += tmp_[size_t(i)];
+}
+
+void Model::project_logits(const float* normed, std::span<const SeqChunk> chunks, int64_t m,
+                           const kernels::WeightRef& head, LogitRows which, float* logits_out) {
+  if (which == LogitRows::None || !logits_out) return;
+  const int64_t D = config_.hidden_size;
+  if (which == LogitRows::All) {
+    kernels::linear(normed, m, head, logits_out);
+    return;
+  }
+  sel_.resize(chunks.size() * size_t(D));
+  int64_t row = 0;
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    row += chunks[c].n;
+    if (chunks[c].n == 0) fail("forward: LastOfEachChunk needs every chunk to hold a token");
+    std::memcpy(sel_.data() + c * size_t(D), normed + (row - 1) * D, size_t(D) * sizeof(float));
+  }
+  kernels::linear(sel_.data(), int64_t(chunks.size()), head, logits_out);
+}
+
+void Model::forward(std::span<const int32_t> tokens, std::span<const SeqChunk> chunks, float* hidden_out,
+                    float* logits_out, const ForwardOptions& opt) {
+  const int64_t m = int64_t(tokens.size()), D = config_.hidden_size;
+  Batch b = make_batch(chunks, m, "forward");
+  for (const SeqChunk& ch : chunks)
+    if (ch.cache->layers() != int64_t(blocks_.size()))
+      fail("forward: the cache has {} layers, the model {}", ch.cache->layers(), blocks_.size());
+  h_.resize(size_t(m * D));
+  embed(tokens, weights_.embed, h_.data());
+  for (size_t l = 0; l < blocks_.size(); ++l) run_block(blocks_[l], int64_t(l), h_.data(), b, opt);
+  for (const SeqChunk& ch : chunks) ch.cache->advance(ch.n);
+  // Final norm (in place), then the head.
+  kernels::rmsnorm(h_.data(), weights_.norm, m, D, float(config_.rms_norm_eps), h_.data());
+  if (hidden_out) std::memcpy(hidden_out, h_.data(), size_t(m * D) * sizeof(float));
+  project_logits(h_.data(), chunks, m, weights_.head, opt.logits, logits_out);
+}
+
+void Model::mtp_forward(int64_t k, std::span<const int32_t> next_tokens, const float* hidden_in,
+                        std::span<const SeqChunk> chunks, float* hidden_out, float* logits_out,
+                        const ForwardOptions& opt) {
+  if (k < 0 || k >= num_mtp()) fail("MTP module {} requested but the model has {}", k, num_mtp());
+  const MtpWeights& mw = weights_.mtp[size_t(k)];
+  const int64_t m = int64_t(next_tokens.size()), D = config_.hidden_size;
+  const float eps = float(config_.rms_norm_eps);
+  Batch b = make_batch(chunks, m, "mtp_forward");
+  for (const SeqChunk& ch : chunks)
+    if (ch.cache->layers() <= k) fail("mtp_forward: the MTP cache has {} layers, module {} needs more", ch.cache->layers(), k);
+  // cat = [enorm(embed(t[i+1])), hnorm(h[i])]  [m, 2D]
+  cat_.resize(size_t(m * 2 * D));
+  tmp_.resize(size_t(m * D));
+  embed(next_tokens, mw.embed, tmp_.data());
+  for (int64_t r = 0; r < m; ++r) {
+    kernels::rmsnorm(tmp_.data() + r * D, mw.enorm, 1, D, eps, cat_.data() + r * 2 * D);
+    kernels::rmsnorm(hidden_in + r * D, mw.hnorm, 1, D, eps, cat_.data() + r * 2 * D + D);
+  }
+  h_.resize(size_t(m * D));
+  kernels::linear(cat_.data(), m, mw.eh_proj, h_.data());
+  run_block(mtp_[size_t(k)], k, h_.data(), b, opt);
+  for (const SeqChunk& ch : chunks) ch.cache->advance(ch.n);
+  if (hidden_out) std::memcpy(hidden_out, h_.data(), size_t(m * D) * sizeof(float));
+  kernels::rmsnorm(h_.data(), mw.head_norm, m, D, eps, h_.data());
+  project_logits(h_.data(), chunks, m, mw.head, opt.logits, logits_out);
+}
+
+}  // namespace dsv3

@@ -1,0 +1,96 @@
+// The DeepSeek-V3 transformer (reference: Transformer / Block in inference/model.py) and its MTP modules
+// (V3 §2.2; DESIGN.md). Deviations from the reference, all deliberate:
+//  - every position's logits can be produced (the reference returns the last position only);
+//  - several sequences share one forward: rows of different sequences are stacked for the linear layers and
+//    attend only to their own latent cache (continuous batching);
+//  - the MTP module, dropped by the reference, is implemented: h = the main model's final hidden state after
+//    model.norm; x = eh_proj(concat[enorm(embed(t[i+1])), hnorm(h[i])]) at rope position i; one decoder
+//    layer with its own latent cache; logits = shared_head.head(shared_head.norm(x)).
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "io/safetensors.h"
+#include "model/batch.h"
+#include "model/config.h"
+#include "model/ffn.h"
+#include "model/kv_cache.h"
+#include "model/mla.h"
+#include "model/moe.h"
+#include "model/rope.h"
+#include "model/weights.h"
+
+namespace dsv3 {
+
+// One sequence's part of a forward: n new tokens appended to `cache` at positions cache->length() ...
+struct SeqChunk {
+  KvCache* cache = nullptr;
+  int64_t n = 0;
+};
+
+enum class LogitRows { None, All, LastOfEachChunk };
+
+struct ForwardOptions {
+  LogitRows logits = LogitRows::All;
+  std::vector<RoutingRecord>* routing = nullptr;  // optional: one record per MoE layer
+};
+
+class Model {
+ public:
+  // Loads config.json and the safetensors weights of a model directory (mmap'd; FP8 used as stored).
+  static std::unique_ptr<Model> load(const std::string& dir);
+  // Builds a model over weights bound elsewhere (e.g. a trainer's buffers); `keepalive` owns their memory.
+  Model(ModelConfig config, ModelWeights weights, std::shared_ptr<const void> keepalive = nullptr);
+  Model(const Model&) = delete;  // blocks hold references into the config and weights
+  Model& operator=(const Model&) = delete;
+
+  const ModelConfig& config() const { return config_; }
+  const ModelWeights& weights() const { return weights_; }
+  int64_t num_mtp() const { return int64_t(mtp_.size()); }
+
+  KvCache new_cache(int64_t capacity) const;      // main model: num_hidden_layers layers
+  KvCache new_mtp_cache(int64_t capacity) const;  // MTP modules: num_nextn_predict_layers layers
+
+  // Runs the main model over tokens [Σ chunk.n] (chunk after chunk). Each chunk's tokens are appended to
+  // its cache. hidden_out (optional): [Σn, hidden] final hidden states after model.norm. logits_out:
+  // [rows, vocab] where rows = Σn (All) or chunks.size() (LastOfEachChunk).
+  void forward(std::span<const int32_t> tokens, std::span<const SeqChunk> chunks, float* hidden_out,
+               float* logits_out, const ForwardOptions& opt = {});
+
+  // MTP module k (0-based). Row r combines the embedding of next_tokens[r] with hidden_in[r] (for k = 0 the
+  // main model's final hidden state of the row's predecessor position) and is appended to the chunk's MTP
+  // cache at its next position. hidden_out (optional): [Σn, hidden] the module's output before
+  // shared_head.norm (the input of module k+1). logits_out as in forward().
+  void mtp_forward(int64_t k, std::span<const int32_t> next_tokens, const float* hidden_in,
+                   std::span<const SeqChunk> chunks, float* hidden_out, float* logits_out,
+                   const ForwardOptions& opt = {});
+
+ private:
+  struct Block {
+    std::unique_ptr<Mla> attn;
+    std::unique_ptr<Moe> moe;  // or dense:
+    FfnWeights mlp;
+    const LayerWeights* w = nullptr;
+  };
+  Block make_block(const LayerWeights& lw);
+  Batch make_batch(std::span<const SeqChunk> chunks, int64_t m, const char* what);
+  void run_block(Block& blk, int64_t cache_layer, float* h, const Batch& b, const ForwardOptions& opt);
+  void project_logits(const float* normed, std::span<const SeqChunk> chunks, int64_t m,
+                      const kernels::WeightRef& head, LogitRows which, float* logits_out);
+  void embed(std::span<const int32_t> tokens, const kernels::WeightRef& table, float* out);
+
+  ModelConfig config_;
+  ModelWeights weights_;
+  std::shared_ptr<const void> keepalive_;
+  RopeTable rope_;
+  std::vector<Block> blocks_;
+  std::vector<Block> mtp_;
+  // Scratch reused across forwards.
+  std::vector<float> h_, xn_, tmp_, cat_, sel_;
+  FfnScratch ffn_;
+};
+
+}  // namespace dsv3

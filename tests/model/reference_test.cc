@@ -1,0 +1,139 @@
+// The forward pass against DeepSeek's own reference outputs (../shared/testdata): every case, every
+// sequence, full logits (and MTP logits) within 1e-4 relative error; plus the equivalences the serving
+// path relies on — prefill then one-token decode steps, and several sequences in one batch, give the same
+// logits as one full pass.
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "core/error.h"
+#include "model/transformer.h"
+#include "testdata.h"
+
+namespace dsv3 {
+namespace {
+
+using testing::read_f32;
+using testing::read_ids;
+using testing::rel_err;
+
+constexpr double kTol = 1e-4;
+
+class Reference : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(Reference, LogitsOfEverySequenceMatch) {
+  DSV3_REQUIRE_CASE(GetParam());
+  const std::string dir = testing::testdata_dir() + "/" + GetParam();
+  auto model = Model::load(dir);
+  const int64_t V = model->config().vocab_size, D = model->config().hidden_size;
+  const auto seqs = read_ids(dir + "/ids.txt");
+  ASSERT_FALSE(seqs.empty());
+  for (size_t s = 0; s < seqs.size(); ++s) {
+    const auto& ids = seqs[s];
+    const int64_t n = int64_t(ids.size());
+    KvCache cache = model->new_cache(n);
+    std::vector<float> logits(size_t(n * V)), hidden(size_t(n * D));
+    SeqChunk ch{&cache, n};
+    model->forward(ids, {&ch, 1}, hidden.data(), logits.data());
+    const auto want = read_f32(dir + "/logits_" + std::to_string(s) + ".f32");
+    ASSERT_EQ(want.size(), logits.size()) << "sequence " << s;
+    EXPECT_LE(rel_err(logits.data(), want.data(), want.size()), kTol) << GetParam() << " sequence " << s;
+
+    if (model->num_mtp() > 0) {
+      KvCache mc = model->new_mtp_cache(n - 1);
+      std::vector<float> mlogits(size_t((n - 1) * V));
+      SeqChunk mch{&mc, n - 1};
+      model->mtp_forward(0, std::span<const int32_t>(ids).subspan(1), hidden.data(), {&mch, 1}, nullptr,
+                         mlogits.data());
+      const auto mwant = read_f32(dir + "/mtp_logits_" + std::to_string(s) + ".f32");
+      ASSERT_EQ(mwant.size(), mlogits.size());
+      EXPECT_LE(rel_err(mlogits.data(), mwant.data(), mwant.size()), kTol) << GetParam() << " MTP sequence " << s;
+    }
+  }
+}
+
+TEST_P(Reference, PrefillThenDecodeEqualsOneFullPass) {
+  DSV3_REQUIRE_CASE(GetParam());
+  const std::string dir = testing::testdata_dir() + "/" + GetParam();
+  auto model = Model::load(dir);
+  const int64_t V = model->config().vocab_size;
+  const auto ids = read_ids(dir + "/ids.txt")[0];
+  const int64_t n = int64_t(ids.size()), split = n / 2;
+  const auto want = read_f32(dir + "/logits_0.f32");
+  KvCache cache = model->new_cache(4);  // small on purpose: growth is exercised
+  std::vector<float> got(size_t(n * V));
+  SeqChunk ch{&cache, split};
+  model->forward(std::span<const int32_t>(ids).first(size_t(split)), {&ch, 1}, nullptr, got.data());
+  for (int64_t i = split; i < n; ++i) {
+    SeqChunk one{&cache, 1};
+    model->forward(std::span<const int32_t>(ids).subspan(size_t(i), 1), {&one, 1}, nullptr, got.data() + i * V);
+  }
+  EXPECT_EQ(cache.length(), n);
+  EXPECT_LE(rel_err(got.data(), want.data(), want.size()), kTol);
+}
+
+TEST_P(Reference, SequencesBatchedTogetherMatchTheirOwnReferences) {
+  DSV3_REQUIRE_CASE(GetParam());
+  const std::string dir = testing::testdata_dir() + "/" + GetParam();
+  auto model = Model::load(dir);
+  const int64_t V = model->config().vocab_size;
+  const auto seqs = read_ids(dir + "/ids.txt");
+  // Prefill every sequence but its last token in one batch, then decode the last tokens in one batch.
+  std::vector<KvCache> caches;
+  for (size_t s = 0; s < seqs.size(); ++s) caches.push_back(model->new_cache(64));
+  std::vector<int32_t> tokens;
+  std::vector<SeqChunk> chunks;
+  for (size_t s = 0; s < seqs.size(); ++s) {
+    tokens.insert(tokens.end(), seqs[s].begin(), seqs[s].end() - 1);
+    chunks.push_back({&caches[s], int64_t(seqs[s].size()) - 1});
+  }
+  std::vector<float> last(chunks.size() * size_t(V));
+  model->forward(tokens, chunks, nullptr, last.data(), {.logits = LogitRows::LastOfEachChunk});
+  for (size_t s = 0; s < seqs.size(); ++s) {
+    const auto want = read_f32(dir + "/logits_" + std::to_string(s) + ".f32");
+    const size_t row = seqs[s].size() - 2;
+    EXPECT_LE(rel_err(last.data() + s * V, want.data() + row * V, size_t(V)), kTol) << "prefill, sequence " << s;
+  }
+  tokens.clear();
+  for (size_t s = 0; s < seqs.size(); ++s) {
+    tokens.push_back(seqs[s].back());
+    chunks[s].n = 1;
+  }
+  model->forward(tokens, chunks, nullptr, last.data(), {.logits = LogitRows::LastOfEachChunk});
+  for (size_t s = 0; s < seqs.size(); ++s) {
+    const auto want = read_f32(dir + "/logits_" + std::to_string(s) + ".f32");
+    const size_t row = seqs[s].size() - 1;
+    EXPECT_LE(rel_err(last.data() + s * V, want.data() + row * V, size_t(V)), kTol) << "decode, sequence " << s;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, Reference, ::testing::Values("v3_tiny", "v2lite_tiny", "v3_fp8", "v3_mtp"));
+
+TEST(Model, RejectsOutOfRangeTokenIds) {
+  DSV3_REQUIRE_CASE("v3_tiny");
+  auto model = Model::load(testing::testdata_dir() + "/v3_tiny");
+  KvCache cache = model->new_cache(4);
+  std::vector<int32_t> ids{1, int32_t(model->config().vocab_size)};
+  SeqChunk ch{&cache, 2};
+  std::vector<float> logits(2 * size_t(model->config().vocab_size));
+  try {
+    model->forward(ids, {&ch, 1}, nullptr, logits.data());
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("token id 256"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Model, MtpOnAModelWithoutMtpIsAnError) {
+  DSV3_REQUIRE_CASE("v3_tiny");
+  auto model = Model::load(testing::testdata_dir() + "/v3_tiny");
+  EXPECT_EQ(model->num_mtp(), 0);
+  KvCache cache = model->new_mtp_cache(4);
+  std::vector<int32_t> ids{1};
+  std::vector<float> h(size_t(model->config().hidden_size));
+  SeqChunk ch{&cache, 1};
+  EXPECT_THROW(model->mtp_forward(0, ids, h.data(), {&ch, 1}, nullptr, nullptr), Error);
+}
+
+}  // namespace
+}  // namespace dsv3
