@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <set>
 
 #include "core/error.h"
 #include "kernels/linear.h"
@@ -42,16 +41,17 @@ KvCache Model::new_mtp_cache(int64_t capacity) const {
                  capacity);
 }
 
-Batch Model::make_batch(std::span<const SeqChunk> chunks, int64_t m, const char* what) {
-  Batch b;
+const Batch& Model::make_batch(std::span<const SeqChunk> chunks, int64_t m, const char* what) {
+  Batch& b = batch_;
   b.m = m;
-  b.pos.reserve(size_t(m));
-  b.cache.reserve(size_t(m));
+  b.pos.clear();
+  b.cache.clear();
   int64_t total = 0, max_pos = 0;
-  std::set<const KvCache*> seen;
-  for (const SeqChunk& ch : chunks) {
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    const SeqChunk& ch = chunks[i];
     if (!ch.cache) fail("{}: a chunk has no cache", what);
-    if (!seen.insert(ch.cache).second) fail("{}: one cache appears in two chunks of a batch", what);
+    for (size_t j = 0; j < i; ++j)
+      if (chunks[j].cache == ch.cache) fail("{}: one cache appears in two chunks of a batch", what);
     if (ch.cache->width() != config_.kv_cache_values_per_token())
       fail("{}: cache rows hold {} values, the model needs {}", what, ch.cache->width(),
            config_.kv_cache_values_per_token());
@@ -61,8 +61,8 @@ Batch Model::make_batch(std::span<const SeqChunk> chunks, int64_t m, const char*
       fail("{}: position {} exceeds max_position_embeddings = {}", what, start + ch.n - 1,
            config_.max_position_embeddings);
     ch.cache->reserve(start + ch.n);
-    for (int64_t i = 0; i < ch.n; ++i) {
-      b.pos.push_back(start + i);
+    for (int64_t k = 0; k < ch.n; ++k) {
+      b.pos.push_back(start + k);
       b.cache.push_back(ch.cache);
     }
     total += ch.n;
@@ -124,7 +124,7 @@ void Model::project_logits(const float* normed, std::span<const SeqChunk> chunks
 void Model::forward(std::span<const int32_t> tokens, std::span<const SeqChunk> chunks, float* hidden_out,
                     float* logits_out, const ForwardOptions& opt) {
   const int64_t m = int64_t(tokens.size()), D = config_.hidden_size;
-  Batch b = make_batch(chunks, m, "forward");
+  const Batch& b = make_batch(chunks, m, "forward");
   for (const SeqChunk& ch : chunks)
     if (ch.cache->layers() != int64_t(blocks_.size()))
       fail("forward: the cache has {} layers, the model {}", ch.cache->layers(), blocks_.size());
@@ -145,7 +145,7 @@ void Model::mtp_forward(int64_t k, std::span<const int32_t> next_tokens, const f
   const MtpWeights& mw = weights_.mtp[size_t(k)];
   const int64_t m = int64_t(next_tokens.size()), D = config_.hidden_size;
   const float eps = float(config_.rms_norm_eps);
-  Batch b = make_batch(chunks, m, "mtp_forward");
+  const Batch& b = make_batch(chunks, m, "mtp_forward");
   for (const SeqChunk& ch : chunks)
     if (ch.cache->layers() <= k) fail("mtp_forward: the MTP cache has {} layers, module {} needs more", ch.cache->layers(), k);
   // cat = [enorm(embed(t[i+1])), hnorm(h[i])]  [m, 2D]

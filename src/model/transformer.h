@@ -76,7 +76,8 @@ class Model {
     const LayerWeights* w = nullptr;
   };
   Block make_block(const LayerWeights& lw);
-  Batch make_batch(std::span<const SeqChunk> chunks, int64_t m, const char* what);
+  // Fills batch_ (reused: no allocation once warmed up) and validates the chunks.
+  const Batch& make_batch(std::span<const SeqChunk> chunks, int64_t m, const char* what);
   void run_block(Block& blk, int64_t cache_layer, float* h, const Batch& b, const ForwardOptions& opt);
   void project_logits(const float* normed, std::span<const SeqChunk> chunks, int64_t m,
                       const kernels::WeightRef& head, LogitRows which, float* logits_out);
@@ -89,6 +90,7 @@ class Model {
   std::vector<Block> blocks_;
   std::vector<Block> mtp_;
   // Scratch reused across forwards.
+  Batch batch_;
   std::vector<float> h_, xn_, tmp_, cat_, sel_;
   FfnScratch ffn_;
 };
