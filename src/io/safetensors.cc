@@ -20,9 +20,13 @@
 #include <filesystem>
 #include <functional>
 #include <limits>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <regex>
 #include <set>
+#include <string>
+#include <vector>
 
 #include "core/error.h"
 
@@ -34,7 +38,7 @@ using nlohmann::json;
 namespace {
 
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;  // as the reference implementation (100 MB)
-constexpr int kMaxJsonDepth = 16;                   // a valid header nests 3 deep
+constexpr int kMaxJsonDepth = 16;                  // a valid header nests 3 deep
 
 const char* json_type(const json& v) { return v.type_name(); }
 
@@ -92,8 +96,8 @@ HeaderEntry parse_entry(const std::string& name, const json& v, uint64_t data_si
   e.end = *en;
   if (e.begin > e.end) fail("{}: tensor '{}': data_offsets begin {} > end {}", label, name, e.begin, e.end);
   if (e.end > data_size)
-    fail("{}: tensor '{}': data_offsets [{}, {}] past the end of the data section ({} bytes; truncated file?)",
-         label, name, e.begin, e.end, data_size);
+    fail("{}: tensor '{}': data_offsets [{}, {}] past the end of the data section ({} bytes; truncated file?)", label,
+         name, e.begin, e.end, data_size);
   if (e.end - e.begin != nbytes)
     fail("{}: tensor '{}': {} bytes in data_offsets but {} {} needs {} bytes", label, name, e.end - e.begin,
          dtype_name(e.dtype), shape_str(e.shape), nbytes);
@@ -254,8 +258,8 @@ ParsedHeader parse_safetensors_header(const uint8_t* bytes, size_t size, const s
   for (const HeaderEntry& e : out.tensors) {
     if (e.begin == e.end) continue;
     if (furthest && e.begin < furthest->end)
-      fail("{}: tensors '{}' [{}, {}) and '{}' [{}, {}) overlap", label, furthest->name, furthest->begin,
-           furthest->end, e.name, e.begin, e.end);
+      fail("{}: tensors '{}' [{}, {}) and '{}' [{}, {}) overlap", label, furthest->name, furthest->begin, furthest->end,
+           e.name, e.begin, e.end);
     if (!furthest || e.end > furthest->end) furthest = &e;
   }
   return out;
@@ -329,8 +333,7 @@ Checkpoint Checkpoint::open(const std::string& dir) {
     c.files_.push_back(f);
     for (const auto& [name, view] : f->tensors()) {
       auto [it, inserted] = c.index_.emplace(name, std::make_pair(&view, idx));
-      if (!inserted)
-        fail("{}: tensor '{}' is in both {} and {}", dir, name, c.files_[it->second.second]->path(), path);
+      if (!inserted) fail("{}: tensor '{}' is in both {} and {}", dir, name, c.files_[it->second.second]->path(), path);
     }
   };
 
@@ -363,8 +366,7 @@ Checkpoint Checkpoint::open(const std::string& dir) {
     std::map<std::string, size_t> file_idx;
     for (const auto& [file, some_tensor] : shards) {
       fs::path sp = d / file;
-      if (!fs::exists(sp, ec))
-        fail("{}: shard {} (holding '{}') is missing from {}", ipath, file, some_tensor, dir);
+      if (!fs::exists(sp, ec)) fail("{}: shard {} (holding '{}') is missing from {}", ipath, file, some_tensor, dir);
       file_idx[file] = c.files_.size();
       add_file(sp.string());
     }
@@ -449,7 +451,12 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
     sizes.push_back(nb);
     off += nb;
   }
-  std::string header = h.dump();
+  std::string header;
+  try {
+    header = h.dump();
+  } catch (const json::exception& e) {  // a name or metadata string that is not valid UTF-8
+    fail("{}: cannot encode the header: {}", path, e.what());
+  }
   header.append((8 - header.size() % 8) % 8, ' ');
   uint8_t len[8];
   for (int i = 0; i < 8; ++i) len[i] = uint8_t(uint64_t(header.size()) >> (8 * i));
@@ -471,7 +478,9 @@ void write_checkpoint_tensors(const std::string& dir, const std::vector<TensorTo
 
   uint64_t total = 0;
   std::vector<uint64_t> sizes;
+  std::set<std::string> names;
   for (const auto& t : tensors) {
+    if (!names.insert(t.name).second) fail("{}: tensor '{}' given twice", dir, t.name);
     uint64_t nb;
     try {
       nb = tensor_bytes(t);
@@ -513,7 +522,13 @@ void write_checkpoint_tensors(const std::string& dir, const std::vector<TensorTo
       keep.insert(file);
     }
     json idx = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
-    write_file_atomic((d / "model.safetensors.index.json").string(), idx.dump(2) + "\n");
+    std::string text;
+    try {
+      text = idx.dump(2) + "\n";
+    } catch (const json::exception& e) {
+      fail("{}: cannot encode the index: {}", dir, e.what());
+    }
+    write_file_atomic((d / "model.safetensors.index.json").string(), text);
     keep.insert("model.safetensors.index.json");
   }
 

@@ -45,11 +45,11 @@ struct Defaults {
   bool norm_topk_prob;
   const char* architecture;
 };
-constexpr Defaults kV3 = {1, 1, 256, 8, 4, 3, 1536, 4096, 0, 1, 2.5, "noaux_tc", "sigmoid", true,
-                          "DeepseekV3ForCausalLM"};
+constexpr Defaults kV3 = {
+    1, 1, 256, 8, 4, 3, 1536, 4096, 0, 1, 2.5, "noaux_tc", "sigmoid", true, "DeepseekV3ForCausalLM"};
 // None in HF for n_shared_experts / n_routed_experts / n_group / topk_group: 0, 0, 1, 1 here.
-constexpr Defaults kV2 = {0, 0, 0, 1, 1, 0, 1536, 2048, 100000, 100001, 1.0, "greedy", "softmax", false,
-                          "DeepseekV2ForCausalLM"};
+constexpr Defaults kV2 = {
+    0, 0, 0, 1, 1, 0, 1536, 2048, 100000, 100001, 1.0, "greedy", "softmax", false, "DeepseekV2ForCausalLM"};
 
 // Typed access to the keys of one JSON object; every error names the key and the label (file).
 class Keys {
@@ -127,9 +127,12 @@ class Keys {
 const char* scoring_name(ScoringFunc s) { return s == ScoringFunc::Sigmoid ? "sigmoid" : "softmax"; }
 const char* topk_name(TopkMethod t) {
   switch (t) {
-    case TopkMethod::NoauxTc: return "noaux_tc";
-    case TopkMethod::Greedy: return "greedy";
-    case TopkMethod::GroupLimitedGreedy: return "group_limited_greedy";
+    case TopkMethod::NoauxTc:
+      return "noaux_tc";
+    case TopkMethod::Greedy:
+      return "greedy";
+    case TopkMethod::GroupLimitedGreedy:
+      return "group_limited_greedy";
   }
   return "?";
 }
@@ -173,9 +176,10 @@ void parse_quantization(const json& v, ModelConfig& c, const std::string& label)
   Keys k(v, label, "quantization_config.");
   std::string method = k.get_str("quant_method", "");
   if (method != "fp8")
-    fail("{}: key 'quantization_config.quant_method' is '{}'; only 'fp8' (DeepSeek's block-scaled E4M3) is "
-         "supported",
-         label, method);
+    fail(
+        "{}: key 'quantization_config.quant_method' is '{}'; only 'fp8' (DeepSeek's block-scaled E4M3) is "
+        "supported",
+        label, method);
   std::string fmt_ = k.get_str("fmt", "e4m3");
   if (fmt_ != "e4m3") fail("{}: key 'quantization_config.fmt' is '{}'; only 'e4m3' is supported", label, fmt_);
   std::string act = k.get_str("activation_scheme", "dynamic");
@@ -186,8 +190,7 @@ void parse_quantization(const json& v, ModelConfig& c, const std::string& label)
   if (!bs->is_array() || bs->size() != 2) k.bad("weight_block_size", "an array [block_n, block_k]", *bs);
   c.weight_block_n = k.to_int("weight_block_size", (*bs)[0]);
   c.weight_block_k = k.to_int("weight_block_size", (*bs)[1]);
-  if (c.weight_block_n <= 0 || c.weight_block_k <= 0)
-    k.bad("weight_block_size", "two positive integers", *bs);
+  if (c.weight_block_n <= 0 || c.weight_block_k <= 0) k.bad("weight_block_size", "two positive integers", *bs);
   c.fp8 = true;
 }
 
@@ -335,8 +338,7 @@ ModelConfig parse_config(const json& j, const std::string& label) {
     require_positive(label, "n_group", c.n_group);
     require_positive(label, "topk_group", c.topk_group);
     if (c.n_routed_experts % c.n_group != 0)
-      fail("{}: key 'n_routed_experts' ({}) is not divisible by 'n_group' ({})", label, c.n_routed_experts,
-           c.n_group);
+      fail("{}: key 'n_routed_experts' ({}) is not divisible by 'n_group' ({})", label, c.n_routed_experts, c.n_group);
     if (c.topk_group > c.n_group)
       fail("{}: key 'topk_group' ({}) exceeds 'n_group' ({})", label, c.topk_group, c.n_group);
     if (c.num_experts_per_tok > c.n_routed_experts)
@@ -344,14 +346,16 @@ ModelConfig parse_config(const json& j, const std::string& label) {
            c.n_routed_experts);
     const int64_t per_group = c.n_routed_experts / c.n_group;
     if (c.num_experts_per_tok > c.topk_group * per_group)
-      fail("{}: key 'num_experts_per_tok' ({}) exceeds what 'topk_group' ({}) groups of 'n_routed_experts' / "
-           "'n_group' = {} experts hold",
-           label, c.num_experts_per_tok, c.topk_group, per_group);
+      fail(
+          "{}: key 'num_experts_per_tok' ({}) exceeds what 'topk_group' ({}) groups of 'n_routed_experts' / "
+          "'n_group' = {} experts hold",
+          label, c.num_experts_per_tok, c.topk_group, per_group);
     // noaux_tc scores a group by the sum of its top-2 experts.
     if (c.topk_method == TopkMethod::NoauxTc && c.n_group > 1 && per_group < 2)
-      fail("{}: 'topk_method' noaux_tc needs at least 2 experts per group; 'n_routed_experts' ({}) / 'n_group' "
-           "({}) = {}",
-           label, c.n_routed_experts, c.n_group, per_group);
+      fail(
+          "{}: 'topk_method' noaux_tc needs at least 2 experts per group; 'n_routed_experts' ({}) / 'n_group' "
+          "({}) = {}",
+          label, c.n_routed_experts, c.n_group, per_group);
   }
   return c;
 }
@@ -464,7 +468,8 @@ ModelConfig load_config(const std::string& path) {
 //     norm and the lm_head. The embedding is excluded: a token reads one row of it, it is a lookup rather
 //     than a matmul. This is DeepSeek's own convention: it gives 36.6B for DeepSeek-V3 (README_WEIGHTS.md:
 //     "36.6B including 0.9B for the output Head"), which the paper rounds to 37B; counting the embedding
-//     too would give 37.6B.
+//     too would give 37.6B. The same convention gives DeepSeek-V2-Lite 2.45B (paper: 2.4B; 2.66B with the
+//     embedding).
 //   * mtp: each MTP module's enorm, hnorm, eh_proj [hidden, 2*hidden], one decoder layer (MoE when
 //     is_moe_layer(num_hidden_layers + k)) and shared_head.norm. Its embed_tokens and shared_head.head are
 //     shared with the main model (the checkpoint stores copies) and not counted: 11.6B for DeepSeek-V3
@@ -484,15 +489,15 @@ LayerCount count_layer(const ModelConfig& c, int64_t layer) {
   if (c.q_lora_rank > 0)
     attn += h * c.q_lora_rank + c.q_lora_rank + i128(c.q_lora_rank) * H * c.qk_head_dim();  // wq_a, q_norm, wq_b
   else
-    attn += h * H * c.qk_head_dim();                                                          // wq
-  attn += h * (c.kv_lora_rank + c.qk_rope_head_dim) + c.kv_lora_rank;                      // wkv_a, kv_norm
-  attn += i128(c.kv_lora_rank) * H * (c.qk_nope_head_dim + c.v_head_dim);                  // wkv_b
-  attn += H * c.v_head_dim * h;                                                             // wo
-  const i128 norms = 2 * h;  // input_layernorm, post_attention_layernorm
+    attn += h * H * c.qk_head_dim();                                       // wq
+  attn += h * (c.kv_lora_rank + c.qk_rope_head_dim) + c.kv_lora_rank;      // wkv_a, kv_norm
+  attn += i128(c.kv_lora_rank) * H * (c.qk_nope_head_dim + c.v_head_dim);  // wkv_b
+  attn += H * c.v_head_dim * h;                                            // wo
+  const i128 norms = 2 * h;                                                // input_layernorm, post_attention_layernorm
   n.total = n.activated = attn + norms;
   if (c.is_moe_layer(layer)) {
     const i128 expert = 3 * h * c.moe_intermediate_size;  // gate_proj, up_proj, down_proj
-    const i128 shared = expert * c.n_shared_experts;       // one MLP of width moe_inter * n_shared
+    const i128 shared = expert * c.n_shared_experts;      // one MLP of width moe_inter * n_shared
     const i128 gate = i128(c.n_routed_experts) * h;
     n.total += expert * c.n_routed_experts + shared + gate;
     n.activated += expert * c.num_experts_per_tok + shared + gate;
@@ -514,7 +519,7 @@ int64_t narrow(i128 v) {
 ParamCounts count_params(const ModelConfig& c) {
   const i128 h = c.hidden_size, embed = i128(c.vocab_size) * h;
   i128 total = embed + h + (c.tie_word_embeddings ? 0 : embed);  // embed_tokens, norm, lm_head
-  i128 activated = h + embed;                                     // norm, lm_head
+  i128 activated = h + embed;                                    // norm, lm_head
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     LayerCount n = count_layer(c, l);
     total += n.total;

@@ -1,0 +1,83 @@
+// `dsv3 info` end to end: runs the built binary (DSV3_BIN) on a published config, a reference checkpoint
+// directory, and a directory that does not exist.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Result {
+  int status = -1;
+  std::string out;  // stdout and stderr together
+};
+
+Result run(const std::string& args) {
+  Result r;
+  std::string cmd = std::string(DSV3_BIN) + " " + args + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  int st = ::pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+std::string quoted(const std::string& s) { return "'" + s + "'"; }
+
+TEST(CliInfo, DeepSeekV3Config) {
+  Result r = run("info --model " + quoted(std::string(DSV3_TEST_SRC) + "/data/deepseek_v3_config.json"));
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("671.0B"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("671026404352"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("36.6B"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("deepseek_v3"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("3 dense + 58 MoE"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("YaRN"), std::string::npos) << r.out;
+  // 576 values x (61 + 1 MTP) layers x 4 bytes
+  EXPECT_NE(r.out.find("142848 bytes fp32"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("no weights"), std::string::npos) << r.out;
+}
+
+TEST(CliInfo, Json) {
+  Result r = run("info --json --model " + quoted(std::string(DSV3_TEST_SRC) + "/data/deepseek_v3_config.json"));
+  ASSERT_EQ(r.status, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["params"]["total_main"].get<int64_t>(), 671026404352);
+  EXPECT_EQ(j["kv_cache"]["values_per_token_per_layer"].get<int64_t>(), 576);
+  EXPECT_EQ(j["layers"]["moe"].get<int64_t>(), 58);
+  EXPECT_TRUE(j["weights"].is_null());
+  EXPECT_EQ(j["config"]["model_type"], "deepseek_v3");
+}
+
+TEST(CliInfo, TestdataDirectoryListsDtypes) {
+  if (!fs::is_directory(DSV3_TESTDATA)) GTEST_SKIP() << "reference checkpoints not found at " << DSV3_TESTDATA;
+  Result r = run("info --model " + quoted(std::string(DSV3_TESTDATA) + "/v3_fp8"));
+  ASSERT_EQ(r.status, 0) << r.out;
+  for (const char* s : {"F8_E4M3", "BF16", "F32", "93 tensors", "fp8 e4m3"})
+    EXPECT_NE(r.out.find(s), std::string::npos) << s << " not in:\n" << r.out;
+
+  Result j = run("info --json --model " + quoted(std::string(DSV3_TESTDATA) + "/v2lite_tiny"));
+  ASSERT_EQ(j.status, 0) << j.out;
+  auto js = nlohmann::json::parse(j.out);
+  EXPECT_EQ(js["weights"]["dtypes"].size(), 1u);
+  EXPECT_TRUE(js["weights"]["dtypes"].contains("F32"));
+  EXPECT_EQ(js["weights"]["tensors"].get<int64_t>(), 131);
+}
+
+TEST(CliInfo, MissingDirectory) {
+  Result r = run("info --model /nonexistent/dsv3/model");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.out.find("/nonexistent/dsv3/model"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("error"), std::string::npos) << r.out;
+}
+
+}  // namespace
