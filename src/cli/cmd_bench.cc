@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -24,6 +25,42 @@ struct Options {
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
+}
+
+double stddev(const std::vector<double>& v) {
+  double mean = 0, ss = 0;
+  for (double x : v) mean += x / double(v.size());
+  for (double x : v) ss += (x - mean) * (x - mean);
+  return v.size() > 1 ? std::sqrt(ss / double(v.size() - 1)) : 0.0;
+}
+
+size_t matrix_bytes(const kernels::WeightRef& w) {
+  size_t b = size_t(w.n * w.k) * dtype_size(w.dtype);
+  if (w.scale_inv) b += size_t(((w.n + w.block_n - 1) / w.block_n) * ((w.k + w.block_k - 1) / w.block_k)) * 4;
+  return b;
+}
+
+// Weight bytes one decoded token reads: every dense matrix, top_k of the routed experts (on average),
+// one embedding row, the head; norms are negligible and left out. MTP modules are not counted.
+double active_weight_bytes_per_token(const Model& model) {
+  const ModelConfig& c = model.config();
+  const ModelWeights& w = model.weights();
+  double bytes = double(matrix_bytes(w.embed)) / double(c.vocab_size) + double(matrix_bytes(w.head));
+  auto ffn = [](const FfnWeights& f) { return double(matrix_bytes(f.w1) + matrix_bytes(f.w2) + matrix_bytes(f.w3)); };
+  for (const LayerWeights& l : w.layers) {
+    const MlaWeights& a = l.attn;
+    for (const auto* m : {&a.wq_a, &a.wq_b, &a.wq, &a.wkv_a, &a.wkv_b, &a.wo})
+      if (m->data) bytes += double(matrix_bytes(*m));
+    if (!l.is_moe) {
+      bytes += ffn(l.mlp);
+      continue;
+    }
+    bytes += double(matrix_bytes(l.moe.gate));
+    if (l.moe.has_shared) bytes += ffn(l.moe.shared);
+    if (!l.moe.experts.empty())
+      bytes += ffn(l.moe.experts[0]) * double(c.num_experts_per_tok);
+  }
+  return bytes;
 }
 
 int run(const Options& o) {
@@ -65,16 +102,30 @@ int run(const Options& o) {
     decode_tps.push_back(double(o.gen * o.batch) / std::chrono::duration<double>(t2 - t1).count());
   }
   const double pp = median(prefill_tps), tg = median(decode_tps);
+  const double bpt = active_weight_bytes_per_token(*model);
   if (o.json) {
-    nlohmann::json j{{"model", o.model},   {"threads", omp_get_max_threads()}, {"prompt", o.prompt},
-                     {"gen", o.gen},       {"batch", o.batch},                 {"reps", o.reps},
-                     {"prefill_tok_s", pp}, {"decode_tok_s", tg}};
+    // pp_tps / tg_tps (+ _sd, _best, bytes_per_token) are the keys ../shared/bench/llamacpp's
+    // bench_llamacpp.py reads from an exec: entry.
+    nlohmann::json j{{"model", o.model},
+                     {"threads", omp_get_max_threads()},
+                     {"prompt", o.prompt},
+                     {"gen", o.gen},
+                     {"batch", o.batch},
+                     {"reps", o.reps},
+                     {"pp_tps", pp},
+                     {"tg_tps", tg},
+                     {"pp_tps_sd", stddev(prefill_tps)},
+                     {"tg_tps_sd", stddev(decode_tps)},
+                     {"pp_tps_best", *std::max_element(prefill_tps.begin(), prefill_tps.end())},
+                     {"tg_tps_best", *std::max_element(decode_tps.begin(), decode_tps.end())},
+                     {"bytes_per_token", bpt}};
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("model %s, %d threads, batch %lld, median of %lld runs\n", o.model.c_str(), omp_get_max_threads(),
                 (long long)o.batch, (long long)o.reps);
     std::printf("prefill  pp%-5lld %10.1f tok/s\n", (long long)o.prompt, pp);
-    std::printf("decode   tg%-5lld %10.1f tok/s\n", (long long)o.gen, tg);
+    std::printf("decode   tg%-5lld %10.1f tok/s   (%.1f MB of weights per token: %.1f GB/s)\n", (long long)o.gen, tg,
+                bpt / 1e6, bpt * tg / 1e9);
   }
   return 0;
 }

@@ -1,6 +1,14 @@
+// linear(): the reference, the threaded scalar path, and the choice between the SIMD kernels
+// (linear_avx512.cc, linear_avx2.cc). Threading lives here; the ISA files hold single-thread kernels.
 #include "kernels/linear.h"
 
+#include <omp.h>
+
+#include <algorithm>
 #include <vector>
+
+#include "kernels/internal.h"
+#include "kernels/isa.h"
 
 namespace dsv3::kernels {
 
@@ -33,28 +41,130 @@ void linear_ref(const float* x, int64_t m, const WeightRef& w, float* y) {
     for (int64_t i = 0; i < m; ++i) {
       const float* xi = x + i * w.k;
       float acc = 0.0f;
-      for (int64_t j = 0; j < w.k; ++j) acc += xi[j] * wr[size_t(j)];
+      for (int64_t j = 0; j < w.k; ++j) acc += xi[j] * wr[j];
       y[i * w.n + o] = acc;
     }
   }
 }
 
-void linear(const float* x, int64_t m, const WeightRef& w, float* y) {
-  // Rows of W are decoded once each into a thread-local buffer and applied to every input row.
-#pragma omp parallel
+namespace {
+
+// Below these sizes one thread is faster than waking the other (measured: docs/PERF.md).
+constexpr int64_t kGemvParallelBytes = 128 << 10;  // weight bytes
+constexpr int64_t kGemmParallelMacs = 1 << 18;      // m * n * k
+// Up to this many input rows linear() takes the GEMV kernels (measured crossover, docs/PERF.md).
+constexpr int64_t kGemvMaxRowsAvx512 = 16;
+constexpr int64_t kGemvMaxRowsAvx2 = 4;
+
+int64_t weight_bytes(const WeightRef& w) { return w.n * w.k * int64_t(dtype_size(w.dtype)); }
+
+// Inside a caller's parallel region the kernels run on the calling thread.
+int threads_for(int64_t work, int64_t threshold) {
+  return work < threshold || omp_in_parallel() ? 1 : std::max(1, omp_get_max_threads());
+}
+
+// Isa::Scalar: rows of W decoded one at a time into per-thread scratch, applied to every input row.
+void linear_scalar(const float* x, int64_t m, const WeightRef& w, float* y) {
+  const int nt = threads_for(weight_bytes(w) * std::max<int64_t>(1, m / 4), kGemvParallelBytes);
+#pragma omp parallel num_threads(nt)
   {
-    std::vector<float> wr(size_t(w.k));
+    float* wr = detail::thread_scratch(3, size_t(w.k));
 #pragma omp for schedule(static)
     for (int64_t o = 0; o < w.n; ++o) {
-      weight_row(w, o, wr.data());
+      weight_row(w, o, wr);
       for (int64_t i = 0; i < m; ++i) {
         const float* xi = x + i * w.k;
         float acc = 0.0f;
-        for (int64_t j = 0; j < w.k; ++j) acc += xi[j] * wr[size_t(j)];
+        for (int64_t j = 0; j < w.k; ++j) acc += xi[j] * wr[j];
         y[i * w.n + o] = acc;
       }
     }
   }
 }
+
+using GemvFn = void (*)(const float*, int64_t, const WeightRef&, float*, int64_t, int64_t);
+
+// Splits the n output columns into chunks of about n / (8 · threads), taken dynamically (a thread that
+// loses its core to another process does not hold the call up by a whole half). Chunk boundaries fall
+// on multiples of `align` (fp8: the scale block, so a thread prepares each block's scaled x once).
+void run_gemv(GemvFn fn, const float* x, int64_t m, const WeightRef& w, float* y) {
+  const int nt = threads_for(weight_bytes(w), kGemvParallelBytes);
+  if (nt == 1) {
+    fn(x, m, w, y, 0, w.n);
+    return;
+  }
+  const int64_t align = w.dtype == DType::F8_E4M3 ? std::max<int64_t>(16, w.block_n) : 16;
+  const int64_t want = (w.n + 8 * nt - 1) / (8 * nt);
+  const int64_t chunk = std::max<int64_t>(1, (want + align - 1) / align) * align;
+  const int64_t chunks = (w.n + chunk - 1) / chunk;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+  for (int64_t c = 0; c < chunks; ++c) fn(x, m, w, y, c * chunk, std::min(w.n, (c + 1) * chunk));
+}
+
+// GEMM work items: column blocks of kGemmNb (each decodes its own weight tiles), and row blocks when
+// there are too few column blocks to keep every thread busy.
+constexpr int64_t kGemmNb = 256;
+
+void run_gemm(Isa isa, const float* x, int64_t m, const WeightRef& w, float* y, const uint16_t* xb16) {
+  const int nt = threads_for(m * w.n * w.k, kGemmParallelMacs);
+  const int64_t nb = (w.n + kGemmNb - 1) / kGemmNb;
+  int64_t mb = 1;
+  if (nt > 1 && nb < 4 * nt) mb = std::min<int64_t>((m + 31) / 32, (4 * nt + nb - 1) / nb);
+  const int64_t mrows = (m + mb - 1) / mb;
+  const int64_t items = nb * mb;
+  // The AVX-512 kernels decode bf16 / fp8 lines in a permuted order; x follows once per call.
+  const bool permute = isa == Isa::Avx512 && !xb16 && detail::gemm_permutes_x_avx512(w);
+  float* xp = permute ? detail::thread_scratch(2, size_t(m * w.k)) : nullptr;
+  const float* xa = permute ? xp : x;
+#pragma omp parallel num_threads(nt)
+  {
+    if (permute) {
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < m; ++i) detail::permute_rows_avx512(w, x + i * w.k, 1, xp + i * w.k);
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t it = 0; it < items; ++it) {
+      const int64_t jb = it / mb, ib = it % mb;
+      const int64_t n0 = jb * kGemmNb, n1 = std::min(w.n, n0 + kGemmNb);
+      const int64_t m0 = ib * mrows, m1 = std::min(m, m0 + mrows);
+      if (m0 >= m1) continue;
+      if (isa == Isa::Avx512)
+        detail::gemm_avx512(xa, m0, m1, w, y, n0, n1, xb16);
+      else
+        detail::gemm_avx2(x, m0, m1, w, y, n0, n1);
+    }
+  }
+}
+
+}  // namespace
+
+void linear(const float* x, int64_t m, const WeightRef& w, float* y, const LinearOptions& opt) {
+  if (m <= 0 || w.n <= 0) return;
+  if (w.k <= 0) {
+    std::fill(y, y + m * w.n, 0.0f);
+    return;
+  }
+  const Isa isa = active_isa();
+  if (isa == Isa::Scalar) {
+    linear_scalar(x, m, w, y);
+    return;
+  }
+  // Few rows: one pass over W with the decoded rows applied to every input row (no panel, no
+  // transposes); more: the panel GEMM, whose decode cost is amortised over the rows.
+  if (m <= (isa == Isa::Avx512 ? kGemvMaxRowsAvx512 : kGemvMaxRowsAvx2)) {
+    run_gemv(isa == Isa::Avx512 ? detail::gemv_avx512 : detail::gemv_avx2, x, m, w, y);
+    return;
+  }
+  const uint16_t* xb16 = nullptr;
+  if (opt.bf16_activations && w.dtype == DType::BF16 && isa == Isa::Avx512 && has_avx512_bf16()) {
+    const int64_t kp = (w.k + 1) & ~int64_t(1);
+    auto* buf = reinterpret_cast<uint16_t*>(detail::thread_scratch(2, size_t(m * kp + 1) / 2 + 16));
+    detail::round_bf16_avx512(x, m, w.k, buf);
+    xb16 = buf;
+  }
+  run_gemm(isa, x, m, w, y, xb16);
+}
+
+void linear(const float* x, int64_t m, const WeightRef& w, float* y) { linear(x, m, w, y, LinearOptions{}); }
 
 }  // namespace dsv3::kernels

@@ -22,8 +22,23 @@ struct WeightRef {
   float at(int64_t row, int64_t col) const;
 };
 
-// y[M, N] = x[M, K] · Wᵀ. Multi-threaded; fast path chosen at run time.
+// y[M, N] = x[M, K] · Wᵀ. Multi-threaded (OpenMP, both regimes); fast path chosen at run time
+// (kernels/isa.h). Small m (<= 16 with AVX-512) streams each weight row once, decoding it in registers
+// and applying it to every input row (GEMV, memory-bound for decode); larger m decodes each weight tile
+// once into a cache-resident fp32 panel and reuses it for all rows (register-blocked GEMM). Exact: every product is the fp32 product of x and the decoded weight (fp8: times its block
+// scale), summed in fp32 in a different order than linear_ref (relative difference ~1e-7).
+// Deviation: an F8_E4M3 NaN byte (0x7F / 0xFF) reads as ±480 instead of NaN in the SIMD paths.
 void linear(const float* x, int64_t m, const WeightRef& w, float* y);
+
+struct LinearOptions {
+  // Opt-in, never the default: for BF16 weights in the GEMM regime (m > 16) on CPUs with AVX-512 BF16
+  // (smaller m stays exact: it is bound by reading the weights anyway), round x to bf16
+  // (nearest even) and multiply with vdpbf16ps (fp32 accumulation). Each product then carries x's
+  // bf16 rounding (~4e-3 relative); results no longer match the fp32 references to 1e-4. Ignored
+  // (exact path) where it does not apply.
+  bool bf16_activations = false;
+};
+void linear(const float* x, int64_t m, const WeightRef& w, float* y, const LinearOptions& opt);
 // The plain scalar reference the fast paths are tested against.
 void linear_ref(const float* x, int64_t m, const WeightRef& w, float* y);
 

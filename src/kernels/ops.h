@@ -1,4 +1,7 @@
 // Element-wise and row-wise kernels. No model knowledge: shapes and constants come in as arguments.
+// Each has a plain scalar reference (`*_ref`, the lead's original loops) that the SIMD paths
+// (kernels/isa.h chooses) are tested against; the SIMD paths differ from it only in summation order
+// and in exp (≤ 2 ulp, vmath.h).
 #pragma once
 
 #include <cstdint>
@@ -23,8 +26,25 @@ void rope_pairs(float* x, int64_t d, const float* cos_sin);
 //   q:  [h, c + r]   per head: the latent-space query (q_nope absorbed through W_UK) ++ the rotated q_pe
 //   kv: [t, ld]      per cached token: c latent values ++ r rope-key values (ld >= c + r, the row stride)
 //   o:  [h, c]       per head: Σ_t softmax_t(scale · q·kv_t) · kv_t[0, c)
-// scratch must hold t floats.
+// scratch must hold t floats (used by the reference; the SIMD paths need none of it).
+// The SIMD paths read the cache once for all heads (flash-decoding style, online softmax over tiles of
+// 32 rows; attention_avx512.cc) and split the heads across threads.
 void latent_attention(const float* q, int64_t h, const float* kv, int64_t t, int64_t ld, int64_t c,
                       int64_t r, float scale, float* o, float* scratch);
+
+// y[i] = exp(x[i]) (≤ 2 ulp; exp(-inf) = 0, overflow gives inf, NaN stays NaN). y may alias x.
+void exp_vec(const float* x, int64_t n, float* y);
+
+// The indices of the k largest values of x[0, n), largest first; equal values: lower index first.
+// 0 <= k <= n; x must not hold NaN.
+void top_k(const float* x, int64_t n, int64_t k, int32_t* idx);
+
+// ---- scalar references ----
+void rmsnorm_ref(const float* x, const float* w, int64_t m, int64_t n, float eps, float* y);
+void silu_mul_ref(const float* gate, const float* up, int64_t n, float* out);
+void softmax_ref(float* x, int64_t n);
+void rope_pairs_ref(float* x, int64_t d, const float* cos_sin);
+void latent_attention_ref(const float* q, int64_t h, const float* kv, int64_t t, int64_t ld, int64_t c,
+                          int64_t r, float scale, float* o, float* scratch);
 
 }  // namespace dsv3::kernels
