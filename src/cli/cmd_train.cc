@@ -1,0 +1,42 @@
+// dsv3 train --config TRAIN.json --data DIR --out RUNDIR [--resume] [--max-minutes M] [--steps N]
+//            [--stop-at S] [--no-progress]
+// Trains a DeepSeek-V3-family model from scratch on prepared token shards (docs/training.md).
+#include <fmt/format.h>
+
+#include <cstdio>
+
+#include "cli/command.h"
+#include "train/trainer.h"
+
+namespace dsv3::cli {
+namespace {
+
+int run(const train::RunOptions& o) {
+  const train::TrainSummary s = train::run_training(o);
+  std::printf("%s: step %lld/%lld, train loss %.4f, val loss %s, %.0f tokens/s, %.1f s%s\n", o.out.c_str(),
+              (long long)s.step, (long long)s.total_steps, s.train_loss,
+              s.val_loss >= 0 ? fmt::format("{:.4f}", s.val_loss).c_str() : "n/a", s.tokens_per_s, s.seconds,
+              s.finished ? "" : " (not finished: --resume continues)");
+  return 0;
+}
+
+Registrar reg("train", "Train a model on prepared data (checkpoints, metrics, exact resume)", [](CLI::App& app) {
+  auto o = std::make_shared<train::RunOptions>();
+  app.add_option("--config", o->config, "TRAIN.json: HF config fields + a \"training\" object (see configs/)");
+  app.add_option("--data", o->data, "Dataset directory from `dsv3 data prepare`")->required();
+  app.add_option("--out", o->out, "Run directory (metrics.jsonl, checkpoint/)")->required();
+  app.add_flag("--resume", o->resume, "Continue the run in --out from its checkpoint (bit-exact)");
+  app.add_option("--max-minutes", o->max_minutes, "Time budget: fits the schedule when no step count is set, "
+                                                   "and stops (with a checkpoint) when exceeded");
+  app.add_option("--steps", o->steps, "Total optimizer steps of the schedule (overrides training.steps)");
+  app.add_option("--stop-at", o->stop_at, "Stop after this step with a checkpoint (the schedule is unchanged)");
+  auto np = std::make_shared<bool>(false);
+  app.add_flag("--no-progress", *np, "No progress line on stderr");
+  return [o, np] {
+    o->progress = !*np;
+    return run(*o);
+  };
+});
+
+}  // namespace
+}  // namespace dsv3::cli

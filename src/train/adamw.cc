@@ -1,0 +1,89 @@
+#include "train/adamw.h"
+
+#include <cmath>
+
+#include "core/error.h"
+
+namespace dsv3::train {
+
+bool trainable(WeightRole r) { return r != WeightRole::Bias; }
+
+bool decays(WeightRole r) {
+  return r == WeightRole::Linear || r == WeightRole::Gate || r == WeightRole::Embedding || r == WeightRole::Head;
+}
+
+AdamW::AdamW(const Params& params, const AdamWOptions& o) : o_(o) {
+  if (!(o.beta1 >= 0 && o.beta1 < 1)) fail("adamw: beta1 must lie in [0, 1), got {}", o.beta1);
+  if (!(o.beta2 >= 0 && o.beta2 < 1)) fail("adamw: beta2 must lie in [0, 1), got {}", o.beta2);
+  if (!(o.eps > 0)) fail("adamw: eps must be positive, got {}", o.eps);
+  if (!(o.weight_decay >= 0)) fail("adamw: weight_decay must not be negative, got {}", o.weight_decay);
+  m_.resize(params.size());
+  v_.resize(params.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (!trainable(params.specs()[i].role)) continue;
+    m_[i].assign(params.value(i).size(), 0.0f);
+    v_[i].assign(params.value(i).size(), 0.0f);
+  }
+}
+
+void AdamW::step(Params& params, const Params& grads, double lr) {
+  ++t_;
+  const double b1 = o_.beta1, b2 = o_.beta2;
+  const double bc1 = 1.0 - std::pow(b1, double(t_)), bc2 = 1.0 - std::pow(b2, double(t_));
+  const double step_size = lr / bc1, inv_sqrt_bc2 = 1.0 / std::sqrt(bc2), eps = o_.eps;
+  for (size_t i = 0; i < params.size(); ++i) {
+    const WeightRole role = params.specs()[i].role;
+    if (!trainable(role)) continue;
+    const double keep = decays(role) ? 1.0 - lr * o_.weight_decay : 1.0;
+    float* p = params.value(i).data();
+    const float* g = grads.value(i).data();
+    float* m = m_[i].data();
+    float* v = v_[i].data();
+    const int64_t n = int64_t(params.value(i).size());
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t j = 0; j < n; ++j) {
+      const double gj = g[j];
+      const double mj = b1 * double(m[j]) + (1.0 - b1) * gj;
+      const double vj = b2 * double(v[j]) + (1.0 - b2) * gj * gj;
+      m[j] = float(mj);
+      v[j] = float(vj);
+      p[j] = float(double(p[j]) * keep - step_size * mj / (std::sqrt(vj) * inv_sqrt_bc2 + eps));
+    }
+  }
+}
+
+double grad_global_norm(const Params& grads) {
+  // Fixed-size blocks summed in parallel, then the partial sums serially: the same bits for any thread count.
+  constexpr int64_t kBlock = 16384;
+  double total = 0.0;
+  std::vector<double> part;
+  for (size_t i = 0; i < grads.size(); ++i) {
+    if (!trainable(grads.specs()[i].role)) continue;
+    const float* g = grads.value(i).data();
+    const int64_t n = int64_t(grads.value(i).size()), nb = (n + kBlock - 1) / kBlock;
+    part.assign(size_t(nb), 0.0);
+#pragma omp parallel for schedule(static) if (nb > 4)
+    for (int64_t b = 0; b < nb; ++b) {
+      double s = 0.0;
+      for (int64_t j = b * kBlock; j < std::min(n, (b + 1) * kBlock); ++j) s += double(g[j]) * double(g[j]);
+      part[size_t(b)] = s;
+    }
+    for (double s : part) total += s;
+  }
+  return std::sqrt(total);
+}
+
+double clip_grad_norm(Params& grads, double max_norm) {
+  const double norm = grad_global_norm(grads);
+  if (max_norm <= 0) return norm;
+  const double coef = max_norm / (norm + 1e-6);
+  if (coef >= 1.0) return norm;
+  const float c = float(coef);
+  for (size_t i = 0; i < grads.size(); ++i) {
+    if (!trainable(grads.specs()[i].role)) continue;
+    for (float& g : grads.value(i)) g *= c;
+  }
+  return norm;
+}
+
+}  // namespace dsv3::train

@@ -1,0 +1,61 @@
+// AdamW (Loshchilov & Hutter, decoupled weight decay) over the trainer's float32 master parameters, as
+// DeepSeek-V3 §4.2 trains: β1 = 0.9, β2 = 0.95, weight_decay = 0.1, gradients clipped to global norm 1.0.
+// The update is PyTorch's torch.optim.AdamW (bias-corrected moments, eps added to the corrected √v):
+//   p ← p · (1 − lr·wd)                 (only tensors that decay, see decays())
+//   m ← β1 m + (1 − β1) g,   v ← β2 v + (1 − β2) g²
+//   p ← p − lr/(1 − β1^t) · m / (√v / √(1 − β2^t) + eps)
+// Weight decay follows common practice (GPT-2/nanoGPT, Megatron-LM, llm.c): every matrix decays — linear
+// layers, the router, the embedding and the output head — while one-dimensional tensors (RMSNorm weights)
+// do not. e_score_correction_bias is not trained by gradient at all (the balancer moves it), so the optimizer
+// skips it. Moments are float32 for now (the FP8 work will store them in BF16); per-element arithmetic is in
+// double and rounded once, and nothing depends on the thread count, so a resumed run is bit-identical.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "model/weights.h"
+#include "train/params.h"
+
+namespace dsv3::train {
+
+struct AdamWOptions {
+  double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
+  double weight_decay = 0.1;
+};
+
+// Whether a tensor of this role is updated by the optimizer (all but the routing bias).
+bool trainable(WeightRole r);
+// Whether decoupled weight decay applies (matrices: Linear, Gate, Embedding, Head).
+bool decays(WeightRole r);
+
+class AdamW {
+ public:
+  AdamW(const Params& params, const AdamWOptions& o);
+
+  // One update with learning rate `lr`; increments steps().
+  void step(Params& params, const Params& grads, double lr);
+
+  const AdamWOptions& options() const { return o_; }
+  int64_t steps() const { return t_; }
+  void set_steps(int64_t t) { t_ = t; }
+  // First / second moments, same layout as Params (empty vectors for tensors that are not trainable).
+  std::vector<float>& exp_avg(size_t i) { return m_[i]; }
+  std::vector<float>& exp_avg_sq(size_t i) { return v_[i]; }
+  const std::vector<float>& exp_avg(size_t i) const { return m_[i]; }
+  const std::vector<float>& exp_avg_sq(size_t i) const { return v_[i]; }
+
+ private:
+  AdamWOptions o_;
+  int64_t t_ = 0;
+  std::vector<std::vector<float>> m_, v_;
+};
+
+// √Σ g² over the trainable tensors, in double, summed in a fixed order (independent of the thread count).
+double grad_global_norm(const Params& grads);
+
+// torch.nn.utils.clip_grad_norm_: when the global norm exceeds max_norm, every gradient is multiplied by
+// max_norm / (norm + 1e-6). Returns the norm before clipping. max_norm ≤ 0 disables clipping.
+double clip_grad_norm(Params& grads, double max_norm);
+
+}  // namespace dsv3::train

@@ -1,0 +1,34 @@
+// Auxiliary-loss-free load balancing (DeepSeek-V3 §2.1.2, "Auxiliary-Loss-Free Load Balancing"; Wang et al.
+// 2024, arXiv:2408.15664): after each optimizer step, every MoE layer's expert bias b_i (HF name
+// mlp.gate.e_score_correction_bias; used for expert selection only) moves by γ towards balance over the
+// step's whole batch:
+//   b_i ← b_i + γ · sign(mean_j load_j − load_i)
+// so overloaded experts become less attractive and underloaded ones more. The MTP module's MoE layer is
+// balanced the same way. Balance is measured as in the paper (§4.5.2 / Wang et al.):
+//   MaxVio_batch = (max_i load_i − mean load) / mean load.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "model/config.h"
+#include "train/params.h"
+#include "train/step.h"
+
+namespace dsv3::train {
+
+// (max − mean) / mean of a load vector; 0 for an empty or all-zero load.
+double max_vio(const std::vector<int64_t>& load);
+
+// Adds the loads of `more` into `acc` (one step's micro-batches → the step's batch). `acc` empty: copies.
+// Layers must match in order and size.
+void accumulate_routing(std::vector<LayerRouting>& acc, const std::vector<LayerRouting>& more);
+
+// The HF name of a layer's selection bias.
+std::string expert_bias_name(int64_t layer);
+
+// Applies b_i += γ·sign(mean − load_i) to every layer in `routing`. Layers without a bias tensor (topk methods
+// other than noaux_tc) are an error: the aux-free mode needs noaux_tc. γ = 0 leaves the biases unchanged.
+void update_expert_bias(Params& params, const std::vector<LayerRouting>& routing, double gamma);
+
+}  // namespace dsv3::train

@@ -1,0 +1,17 @@
+#include "train/linear_grad.h"
+
+#include "kernels/matmul.h"
+
+namespace dsv3::train {
+
+void linear_forward(const float* x, const float* w, int64_t m, int64_t n, int64_t k, float* y) {
+  kernels::matmul_nt(x, w, m, n, k, y);
+}
+
+void linear_backward(const float* dy, const float* x, const float* w, int64_t m, int64_t n, int64_t k, float* dx,
+                     float* dw) {
+  if (dx) kernels::matmul_nn(dy, w, m, k, n, dx, 1.0f);
+  if (dw) kernels::matmul_tn(dy, x, n, k, m, dw, 1.0f);
+}
+
+}  // namespace dsv3::train

@@ -1,0 +1,44 @@
+// Multi-head latent attention for training (DeepSeek-V2 §2.1, V3 §2.1.1), forward with saved activations
+// and explicit backward. Computes exactly what model/mla.h computes, in the non-absorbed form (k_nope and v
+// expanded through wkv_b; mathematically identical to the absorbed inference path):
+//   q        = wq_b(q_norm(wq_a x))  or  wq x                         [m, H, dn + dr]
+//   c, k_pe  = split(wkv_a x)                                         [m, C], [m, dr]
+//   cn       = kv_norm(c);  k_pe ← rope(k_pe);  q_pe ← rope(q_pe)     (adjacent pairs, position = row in its sequence)
+//   k_nope, v = split_h(wkv_b cn)                                     [m, H, dn], [m, H, dv]
+//   P_h      = causal_softmax(scale · (q_nope_h k_nope_hᵀ + q_pe_h k_peᵀ))   per sequence, [T, T]
+//   out      = wo(concat_h P_h v_h)
+// The rows are B sequences of T tokens each, stacked; each attends causally within its own sequence.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "model/config.h"
+#include "model/rope.h"
+#include "train/layout.h"
+
+namespace dsv3::train {
+
+struct MlaActs {
+  std::vector<float> qa;       // [m, q_lora_rank] wq_a x            (q-LoRA only)
+  std::vector<float> qa_rstd;  // [m]                                (q-LoRA only)
+  std::vector<float> qn;       // [m, q_lora_rank] q_norm(qa)        (q-LoRA only)
+  std::vector<float> q;        // [m, H, dn + dr] queries, the dr part rotated
+  std::vector<float> c;        // [m, C] latent: rows [0, C) of wkv_a times x
+  std::vector<float> c_rstd;   // [m]
+  std::vector<float> cn;       // [m, C] kv_norm(c)
+  std::vector<float> kpe;      // [m, dr] rope(k_pe), k_pe = rows [C, C + dr) of wkv_a times x
+  std::vector<float> kvb;      // [m, H, dn + dv] wkv_b cn: k_nope ++ v per head
+  std::vector<float> probs;    // [B, H, T, T] causal softmax, zero above the diagonal
+  std::vector<float> o;        // [m, H * dv] attention output before wo
+};
+
+// x [B·T, hidden] (already attn_norm'ed) → out [B·T, hidden]. rope must cover positions [0, T).
+void mla_forward(const ModelConfig& c, const RopeTable& rope, const MlaP& w, const float* x, int64_t B, int64_t T,
+                 float* out, MlaActs& a);
+
+// dout [B·T, hidden]; dx [B·T, hidden] += ∂L/∂x; weight gradients accumulate into g.
+void mla_backward(const ModelConfig& c, const RopeTable& rope, const MlaP& w, const MlaG& g, const float* x,
+                  int64_t B, int64_t T, const MlaActs& a, const float* dout, float* dx);
+
+}  // namespace dsv3::train

@@ -1,0 +1,149 @@
+// forward_backward / evaluate (train/step.h): the composition of the per-module forwards and backwards.
+//   main:  h = embed(t) → [block × L] → hn = norm(h) → head → CE(row i → t[i+1], i <= T−2)
+//   MTP k: module k over the previous stage's rows (train/mtp_grad.h) → head → CE(row i → t[i+k+2])
+//   loss = main_ce + λ · (1/D) Σ_k mtp_ce_k + α · Σ_layers balance     (D = num_nextn_predict_layers)
+// Backward runs the MTP modules last to first (each feeds the previous stage's gradient), then the main
+// model from its final norm down to the embedding.
+#include "train/step.h"
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
+#include <algorithm>
+#include <mutex>
+#include <vector>
+
+#include "core/error.h"
+#include "model/rope.h"
+#include "train/block_grad.h"
+#include "train/embedding_grad.h"
+#include "train/layout.h"
+#include "train/loss.h"
+#include "train/mtp_grad.h"
+#include "train/rmsnorm_grad.h"
+
+namespace dsv3::train {
+
+namespace {
+
+// A step allocates and frees tens of MB of activations. By default glibc gives large freed blocks back to
+// the OS (mmap threshold, heap trimming), so every step page-faults them in again: measured at ~40% of a
+// small model's step. Keep freed memory in the heap instead (process-wide, set once; glibc only).
+void keep_freed_memory() {
+#if defined(__GLIBC__)
+  static std::once_flag once;
+  std::call_once(once, [] {
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);  // the largest glibc accepts on 64-bit
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  });
+#endif
+}
+
+StepResult run(const ModelConfig& c, const Params& params, const int32_t* tokens, int64_t B, int64_t T,
+               const LossOptions& opt, Params* grads, float grad_scale) {
+  if (B < 1 || T < 2) fail("training step: need batch >= 1 and seq_len >= 2, got batch {} seq_len {}", B, T);
+  if (T > c.max_position_embeddings)
+    fail("training step: seq_len {} exceeds max_position_embeddings = {}", T, c.max_position_embeddings);
+  for (int64_t i = 0; i < B * T; ++i)
+    if (tokens[i] < 0 || tokens[i] >= c.vocab_size)
+      fail("training step: token id {} at index {} is outside [0, {})", tokens[i], i, c.vocab_size);
+
+  keep_freed_memory();
+  const int64_t m = B * T, D = c.hidden_size, V = c.vocab_size;
+  const float eps = float(c.rms_norm_eps);
+  const ModelP w = bind_params(c, params);
+  ModelG g;
+  if (grads) g = bind_grads(c, *grads);
+  RopeTable rope(c);
+  rope.ensure(T);
+  const BalanceMode bal = opt.mode;
+  const float bal_weight = bal == BalanceMode::None ? 0.0f : float(opt.balance_alpha) * grad_scale;
+
+  // ---- main model forward
+  std::vector<float> h(size_t(m * D));
+  embedding_forward(w.embed, tokens, m, D, h.data());
+  std::vector<BlockActs> blocks(w.layers.size());
+  for (size_t l = 0; l < w.layers.size(); ++l) block_forward(c, rope, w.layers[l], B, T, bal, h.data(), blocks[l]);
+  std::vector<float> hn(size_t(m * D)), hn_rstd(static_cast<size_t>(m));
+  rmsnorm_forward(h.data(), w.norm, m, D, eps, hn.data(), hn_rstd.data());
+
+  // ---- MTP forwards (module k needs T − 2 − k >= 1 rows with a target)
+  const int64_t n_mtp_cfg = int64_t(w.mtp.size());
+  const int64_t n_mtp = opt.mtp_lambda > 0 ? std::clamp<int64_t>(T - 2, 0, n_mtp_cfg) : 0;
+  std::vector<MtpActs> mtp(static_cast<size_t>(n_mtp));
+  for (int64_t k = 0; k < n_mtp; ++k)
+    mtp_forward(c, rope, w.mtp[size_t(k)], w.embed, tokens, B, T, k, k == 0 ? hn.data() : mtp[size_t(k - 1)].out.data(),
+                bal, mtp[size_t(k)]);
+
+  // ---- losses (fused with the head's backward)
+  StepResult res;
+  std::vector<float> dhn(grads ? size_t(m * D) : 0, 0.0f);
+  {
+    std::vector<CeTarget> targets;
+    targets.reserve(size_t(B * (T - 1)));
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t i = 0; i + 1 < T; ++i) targets.push_back({b * T + i, tokens[b * T + i + 1]});
+    const double n = double(targets.size());
+    res.tokens = int64_t(targets.size());
+    res.main_ce = head_cross_entropy(hn.data(), w.head, V, D, targets, float(grad_scale / n),
+                                     grads ? dhn.data() : nullptr, grads ? g.head : nullptr) / n;
+  }
+  std::vector<std::vector<float>> dmtp_hn(static_cast<size_t>(n_mtp));
+  for (int64_t k = 0; k < n_mtp; ++k) {
+    const MtpActs& a = mtp[size_t(k)];
+    const int64_t Tk = a.rows_per_seq;
+    std::vector<CeTarget> targets;
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t i = 0; i + 1 < Tk; ++i) targets.push_back({b * Tk + i, tokens[b * T + i + k + 2]});
+    const double n = double(targets.size());
+    const double weight = opt.mtp_lambda / double(n_mtp_cfg);
+    if (grads) dmtp_hn[size_t(k)].assign(size_t(B * Tk * D), 0.0f);
+    const double ce = head_cross_entropy(a.hn.data(), w.head, V, D, targets, float(grad_scale * weight / n),
+                                         grads ? dmtp_hn[size_t(k)].data() : nullptr, grads ? g.head : nullptr) / n;
+    res.mtp_ce += ce / double(n_mtp_cfg);
+  }
+  double balance_sum = 0.0;
+  auto report = [&](const LayerP& lw, const BlockActs& a) {
+    if (!lw.is_moe) return;
+    res.routing.push_back({.layer = lw.index, .load = a.moe.load, .balance_loss = a.moe.balance});
+    balance_sum += a.moe.balance;
+  };
+  for (size_t l = 0; l < w.layers.size(); ++l) report(w.layers[l], blocks[l]);
+  for (int64_t k = 0; k < n_mtp; ++k) report(w.mtp[size_t(k)].layer, mtp[size_t(k)].block);
+  res.loss = res.main_ce + (n_mtp > 0 ? opt.mtp_lambda * res.mtp_ce : 0.0) +
+             (bal == BalanceMode::None ? 0.0 : opt.balance_alpha * balance_sum);
+  if (!grads) return res;
+
+  // ---- backward: MTP modules last to first, then the main model
+  std::vector<float> dnext;  // ∂L/∂out of module k from module k+1
+  for (int64_t k = n_mtp - 1; k >= 0; --k) {
+    const MtpActs& a = mtp[size_t(k)];
+    const int64_t rows = B * a.rows_per_seq;
+    std::vector<float> dout = k + 1 < n_mtp ? std::move(dnext) : std::vector<float>(size_t(rows * D), 0.0f);
+    std::vector<float> dprev(k == 0 ? 0 : size_t(B * (a.rows_per_seq + 1) * D), 0.0f);
+    mtp_backward(c, rope, w.mtp[size_t(k)], g.mtp[size_t(k)], B, a, dmtp_hn[size_t(k)].data(), dout.data(),
+                 bal_weight, k == 0 ? dhn.data() : dprev.data(), g.embed);
+    dnext = std::move(dprev);
+  }
+  std::vector<float> dh(size_t(m * D), 0.0f);
+  rmsnorm_backward(dhn.data(), h.data(), w.norm, hn_rstd.data(), m, D, dh.data(), g.norm);
+  for (size_t l = w.layers.size(); l-- > 0;)
+    block_backward(c, rope, w.layers[l], g.layers[l], B, T, blocks[l], bal_weight, dh.data());
+  embedding_backward(dh.data(), tokens, m, D, g.embed);
+  return res;
+}
+
+}  // namespace
+
+StepResult forward_backward(const ModelConfig& c, const Params& params, const int32_t* tokens, int64_t batch,
+                            int64_t seq_len, const LossOptions& opt, Params& grads, float grad_scale) {
+  return run(c, params, tokens, batch, seq_len, opt, &grads, grad_scale);
+}
+
+StepResult evaluate(const ModelConfig& c, const Params& params, const int32_t* tokens, int64_t batch,
+                    int64_t seq_len, const LossOptions& opt) {
+  return run(c, params, tokens, batch, seq_len, opt, nullptr, 1.0f);
+}
+
+}  // namespace dsv3::train

@@ -1,0 +1,39 @@
+// The training loop (DESIGN.md "training"): packed batches → forward_backward (per micro-batch, gradients
+// accumulated) → global-norm clip → AdamW → expert-bias update → metrics / validation / checkpoint.
+//
+// Determinism: everything a step uses is a function of (config, seed, step, tokens seen, loader position,
+// float32 params + moments), all of which the checkpoint stores exactly, so `--resume` reproduces the
+// uninterrupted run's losses bit for bit (same build, same thread count).
+//
+// Files under RUNDIR: train_config.json (resolved TRAIN.json), metrics.jsonl (one JSON object per line:
+// "type": "train" | "val"; docs/training.md), checkpoint/ (train/checkpoint.h), summary.json.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace dsv3::train {
+
+struct RunOptions {
+  std::string config{};  // TRAIN.json (optional with resume: the checkpoint's copy is used)
+  std::string data{};    // dataset directory (dsv3 data prepare)
+  std::string out{};     // RUNDIR
+  bool resume = false;
+  double max_minutes = -1;  // ≥ 0 overrides training.time_budget_minutes
+  int64_t steps = -1;       // ≥ 0 overrides training.steps (0 = fit to the time budget)
+  int64_t stop_at = -1;     // > 0: stop after this step (checkpoint written), the schedule unchanged
+  bool progress = true;     // progress line on stderr
+};
+
+struct TrainSummary {
+  int64_t step = 0, total_steps = 0;
+  double train_loss = 0;    // mean total loss of the last (up to) 20 steps
+  double val_loss = -1;     // last validation main-head CE (-1: none)
+  double tokens_per_s = 0;  // training tokens / training seconds of this invocation
+  double seconds = 0;       // wall time of this invocation
+  bool finished = false;    // reached total_steps
+};
+
+TrainSummary run_training(const RunOptions& o);
+
+}  // namespace dsv3::train
