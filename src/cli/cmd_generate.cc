@@ -1,0 +1,129 @@
+// dsv3 generate --model DIR (--prompt TEXT | --ids "I1 I2 ...") [-n N] [--temp T] [--top-k K] [--top-p P]
+//               [--seed S] [--spec mtp|none] [--draft N] [--stats] ...   (docs/serving.md)
+// Streams the generated text to stdout as it is produced (token ids with --print-ids or when the model
+// has no tokenizer.json). --batch N generates N continuations together (seeds S, S+1, ...; continuous
+// batching as the server does) and prints them at the end; --stats then reports the aggregate throughput.
+#include <cstdio>
+
+#include "cli/command.h"
+#include "cli/gen_flags.h"
+#include "cli/ids.h"
+#include "core/error.h"
+#include "runtime/text_stream.h"
+
+namespace dsv3::cli {
+namespace {
+
+struct Options {
+  GenFlags gen;
+  std::string prompt, ids;
+  bool print_ids = false, no_bos = false;
+  int64_t batch = 1;
+};
+
+// --batch N: N sequences stepped together; texts printed at the end.
+int run_batch(const Options& o, GenModel& g, runtime::Engine& engine, const runtime::GenerationRequest& base,
+              bool text) {
+  std::vector<std::unique_ptr<runtime::Sequence>> seqs;
+  std::vector<std::optional<runtime::TextStream>> ts(size_t(o.batch));
+  std::vector<std::string> out(size_t(o.batch));
+  for (int64_t i = 0; i < o.batch; ++i) {
+    runtime::GenerationRequest req = base;
+    req.sampling.seed = base.sampling.seed + uint64_t(i);
+    if (text) ts[size_t(i)].emplace(*g.tokenizer, o.gen.stop);
+    seqs.push_back(engine.start(std::move(req), [&, i](int32_t tok, const runtime::TokenLogprobs*) {
+      auto& t = ts[size_t(i)];
+      out[size_t(i)] += t ? t->push(tok) : std::to_string(tok) + " ";
+      return !(t && t->stopped());
+    }));
+  }
+  std::vector<runtime::Sequence*> live;
+  for (;;) {
+    live.clear();
+    for (auto& s : seqs)
+      if (!s->done()) live.push_back(s.get());
+    if (live.empty()) break;
+    engine.step(live);
+  }
+  for (int64_t i = 0; i < o.batch; ++i) {
+    if (ts[size_t(i)]) out[size_t(i)] += ts[size_t(i)]->finish();
+    std::printf("[%lld] %s\n", (long long)i, out[size_t(i)].c_str());
+  }
+  std::fflush(stdout);
+  if (o.gen.stats) {
+    const runtime::EngineStats& e = engine.stats();
+    std::fprintf(stderr, "\nprefill: %lld tokens in %.3f s (%.1f tok/s)\n", (long long)e.prefill_tokens, e.prefill_s,
+                 e.prefill_s > 0 ? double(e.prefill_tokens) / e.prefill_s : 0.0);
+    std::fprintf(stderr, "decode: %lld tokens in %.3f s (%.1f tok/s, %lld streams)\n", (long long)e.decode_tokens,
+                 e.decode_s, e.decode_s > 0 ? double(e.decode_tokens) / e.decode_s : 0.0, (long long)o.batch);
+    if (engine.options().spec == runtime::SpecMode::Mtp) {
+      int64_t verify = 0;
+      for (auto& s : seqs) verify += s->stats.verify_steps;
+      std::fprintf(stderr, "mtp: %lld drafted, %lld accepted (acceptance %.1f%%), mean accepted length %.2f\n",
+                   (long long)e.drafted, (long long)e.accepted,
+                   e.drafted ? 100.0 * double(e.accepted) / double(e.drafted) : 0.0,
+                   verify ? double(e.accepted) / double(verify) : 0.0);
+    }
+  }
+  return 0;
+}
+
+int run(const Options& o) {
+  if (o.prompt.empty() == o.ids.empty()) fail("give exactly one of --prompt and --ids");
+  GenModel g = load_gen_model(o.gen.model);
+  runtime::Engine engine(*g.model, o.gen.engine());
+  runtime::GenerationRequest req;
+  if (!o.ids.empty()) {
+    req.prompt = parse_ids(o.ids);
+  } else {
+    if (!g.tokenizer) fail("{} has no tokenizer.json: give the prompt as token ids with --ids", o.gen.model);
+    if (g.tokenizer->add_bos() && g.tokenizer->bos_id() && !o.no_bos) req.prompt.push_back(*g.tokenizer->bos_id());
+    g.tokenizer->encode_into(o.prompt, req.prompt);
+  }
+  const bool text = g.tokenizer && !o.print_ids;
+  if (!o.gen.stop.empty() && !text) fail("--stop needs text output (a tokenizer.json, no --print-ids)");
+  req.sampling = o.gen.sampling();
+  req.max_tokens = o.gen.max_tokens;
+  req.eos_ids = g.eos_ids;
+  req.ignore_eos = o.gen.ignore_eos;
+  if (o.batch > 1) return run_batch(o, g, engine, req, text);
+  std::optional<runtime::TextStream> ts;
+  if (text) ts.emplace(*g.tokenizer, o.gen.stop);
+  auto seq = engine.start(std::move(req), [&](int32_t tok, const runtime::TokenLogprobs*) {
+    if (!ts) {
+      std::printf("%d ", tok);
+    } else {
+      const std::string piece = ts->push(tok);
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+    }
+    std::fflush(stdout);
+    return !(ts && ts->stopped());
+  });
+  const runtime::SequenceStats st = runtime::run_to_completion(engine, *seq);
+  if (ts) {
+    const std::string tail = ts->finish();
+    std::fwrite(tail.data(), 1, tail.size(), stdout);
+  }
+  std::printf("\n");
+  std::fflush(stdout);
+  if (o.gen.stats) {
+    print_stats(st, engine.options().spec == runtime::SpecMode::Mtp);
+    std::fprintf(stderr, "finish: %s\n", runtime::finish_reason_name(seq->finish));
+  }
+  return 0;
+}
+
+Registrar reg("generate", "Generate text from a prompt (streams to stdout)", [](CLI::App& app) {
+  auto o = std::make_shared<Options>();
+  o->gen.add_to(app);
+  app.add_option("-p,--prompt", o->prompt, "Prompt text (encoded with the model's tokenizer.json)");
+  app.add_option("--ids", o->ids, "Prompt as token ids, space separated (no tokenizer needed)");
+  app.add_flag("--print-ids", o->print_ids, "Print generated token ids instead of text");
+  app.add_flag("--no-bos", o->no_bos, "Do not prepend the tokenizer's BOS token to --prompt");
+  app.add_option("--batch", o->batch, "Generate N continuations together (seeds S, S+1, ...)")
+      ->check(CLI::PositiveNumber);
+  return [o] { return run(*o); };
+});
+
+}  // namespace
+}  // namespace dsv3::cli

@@ -1,0 +1,49 @@
+// Flags and helpers shared by `dsv3 generate` and `dsv3 chat` (docs/serving.md lists every flag).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "io/tokenizer.h"
+#include "model/transformer.h"
+#include "runtime/generator.h"
+#include "runtime/sampler.h"
+
+namespace dsv3::cli {
+
+struct GenFlags {
+  std::string model;
+  int64_t max_tokens = 200;
+  double temperature = 0.2;  // inference/generate.py's default
+  int64_t top_k = 0;
+  double top_p = 1.0, min_p = 0.0;
+  double repetition_penalty = 1.0, frequency_penalty = 0.0, presence_penalty = 0.0;
+  std::optional<uint64_t> seed;
+  std::string spec = "none";
+  int64_t draft = 1;
+  int64_t ctx = 0;
+  bool stats = false, ignore_eos = false;
+  std::vector<std::string> stop;
+
+  void add_to(CLI::App& app);
+  runtime::SamplingParams sampling() const;  // a random seed when --seed is absent
+  runtime::EngineOptions engine() const;
+};
+
+// A model ready to generate with: the tokenizer when the directory has tokenizer.json, and the
+// end-of-sequence ids (the tokenizer's eos token and config.json's eos_token_id).
+struct GenModel {
+  std::unique_ptr<Model> model;
+  std::optional<io::Tokenizer> tokenizer;
+  std::vector<int32_t> eos_ids;
+};
+GenModel load_gen_model(const std::string& dir);
+
+// "prefill: ... tok/s", "decode: ... tok/s" and, with MTP, acceptance, on stderr.
+void print_stats(const runtime::SequenceStats& s, bool speculative);
+
+}  // namespace dsv3::cli

@@ -1,0 +1,159 @@
+#include "runtime/generator.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include "core/error.h"
+#include "model/transformer.h"
+#include "runtime/speculative.h"
+
+namespace dsv3::runtime {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+}  // namespace
+
+SpecMode parse_spec_mode(const std::string& s) {
+  if (s == "none") return SpecMode::None;
+  if (s == "mtp") return SpecMode::Mtp;
+  fail("unknown speculative mode '{}' (expected none or mtp)", s);
+}
+
+Engine::Engine(Model& model, EngineOptions options) : model_(model), options_(options) {
+  const ModelConfig& c = model.config();
+  if (options_.spec == SpecMode::Mtp && model.num_mtp() == 0)
+    fail("--spec mtp: the model has no MTP module (num_nextn_predict_layers = {}); use --spec none",
+         c.num_nextn_predict_layers);
+  if (options_.draft < 1) fail("the draft depth must be >= 1, got {}", options_.draft);
+  if (options_.prefill_chunk < 1) fail("the prefill chunk must be >= 1 token, got {}", options_.prefill_chunk);
+  if (options_.max_context < 0) fail("the context size must be >= 0, got {}", options_.max_context);
+  max_context_ = options_.max_context == 0 ? c.max_position_embeddings
+                                           : std::min(options_.max_context, c.max_position_embeddings);
+}
+
+std::unique_ptr<Sequence> Engine::start(GenerationRequest request, TokenCallback callback, Sequence* reuse) const {
+  return std::make_unique<Sequence>(model_, std::move(request), std::move(callback), max_context_,
+                                    options_.spec == SpecMode::Mtp, options_.draft, reuse);
+}
+
+void Engine::step(std::span<Sequence* const> seqs) {
+  std::vector<Sequence*> pre, dec;
+  for (Sequence* s : seqs) {
+    if (s->done()) continue;
+    if (s->cancelled.load(std::memory_order_relaxed)) {
+      s->finish = FinishReason::Cancelled;
+      continue;
+    }
+    (s->prefilling() ? pre : dec).push_back(s);
+  }
+  if (pre.empty() && dec.empty()) return;
+  ++stats_.steps;
+  if (!pre.empty()) prefill(pre);
+  if (dec.empty()) return;
+  const auto t0 = Clock::now();
+  int64_t emitted = 0;
+  if (options_.spec == SpecMode::Mtp) {
+    SpecStepStats st = speculative_step(model_, dec, options_.draft);
+    stats_.drafted += st.drafted;
+    stats_.accepted += st.accepted;
+    stats_.verify_steps += 1;
+    emitted = st.emitted;
+  } else {
+    decode_plain(dec);
+    emitted = int64_t(dec.size());
+  }
+  const double dt = seconds_since(t0);
+  stats_.decode_s += dt;
+  stats_.decode_tokens += emitted;
+  for (Sequence* s : dec) s->stats.decode_s += dt;
+}
+
+void Engine::prefill(std::span<Sequence* const> seqs) {
+  const int64_t V = model_.config().vocab_size, D = model_.config().hidden_size;
+  const bool spec = options_.spec == SpecMode::Mtp;
+  std::vector<SeqChunk> chunks;
+  std::vector<Sequence*> in;
+  tokens_.clear();
+  int64_t budget = options_.prefill_chunk;
+  for (Sequence* s : seqs) {
+    const int64_t take = std::min(budget, int64_t(s->request.prompt.size()) - s->prefilled);
+    if (take <= 0) break;
+    budget -= take;
+    chunks.push_back({&s->cache, take});
+    in.push_back(s);
+    tokens_.insert(tokens_.end(), s->request.prompt.begin() + s->prefilled,
+                   s->request.prompt.begin() + s->prefilled + take);
+  }
+  const int64_t m = int64_t(tokens_.size());
+  logits_.resize(size_t(int64_t(chunks.size()) * V));
+  if (spec) hidden_.resize(size_t(m * D));
+  const auto t0 = Clock::now();
+  model_.forward(tokens_, chunks, spec ? hidden_.data() : nullptr, logits_.data(),
+                 {.logits = LogitRows::LastOfEachChunk});
+  int64_t row = 0;
+  for (size_t i = 0; i < in.size(); ++i) {
+    Sequence* s = in[i];
+    const int64_t take = chunks[i].n, start = s->prefilled, n = int64_t(s->request.prompt.size());
+    s->prefilled += take;
+    if (spec) {  // MTP rows (h[p], t[p+1]) of this chunk; the last prompt row waits for the sampled token
+      s->mtp_hidden.insert(s->mtp_hidden.end(), hidden_.begin() + row * D, hidden_.begin() + (row + take) * D);
+      for (int64_t p = start; p < start + take && p + 1 < n; ++p) s->mtp_next.push_back(s->request.prompt[size_t(p + 1)]);
+    }
+    row += take;
+    if (!s->prefilling()) {
+      const float* lg = logits_.data() + int64_t(i) * V;
+      const int32_t tok = s->sampler.sample(lg);
+      if (spec) s->mtp_next.push_back(tok);
+      s->emit(tok, lg, V);
+    }
+  }
+  if (spec) {
+    // Feed the MTP cache every pending row whose next token is known, except the newest row of a sequence
+    // that finished its prompt (the first draft step consumes it, with its logits).
+    std::vector<SeqChunk> mchunks;
+    std::vector<int32_t> next;
+    std::vector<float> hid;
+    for (Sequence* s : in) {
+      if (s->done()) continue;
+      const int64_t rows = int64_t(s->mtp_next.size()) - (s->prefilling() ? 0 : 1);
+      if (rows <= 0) continue;
+      mchunks.push_back({&s->mtp_cache, rows});
+      next.insert(next.end(), s->mtp_next.begin(), s->mtp_next.begin() + rows);
+      hid.insert(hid.end(), s->mtp_hidden.begin(), s->mtp_hidden.begin() + rows * D);
+      s->mtp_next.erase(s->mtp_next.begin(), s->mtp_next.begin() + rows);
+      s->mtp_hidden.erase(s->mtp_hidden.begin(), s->mtp_hidden.begin() + rows * D);
+    }
+    if (!mchunks.empty())
+      model_.mtp_forward(0, next, hid.data(), mchunks, nullptr, nullptr, {.logits = LogitRows::None});
+  }
+  const double dt = seconds_since(t0);
+  stats_.prefill_s += dt;
+  stats_.prefill_tokens += m;
+  for (Sequence* s : in) s->stats.prefill_s += dt;
+}
+
+void Engine::decode_plain(std::span<Sequence* const> seqs) {
+  const int64_t V = model_.config().vocab_size;
+  std::vector<SeqChunk> chunks;
+  tokens_.clear();
+  for (Sequence* s : seqs) {
+    tokens_.push_back(s->tokens.back());
+    chunks.push_back({&s->cache, 1});
+  }
+  logits_.resize(seqs.size() * size_t(V));
+  model_.forward(tokens_, chunks, nullptr, logits_.data(), {.logits = LogitRows::LastOfEachChunk});
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const float* lg = logits_.data() + int64_t(i) * V;
+    seqs[i]->emit(seqs[i]->sampler.sample(lg), lg, V);
+  }
+}
+
+SequenceStats run_to_completion(Engine& engine, Sequence& seq) {
+  Sequence* one[] = {&seq};
+  while (!seq.done()) engine.step(one);
+  return seq.stats;
+}
+
+}  // namespace dsv3::runtime

@@ -1,0 +1,414 @@
+#include "server/http_server.h"
+
+#include <httplib.h>
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "core/error.h"
+#include "io/chat_template.h"
+#include "io/tokenizer.h"
+#include "model/transformer.h"
+#include "runtime/generator.h"
+#include "runtime/scheduler.h"
+#include "server/openai_api.h"
+
+namespace dsv3::server {
+
+using json = nlohmann::json;
+using runtime::Job;
+using runtime::JobUpdate;
+
+namespace {
+
+constexpr auto kPoll = std::chrono::milliseconds(50);
+
+int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+void send_error(httplib::Response& res, const ApiError& e) {
+  res.status = e.status;
+  res.set_content(dump(e.to_json()), "application/json");
+}
+
+// Constant-time comparison of the presented key.
+bool same_key(const std::string& a, const std::string& b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i % (b.empty() ? 1 : b.size())]);
+  return diff == 0 && !b.empty();
+}
+
+class Server {
+ public:
+  Server(const ServerOptions& o) : opt_(o) {
+    namespace fs = std::filesystem;
+    model_ = Model::load(o.model_dir);
+    const ModelConfig& c = model_->config();
+    if (fs::exists(fs::path(o.model_dir) / "tokenizer.json")) {
+      tokenizer_ = io::Tokenizer::load(o.model_dir);
+      if (fs::exists(fs::path(o.model_dir) / "tokenizer_config.json")) chat_ = io::ChatTemplate::load(o.model_dir);
+    }
+    for (int64_t id : c.eos_token_ids) eos_.push_back(int32_t(id));
+    if (tokenizer_ && tokenizer_->eos_id()) eos_.push_back(*tokenizer_->eos_id());
+    if (o.ctx < 2) fail("--ctx must be >= 2, got {}", o.ctx);
+    engine_ = std::make_unique<runtime::Engine>(
+        *model_, runtime::EngineOptions{.spec = runtime::parse_spec_mode(o.spec),
+                                        .draft = o.draft,
+                                        .prefill_chunk = o.prefill_chunk,
+                                        .max_context = o.ctx});
+    scheduler_ = std::make_unique<runtime::Scheduler>(
+        *engine_, tokenizer_ ? &*tokenizer_ : nullptr,
+        runtime::SchedulerOptions{.parallel = o.parallel, .max_queue = o.max_queue});
+    name_ = o.model_name.empty() ? fs::path(o.model_dir).lexically_normal().filename().string() : o.model_name;
+    if (name_.empty()) name_ = fs::path(o.model_dir).lexically_normal().parent_path().filename().string();
+    api_ctx_ = {.tokenizer = tokenizer_ ? &*tokenizer_ : nullptr,
+                .chat_template = &chat_,
+                .context = engine_->max_context(),
+                .vocab_size = c.vocab_size};
+    started_ = unix_now();
+  }
+
+  // Shutting down: responses in flight cancel their jobs instead of running to the end.
+  void begin_stop() { stopping_ = true; }
+
+  void install(httplib::Server& svr) {
+    svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      if (opt_.api_key.empty() || req.path.rfind("/v1/", 0) != 0) return httplib::Server::HandlerResponse::Unhandled;
+      const std::string auth = req.get_header_value("Authorization");
+      const std::string prefix = "Bearer ";
+      if (auth.rfind(prefix, 0) == 0 && same_key(auth.substr(prefix.size()), opt_.api_key))
+        return httplib::Server::HandlerResponse::Unhandled;
+      send_error(res, ApiError(401,
+                               auth.empty() ? "You didn't provide an API key. Provide it in the Authorization header "
+                                              "(Authorization: Bearer YOUR_KEY)."
+                                            : "Incorrect API key provided.",
+                               "invalid_request_error", std::nullopt, "invalid_api_key"));
+      return httplib::Server::HandlerResponse::Handled;
+    });
+    svr.Get("/health", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content(R"({"status":"ok"})", "application/json");
+    });
+    svr.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+      json m = {{"id", name_}, {"object", "model"}, {"created", started_}, {"owned_by", "dsv3"}};
+      res.set_content(dump(json{{"object", "list"}, {"data", json::array({m})}}), "application/json");
+    });
+    svr.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_content(metrics_text(), "text/plain; version=0.0.4");
+    });
+    svr.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
+      complete(Endpoint::Chat, req, res);
+    });
+    svr.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
+      complete(Endpoint::Completion, req, res);
+    });
+    svr.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+      if (!res.body.empty()) return;
+      if (res.status == 404)
+        send_error(res, ApiError(404, fmt::format("Unknown request URL: {} {}.", req.method, req.path),
+                                 "invalid_request_error", std::nullopt, "unknown_url"));
+      else if (res.status == 413)
+        send_error(res, ApiError(413, "The request body is too large.", "invalid_request_error"));
+      else if (res.status >= 400)
+        send_error(res, ApiError(res.status, fmt::format("HTTP error {}.", res.status), "invalid_request_error"));
+    });
+    svr.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+      std::string what = "internal error";
+      try {
+        if (ep) std::rethrow_exception(ep);
+      } catch (const std::exception& e) {
+        what = e.what();
+      } catch (...) {
+      }
+      send_error(res, ApiError(500, what, "server_error"));
+    });
+    svr.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+      std::lock_guard lk(mu_);
+      ++requests_[{req.path.rfind("/v1/", 0) == 0 || req.path == "/health" || req.path == "/metrics" ? req.path : "other",
+                   res.status}];
+    });
+  }
+
+ private:
+  // Relays one job to the client; the same code serves streaming (SSE chunks as tokens arrive) and
+  // non-streaming (one JSON body at the end) responses, both sent chunked so that a client that goes away
+  // is noticed while its job runs.
+  struct Relay {
+    std::shared_ptr<Job> job;
+    ApiRequest req;
+    ResponseMeta meta;
+    bool sent_role = false, finished = false;
+    std::string text;                                // non-streaming: everything
+    std::vector<runtime::TokenLogprobs> logprobs;    // non-streaming: everything
+    int64_t text_offset = 0;                         // completions logprobs
+  };
+
+  void complete(Endpoint ep, const httplib::Request& req, httplib::Response& res) {
+    ApiRequest r;
+    std::shared_ptr<Job> job;
+    try {
+      if (ep == Endpoint::Chat && !tokenizer_)
+        throw ApiError(400, "this model has no tokenizer.json, so chat is unavailable; use /v1/completions with "
+                            "token ids", "invalid_request_error", "messages");
+      r = parse_request(ep, req.body, api_ctx_);
+      runtime::GenerationRequest g;
+      g.prompt = r.prompt;
+      g.sampling = r.sampling;
+      g.max_tokens = r.max_tokens;
+      g.eos_ids = eos_;
+      g.ignore_eos = r.ignore_eos;
+      try {
+        job = scheduler_->submit(std::move(g), r.stop);
+      } catch (const Error& e) {
+        throw ApiError(400, e.what(), "invalid_request_error");
+      }
+      if (!job) {
+        res.set_header("Retry-After", "1");
+        throw ApiError(503, "The server is overloaded: too many requests are waiting. Retry later.", "server_error",
+                       std::nullopt, "server_overloaded");
+      }
+    } catch (const ApiError& e) {
+      send_error(res, e);
+      return;
+    }
+    auto relay = std::make_shared<Relay>();
+    relay->job = job;
+    relay->req = std::move(r);
+    relay->meta = {.id = make_id(ep == Endpoint::Chat ? "chatcmpl-" : "cmpl-"), .model = name_, .created = unix_now()};
+    const bool stream = relay->req.stream;
+    auto provider = [this, relay](size_t, httplib::DataSink& sink) {
+      if (relay->finished) {
+        sink.done();
+        return true;
+      }
+      if (stopping_) {
+        relay->job->cancel();
+        return false;
+      }
+      std::string out;
+      if (relay->req.stream && !relay->sent_role && relay->req.endpoint == Endpoint::Chat) {
+        out += sse(chat_chunk(*relay, json{{"role", "assistant"}, {"content", ""}}, nullptr, nullptr));
+        relay->sent_role = true;
+      }
+      JobUpdate u;
+      if (relay->job->poll(u, kPoll)) out += relay->req.stream ? stream_update(*relay, u) : collect(*relay, u);
+      if (!out.empty() && !sink.write(out.data(), out.size())) {
+        relay->job->cancel();
+        return false;
+      }
+      if (out.empty() && !sink.is_writable()) {
+        relay->job->cancel();
+        return false;
+      }
+      if (relay->finished) sink.done();
+      return true;
+    };
+    auto releaser = [relay](bool success) {
+      if (!success || !relay->finished) relay->job->cancel();
+    };
+    if (stream) res.set_header("Cache-Control", "no-cache");
+    res.set_chunked_content_provider(stream ? "text/event-stream" : "application/json", provider, releaser);
+  }
+
+  static std::string sse(const json& j) { return "data: " + dump(j) + "\n\n"; }
+
+  json chat_chunk(const Relay& r, const json& delta, const json* logprobs, const char* finish) const {
+    json choice = {{"index", 0},
+                   {"delta", delta},
+                   {"logprobs", logprobs ? *logprobs : json(nullptr)},
+                   {"finish_reason", finish ? json(finish) : json(nullptr)}};
+    return json{{"id", r.meta.id},          {"object", "chat.completion.chunk"}, {"created", r.meta.created},
+                {"model", r.meta.model},    {"system_fingerprint", "dsv3"},      {"choices", json::array({choice})}};
+  }
+
+  json completion_chunk(const Relay& r, const std::string& text, const json* logprobs, const char* finish) const {
+    json choice = {{"index", 0},
+                   {"text", text},
+                   {"logprobs", logprobs ? *logprobs : json(nullptr)},
+                   {"finish_reason", finish ? json(finish) : json(nullptr)}};
+    return json{{"id", r.meta.id},       {"object", "text_completion"}, {"created", r.meta.created},
+                {"model", r.meta.model}, {"system_fingerprint", "dsv3"}, {"choices", json::array({choice})}};
+  }
+
+  json logprobs_of(Relay& r, const std::vector<runtime::TokenLogprobs>& lps, const std::string& text) {
+    const io::Tokenizer* tok = tokenizer_ ? &*tokenizer_ : nullptr;
+    if (r.req.endpoint == Endpoint::Chat) return chat_logprobs_json(tok, lps);
+    json j = completion_logprobs_json(tok, lps, r.text_offset);
+    r.text_offset += int64_t(text.size());
+    return j;
+  }
+
+  std::string stream_update(Relay& r, const JobUpdate& u) {
+    std::string out;
+    const bool chat = r.req.endpoint == Endpoint::Chat;
+    if (!u.text.empty() || (r.req.logprobs && !u.logprobs.empty())) {
+      json lp;
+      if (r.req.logprobs) lp = logprobs_of(r, u.logprobs, u.text);
+      const json* lpp = r.req.logprobs ? &lp : nullptr;
+      out += sse(chat ? chat_chunk(r, json{{"content", u.text}}, lpp, nullptr) : completion_chunk(r, u.text, lpp, nullptr));
+    }
+    if (!u.done) return out;
+    r.finished = true;
+    if (!u.error.empty()) {
+      out += sse(ApiError(500, "generation failed: " + u.error, "server_error").to_json());
+    } else {
+      const char* fr = finish_reason_json(u.finish);
+      out += sse(chat ? chat_chunk(r, json::object(), nullptr, fr) : completion_chunk(r, "", nullptr, fr));
+      if (r.req.include_usage) {
+        json j = {{"id", r.meta.id},
+                  {"object", chat ? "chat.completion.chunk" : "text_completion"},
+                  {"created", r.meta.created},
+                  {"model", r.meta.model},
+                  {"system_fingerprint", "dsv3"},
+                  {"choices", json::array()},
+                  {"usage", usage_json(r.job->prompt_tokens(), u.stats.generated)}};
+        out += sse(j);
+      }
+    }
+    out += "data: [DONE]\n\n";
+    return out;
+  }
+
+  std::string collect(Relay& r, const JobUpdate& u) {
+    r.text += u.text;
+    r.logprobs.insert(r.logprobs.end(), u.logprobs.begin(), u.logprobs.end());
+    if (!u.done) return {};
+    r.finished = true;
+    if (!u.error.empty()) return dump(ApiError(500, "generation failed: " + u.error, "server_error").to_json());
+    const bool chat = r.req.endpoint == Endpoint::Chat;
+    json lp = nullptr;
+    if (r.req.logprobs) lp = logprobs_of(r, r.logprobs, r.text);
+    json choice = chat ? json{{"index", 0},
+                              {"message", {{"role", "assistant"}, {"content", r.text}}},
+                              {"logprobs", lp},
+                              {"finish_reason", finish_reason_json(u.finish)}}
+                       : json{{"index", 0}, {"text", r.text}, {"logprobs", lp}, {"finish_reason", finish_reason_json(u.finish)}};
+    json body = {{"id", r.meta.id},
+                 {"object", chat ? "chat.completion" : "text_completion"},
+                 {"created", r.meta.created},
+                 {"model", r.meta.model},
+                 {"system_fingerprint", "dsv3"},
+                 {"choices", json::array({choice})},
+                 {"usage", usage_json(r.job->prompt_tokens(), u.stats.generated)}};
+    return dump(body);
+  }
+
+  std::string metrics_text() {
+    const runtime::SchedulerMetrics m = scheduler_->metrics();
+    const runtime::EngineStats& e = m.engine;
+    std::string out;
+    auto metric = [&](const char* name, const char* type, const char* help, const std::string& samples) {
+      out += fmt::format("# HELP {} {}\n# TYPE {} {}\n{}", name, help, name, type, samples);
+    };
+    auto one = [](const char* name, double v) { return fmt::format("{} {}\n", name, v); };
+    {
+      std::string s;
+      std::lock_guard lk(mu_);
+      for (const auto& [k, v] : requests_)
+        s += fmt::format("dsv3_http_requests_total{{path=\"{}\",status=\"{}\"}} {}\n", k.first, k.second, v);
+      if (s.empty()) s = "dsv3_http_requests_total{path=\"/metrics\",status=\"200\"} 0\n";
+      metric("dsv3_http_requests_total", "counter", "HTTP requests answered, by path and status.", s);
+    }
+    metric("dsv3_requests_submitted_total", "counter", "Generation requests accepted into the queue.",
+           one("dsv3_requests_submitted_total", double(m.submitted)));
+    metric("dsv3_requests_completed_total", "counter", "Generation requests finished normally.",
+           one("dsv3_requests_completed_total", double(m.completed)));
+    metric("dsv3_requests_cancelled_total", "counter", "Generation requests cancelled (client went away).",
+           one("dsv3_requests_cancelled_total", double(m.cancelled)));
+    metric("dsv3_requests_rejected_total", "counter", "Generation requests refused because the queue was full.",
+           one("dsv3_requests_rejected_total", double(m.rejected)));
+    metric("dsv3_requests_failed_total", "counter", "Generation requests failed by an engine error.",
+           one("dsv3_requests_failed_total", double(m.failed)));
+    metric("dsv3_queue_depth", "gauge", "Requests waiting for a slot.", one("dsv3_queue_depth", double(m.queued)));
+    metric("dsv3_active_sequences", "gauge", "Sequences being generated.", one("dsv3_active_sequences", double(m.active)));
+    metric("dsv3_prompt_tokens_total", "counter", "Prompt tokens of finished requests.",
+           one("dsv3_prompt_tokens_total", double(m.prompt_tokens)));
+    metric("dsv3_generation_tokens_total", "counter", "Generated tokens of finished requests.",
+           one("dsv3_generation_tokens_total", double(m.generated_tokens)));
+    metric("dsv3_prefill_tokens_per_second", "gauge", "Prompt tokens per second of prefill compute (lifetime).",
+           one("dsv3_prefill_tokens_per_second", e.prefill_s > 0 ? double(e.prefill_tokens) / e.prefill_s : 0.0));
+    metric("dsv3_decode_tokens_per_second", "gauge",
+           "Generated tokens per second of decode compute, all sequences together (lifetime).",
+           one("dsv3_decode_tokens_per_second", e.decode_s > 0 ? double(e.decode_tokens) / e.decode_s : 0.0));
+    metric("dsv3_engine_steps_total", "counter", "Engine steps (batched forwards).",
+           one("dsv3_engine_steps_total", double(e.steps)));
+    metric("dsv3_spec_draft_tokens_total", "counter", "MTP draft tokens proposed.",
+           one("dsv3_spec_draft_tokens_total", double(e.drafted)));
+    metric("dsv3_spec_accepted_tokens_total", "counter", "MTP draft tokens accepted.",
+           one("dsv3_spec_accepted_tokens_total", double(e.accepted)));
+    metric("dsv3_spec_acceptance_rate", "gauge", "Accepted / proposed MTP drafts (lifetime).",
+           one("dsv3_spec_acceptance_rate", e.drafted > 0 ? double(e.accepted) / double(e.drafted) : 0.0));
+    metric("dsv3_uptime_seconds", "gauge", "Seconds since the server started.",
+           one("dsv3_uptime_seconds", double(unix_now() - started_)));
+    return out;
+  }
+
+  ServerOptions opt_;
+  std::unique_ptr<Model> model_;
+  std::optional<io::Tokenizer> tokenizer_;
+  io::ChatTemplate chat_;
+  std::vector<int32_t> eos_;
+  std::unique_ptr<runtime::Engine> engine_;
+  std::unique_ptr<runtime::Scheduler> scheduler_;
+  std::string name_;
+  ApiContext api_ctx_;
+  int64_t started_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::mutex mu_;
+  std::map<std::pair<std::string, int>, int64_t> requests_;
+};
+
+}  // namespace
+
+int run_server(const ServerOptions& o) {
+  if (o.port < 0 || o.port > 65535) fail("--port must be in 0..65535, got {}", o.port);
+  if (o.parallel < 1) fail("--parallel must be >= 1, got {}", o.parallel);
+  // Signals are taken by a dedicated thread (sigwait); no thread started from here on receives them.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  Server server(o);
+  httplib::Server svr;
+  const size_t threads = o.http_threads > 0 ? size_t(o.http_threads) : size_t(o.parallel + o.max_queue + 4);
+  svr.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  svr.set_payload_max_length(16u << 20);
+  svr.set_keep_alive_max_count(1000);
+  svr.set_read_timeout(30, 0);
+  svr.set_write_timeout(30, 0);
+  server.install(svr);
+
+  int port = o.port;
+  if (port == 0) {
+    port = svr.bind_to_any_port(o.host);
+    if (port < 0) fail("cannot bind {}: no free port", o.host);
+  } else if (!svr.bind_to_port(o.host, port)) {
+    fail("cannot bind {}:{} (in use, or not a local address)", o.host, port);
+  }
+  std::thread sig([&svr, &server, set] {
+    int s = 0;
+    sigwait(&set, &s);
+    server.begin_stop();
+    svr.stop();
+  });
+  std::fprintf(stderr, "dsv3 serve: listening on http://%s:%d\n", o.host.c_str(), port);
+  std::fflush(stderr);
+  const bool ok = svr.listen_after_bind();
+  // Wake the signal thread if the server ended for another reason.
+  pthread_kill(sig.native_handle(), SIGTERM);
+  sig.join();
+  std::fprintf(stderr, "dsv3 serve: stopped\n");
+  return ok ? 0 : 1;
+}
+
+}  // namespace dsv3::server

@@ -1,0 +1,37 @@
+// `dsv3 serve`: an OpenAI-compatible HTTP server (cpp-httplib) over the continuous-batching scheduler.
+//
+//   POST /v1/chat/completions, /v1/completions   (stream: true → server-sent events, "data: [DONE]" last)
+//   GET  /v1/models, /health, /metrics (Prometheus text format)
+//
+// Threads: httplib's pool runs one request per thread; each submits a Job to the scheduler and relays its
+// updates (polling every 50 ms, which is also when a vanished client is noticed and its job cancelled).
+// The engine thread (scheduler.h) is the only one touching the model. Overload (the scheduler's queue is
+// full) answers 503 with Retry-After; errors use OpenAI's {"error": {...}} shape. docs/serving.md lists
+// every flag and field.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace dsv3::server {
+
+struct ServerOptions {
+  std::string model_dir;
+  std::string host = "127.0.0.1";
+  int port = 8080;               // 0: any free port (the chosen one is printed)
+  std::string api_key;           // empty: no authentication
+  std::string model_name;        // the id /v1/models reports; default: the directory's name
+  int64_t parallel = 4;          // sequences decoded together
+  int64_t ctx = 4096;            // context per sequence (prompt + completion)
+  int64_t max_queue = 64;        // requests waiting for a slot before 503
+  int64_t http_threads = 0;      // 0: parallel + max_queue + 4
+  std::string spec = "none";     // none | mtp
+  int64_t draft = 1;
+  int64_t prefill_chunk = 512;
+};
+
+// Loads the model, binds, prints "dsv3 serve: listening on http://HOST:PORT" to stderr and serves until
+// SIGINT or SIGTERM. Returns the process exit status.
+int run_server(const ServerOptions& options);
+
+}  // namespace dsv3::server

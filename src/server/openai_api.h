@@ -1,0 +1,88 @@
+// The OpenAI HTTP API's JSON: request parsing and validation for /v1/chat/completions and /v1/completions,
+// and the response / stream-chunk / error objects (shapes as in OpenAI's API reference; "object" names
+// chat.completion, chat.completion.chunk, text_completion). No HTTP here (http_server.h).
+//
+// Accepted request fields (others are ignored, as OpenAI-compatible servers do):
+//   chat:        messages (required; content a string, null, or an array of {"type": "text"} parts; roles
+//                system | developer (as system) | user | assistant | tool), logprobs (bool), top_logprobs
+//                (0..20), max_completion_tokens
+//   completions: prompt (string, token-id array, or a one-element array of either), logprobs (0..20),
+//                echo (false only), suffix (null only), best_of (1 only)
+//   both:        model, max_tokens, temperature (0..2), top_p (0..1), n (1 only), stream, stream_options
+//                {include_usage}, stop (string or up to 4 strings), seed, frequency_penalty and
+//                presence_penalty (-2..2); extensions: top_k, min_p, repetition_penalty, ignore_eos
+// Every violation is an ApiError naming the field in "param".
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "io/chat_template.h"
+#include "io/tokenizer.h"
+#include "runtime/sampler.h"
+#include "runtime/sequence.h"
+
+namespace dsv3::server {
+
+// {"error": {"message", "type", "param", "code"}} with an HTTP status.
+struct ApiError : std::runtime_error {
+  ApiError(int status, std::string message, std::string type = "invalid_request_error",
+           std::optional<std::string> param = std::nullopt, std::optional<std::string> code = std::nullopt);
+  int status;
+  std::string type;
+  std::optional<std::string> param, code;
+  nlohmann::json to_json() const;
+};
+
+enum class Endpoint { Chat, Completion };
+
+struct ApiContext {
+  const io::Tokenizer* tokenizer = nullptr;  // required for text prompts and chat
+  const io::ChatTemplate* chat_template = nullptr;
+  int64_t context = 4096;      // prompt + completion tokens
+  int64_t vocab_size = 0;      // token-id prompts are checked against it
+};
+
+struct ApiRequest {
+  Endpoint endpoint = Endpoint::Chat;
+  std::string model;
+  std::vector<int32_t> prompt;
+  runtime::SamplingParams sampling;
+  int64_t max_tokens = 0;  // resolved: explicit, or what the context leaves
+  std::vector<std::string> stop;
+  bool stream = false, include_usage = false;
+  bool logprobs = false;
+  int64_t top_logprobs = 0;
+  bool ignore_eos = false;
+};
+
+// Parses and validates a request body; throws ApiError. The sampling seed is random when absent.
+ApiRequest parse_request(Endpoint endpoint, std::string_view body, const ApiContext& ctx);
+
+// ---- responses -------------------------------------------------------------------------------------------
+
+// Per-token logprobs as OpenAI reports them (chat: "content" entries; completions: the legacy arrays).
+nlohmann::json chat_logprobs_json(const io::Tokenizer* tok, const std::vector<runtime::TokenLogprobs>& lps);
+nlohmann::json completion_logprobs_json(const io::Tokenizer* tok, const std::vector<runtime::TokenLogprobs>& lps,
+                                        int64_t text_offset);
+
+struct ResponseMeta {
+  std::string id, model;
+  int64_t created = 0;
+};
+
+nlohmann::json usage_json(int64_t prompt_tokens, int64_t completion_tokens);
+const char* finish_reason_json(runtime::FinishReason r);  // "stop" | "length"
+
+// Serialises JSON for the wire: invalid UTF-8 (never expected) is replaced rather than thrown on.
+std::string dump(const nlohmann::json& j);
+
+// A fresh id: prefix + 24 hex digits.
+std::string make_id(const char* prefix);
+
+}  // namespace dsv3::server
