@@ -1,13 +1,11 @@
 #!/usr/bin/env bash
-# The main job. Until the KJV training pipeline lands, it shows the engine core on a random model:
-# create a small DeepSeek-V3 (MLA + MoE + MTP) with `dsv3 init`, summarise it, compute logits.
+# The main job: install dependencies, build dsv3, then train a small DeepSeek-V3 (MLA, DeepSeekMoE with
+# aux-loss-free balancing, MTP) on the King James Bible and print samples from it (scripts/kjv.sh,
+# docs/training.md). Then talk to it:  build/dsv3 chat --model runs/kjv/run/checkpoint
+#   KJV_MINUTES=N bash scripts/main.sh   training budget in minutes (default 10); other flags: scripts/kjv.sh --help
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dsv3=$(bash scripts/build.sh)
-out=${DSV3_OUT:-runs/demo}
-mkdir -p "$out"
-"$dsv3" init --config configs/v3-demo.json --out "$out/model" --seed 1 --dtype bf16
-"$dsv3" info --model "$out/model"
-"$dsv3" logits --model "$out/model" --ids "0 17 42 4095 7" --out "$out/logits.f32" --mtp-out "$out/mtp_logits.f32"
-echo "logits: $out/logits.f32 ($(stat -c %s "$out/logits.f32") bytes = 5 x 8192 float32)"
-"$dsv3" bench --model "$out/model" --prompt 128 --gen 64
+DSV3="$dsv3" bash scripts/kjv.sh "$@"
+echo "== talk to it:  $dsv3 chat --model ${KJV_WORK:-runs/kjv}/run/checkpoint"
+echo "==   or serve:  $dsv3 serve --model ${KJV_WORK:-runs/kjv}/run/checkpoint --port 8080"

@@ -13,6 +13,7 @@ pkgs=(
   libbenchmark-dev                               # micro-benchmarks in bench/
   clang-14 libclang-rt-14-dev                    # libFuzzer target for the safetensors header parser
   gnuplot-nox                                    # training plots
+  tmux                                           # tests drive `dsv3 chat` in a real terminal
   bible-kjv                                      # the King James text for the main job
 )
 missing=()
