@@ -19,7 +19,7 @@
 
 namespace dsv3::kernels::detail {
 
-// 64-byte aligned, per-thread, grow-only buffer (slot 0..3 are independent). Allocates only when a call
+// 64-byte aligned, per-thread, grow-only buffer (slot 0..5 are independent). Allocates only when a call
 // needs more than any earlier call on this thread did.
 float* thread_scratch(int slot, size_t floats);
 
@@ -37,6 +37,33 @@ bool gemm_permutes_x_avx512(const WeightRef& w);
 void permute_rows_avx512(const WeightRef& w, const float* x, int64_t m, float* xp);
 // x[m, k] -> bf16 [m, kp] (round to nearest even, zero pad to even kp).
 void round_bf16_avx512(const float* x, int64_t m, int64_t k, uint16_t* out);
+
+// ---- block-quantized linear (quant.cc, quant_avx512.cc, quant_avx2.cc; kernels/quant.h) ----
+// x quantized for the GEMV kernels. Compact layout (scalar, AVX2): q [m, kl = qblocks(k) · 32] in natural
+// order, d / c [m, ld = qblocks(k)] per-block scale and code sum. AVX-512 layout: q [m, kl] padded to whole
+// 64-byte lines (Int8: 2 blocks per line, natural order; Int4: 4 blocks, the low halves of the 4 blocks then
+// the high halves, matching the nibbles), d [m, ld = lines · 16] the scale of each dword lane's block and
+// c the lane's correction for the unsigned weight codes (−Σqx · zero point / lanes per block).
+struct QActs {
+  const int8_t* q = nullptr;
+  const float* d = nullptr;
+  const int32_t* c = nullptr;
+  int64_t kl = 0, ld = 0;
+};
+// Bytes of per-thread scratch prepare_* needs for m rows.
+size_t qacts_bytes(int64_t m, int64_t k);
+void prepare_qacts_compact(const float* x, int64_t m, int64_t k, void* buf, QActs* out);
+void prepare_qacts_avx512(const float* x, int64_t m, int64_t k, Quant q, void* buf, QActs* out);
+// GEMV over columns [n0, n1) for all m rows, x prepared by the matching prepare_*.
+void gemv_q_scalar(const QActs& xa, int64_t m, const WeightRef& w, float* y, int64_t n0, int64_t n1);
+void gemv_q_avx2(const QActs& xa, int64_t m, const WeightRef& w, float* y, int64_t n0, int64_t n1);
+void gemv_q_avx512(const QActs& xa, int64_t m, const WeightRef& w, float* y, int64_t n0, int64_t n1);
+// GEMM decode: staging[r][0, kcp) = W[row0 + r, col0 .. col0 + kc) as fp32 for r < nrows, zeros for
+// nrows <= r < rows and for kc <= p < kcp (kc rounded up to 16); col0 a multiple of 32.
+void quant_decode_rows_avx512(const WeightRef& w, int64_t row0, int64_t nrows, int rows, int64_t col0, int64_t kc,
+                              float* staging, int64_t lds);
+void quant_decode_rows_avx2(const WeightRef& w, int64_t row0, int64_t nrows, int rows, int64_t col0, int64_t kc,
+                            float* staging, int64_t lds);
 
 // ---- ops ----
 void rmsnorm_avx512(const float* x, const float* w, int64_t m, int64_t n, float eps, float* y);

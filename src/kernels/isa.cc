@@ -53,6 +53,15 @@ bool has_avx512_bf16() {
 #endif
 }
 
+bool has_avx512_vnni() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool has = best_isa() == Isa::Avx512 && __builtin_cpu_supports("avx512vnni");
+  return has;
+#else
+  return false;
+#endif
+}
+
 std::string_view isa_name(Isa isa) {
   switch (isa) {
     case Isa::Scalar: return "scalar";
@@ -74,8 +83,8 @@ namespace dsv3::kernels::detail {
 
 namespace {
 struct Scratch {
-  float* p[4] = {};
-  size_t cap[4] = {};
+  float* p[6] = {};
+  size_t cap[6] = {};
   ~Scratch() {
     for (float* q : p) std::free(q);
   }

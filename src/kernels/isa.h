@@ -22,6 +22,8 @@ Isa active_isa();
 Isa set_isa(Isa isa);
 // Whether the CPU has AVX-512 BF16 (vdpbf16ps), used by the opt-in bf16 linear mode.
 bool has_avx512_bf16();
+// Whether the CPU has AVX-512 VNNI (vpdpbusd), used by the int8 / int4 GEMV kernels (else the AVX2 ones).
+bool has_avx512_vnni();
 
 std::string_view isa_name(Isa isa);
 

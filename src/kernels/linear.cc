@@ -9,10 +9,19 @@
 
 #include "kernels/internal.h"
 #include "kernels/isa.h"
+#include "kernels/quant.h"
 
 namespace dsv3::kernels {
 
 float WeightRef::at(int64_t row, int64_t col) const {
+  if (quant != Quant::None) {
+    const int64_t b = col / kQBlock, j = col % kQBlock;
+    const auto* codes = static_cast<const uint8_t*>(data) + row * qrow_bytes(quant, k);
+    const float s = f16_to_f32(qscale[row * qblocks(k) + b]);
+    if (quant == Quant::Int8) return float(int8_t(codes[col])) * s;
+    const uint8_t byte = codes[b * 16 + j % 16];
+    return float(int((j < 16 ? byte : byte >> 4) & 15) - 8) * s;
+  }
   const size_t i = size_t(row) * size_t(k) + size_t(col);
   switch (dtype) {
     case DType::F32:
@@ -28,6 +37,14 @@ float WeightRef::at(int64_t row, int64_t col) const {
     default:
       return 0.0f;
   }
+}
+
+int64_t weight_bytes(const WeightRef& w) {
+  if (w.quant != Quant::None) return w.n * (qrow_bytes(w.quant, w.k) + 2 * qblocks(w.k));
+  int64_t b = w.n * w.k * int64_t(dtype_size(w.dtype));
+  if (w.dtype == DType::F8_E4M3 && w.scale_inv)
+    b += ((w.n + w.block_n - 1) / w.block_n) * ((w.k + w.block_k - 1) / w.block_k) * 4;
+  return b;
 }
 
 void weight_row(const WeightRef& w, int64_t row, float* out) {
@@ -56,8 +73,6 @@ constexpr int64_t kGemmParallelMacs = 1 << 18;      // m * n * k
 constexpr int64_t kGemvMaxRowsAvx512 = 16;
 constexpr int64_t kGemvMaxRowsAvx2 = 4;
 
-int64_t weight_bytes(const WeightRef& w) { return w.n * w.k * int64_t(dtype_size(w.dtype)); }
-
 // Inside a caller's parallel region the kernels run on the calling thread.
 int threads_for(int64_t work, int64_t threshold) {
   return work < threshold || omp_in_parallel() ? 1 : std::max(1, omp_get_max_threads());
@@ -81,6 +96,34 @@ void linear_scalar(const float* x, int64_t m, const WeightRef& w, float* y) {
     }
   }
 }
+
+// Int8 / Int4 weights in the GEMV regime: x quantized once by the calling thread (kernels/quant.h), then
+// the columns split as in run_gemv (chunks of 16 rows of W).
+void run_gemv_q(Isa isa, const float* x, int64_t m, const WeightRef& w, float* y) {
+  using QFn = void (*)(const detail::QActs&, int64_t, const WeightRef&, float*, int64_t, int64_t);
+  void* buf = detail::thread_scratch(1, detail::qacts_bytes(m, w.k) / sizeof(float) + 1);
+  detail::QActs xa;
+  QFn fn = detail::gemv_q_scalar;
+  if (isa == Isa::Avx512 && has_avx512_vnni()) {
+    detail::prepare_qacts_avx512(x, m, w.k, w.quant, buf, &xa);
+    fn = detail::gemv_q_avx512;
+  } else {
+    detail::prepare_qacts_compact(x, m, w.k, buf, &xa);
+    if (isa != Isa::Scalar) fn = detail::gemv_q_avx2;
+  }
+  const int nt = threads_for(weight_bytes(w), kGemvParallelBytes);
+  if (nt == 1) {
+    fn(xa, m, w, y, 0, w.n);
+    return;
+  }
+  const int64_t want = (w.n + 8 * nt - 1) / (8 * nt);
+  const int64_t chunk = std::max<int64_t>(1, (want + 15) / 16) * 16;
+  const int64_t chunks = (w.n + chunk - 1) / chunk;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+  for (int64_t c = 0; c < chunks; ++c) fn(xa, m, w, y, c * chunk, std::min(w.n, (c + 1) * chunk));
+}
+
+int64_t gemv_max_rows(Isa isa) { return isa == Isa::Avx2 ? kGemvMaxRowsAvx2 : kGemvMaxRowsAvx512; }
 
 using GemvFn = void (*)(const float*, int64_t, const WeightRef&, float*, int64_t, int64_t);
 
@@ -145,6 +188,10 @@ void linear(const float* x, int64_t m, const WeightRef& w, float* y, const Linea
     return;
   }
   const Isa isa = active_isa();
+  if (w.quant != Quant::None && m <= gemv_max_rows(isa)) {
+    run_gemv_q(isa, x, m, w, y);
+    return;
+  }
   if (isa == Isa::Scalar) {
     linear_scalar(x, m, w, y);
     return;
@@ -166,5 +213,9 @@ void linear(const float* x, int64_t m, const WeightRef& w, float* y, const Linea
 }
 
 void linear(const float* x, int64_t m, const WeightRef& w, float* y) { linear(x, m, w, y, LinearOptions{}); }
+
+bool linear_quantizes_x(int64_t m, const WeightRef& w) {
+  return w.quant != Quant::None && m <= gemv_max_rows(active_isa());
+}
 
 }  // namespace dsv3::kernels

@@ -1,6 +1,7 @@
 // Linear layers over weights in their stored dtype: y[M, N] = x[M, K] · W[N, K]ᵀ, accumulated in fp32.
 // Weights are never dequantized into a second copy: bf16 / f16 / fp8-E4M3 (with 128×128 block
-// multipliers, ragged last blocks allowed) are converted in registers as they are read.
+// multipliers, ragged last blocks allowed) and the int8 / int4 block formats (kernels/quant.h) are
+// converted in registers as they are read.
 #pragma once
 
 #include <cstdint>
@@ -9,14 +10,25 @@
 
 namespace dsv3::kernels {
 
+// Block-quantized weights (`dsv3 quantize`; layout in kernels/quant.h and docs/formats.md): blocks of 32
+// consecutive elements along k, one f16 scale each, every row zero-padded to whole blocks.
+enum class Quant : uint8_t {
+  None,  // dtype says it all
+  Int8,  // dtype I8, data [n, kp] codes q in [-127, 127]; w = q · scale
+  Int4,  // dtype U8, data [n, kp / 2] two 4-bit codes c per byte; w = (c − 8) · scale
+};
+
 struct WeightRef {
-  DType dtype = DType::F32;   // F32, BF16, F16 or F8_E4M3
+  DType dtype = DType::F32;   // F32, BF16, F16 or F8_E4M3 (I8 / U8 with quant)
   const void* data = nullptr;  // [n, k] row-major
   int64_t n = 0, k = 0;        // out_features, in_features
   // F8_E4M3 only: scale_inv[ceil(n / block_n), ceil(k / block_k)], element (i, j) multiplies block
   // rows [i*block_n, ...) × cols [j*block_k, ...) — DeepSeek's weight_scale_inv.
   const float* scale_inv = nullptr;
   int64_t block_n = 128, block_k = 128;
+  // Int8 / Int4 only: qscale[n, kp / 32] f16 bits, one per block of 32 along k (kp = k rounded up to 32).
+  Quant quant = Quant::None;
+  const uint16_t* qscale = nullptr;
 
   // Element (row, col) as float32 (slow; for references and tests).
   float at(int64_t row, int64_t col) const;
@@ -28,6 +40,9 @@ struct WeightRef {
 // once into a cache-resident fp32 panel and reuses it for all rows (register-blocked GEMM). Exact: every product is the fp32 product of x and the decoded weight (fp8: times its block
 // scale), summed in fp32 in a different order than linear_ref (relative difference ~1e-7).
 // Deviation: an F8_E4M3 NaN byte (0x7F / 0xFF) reads as ±480 instead of NaN in the SIMD paths.
+// Deviation (Int8 / Int4 weights, GEMV regime only): x is quantized to int8 per block of 32 on the fly and
+// multiplied in integers (VNNI vpdpbusd where the CPU has it), as llama.cpp does for Q8_0 / Q4_0 — see
+// kernels/quant.h and linear_qact_ref. The GEMM regime keeps x exact (fp32 times the decoded weight).
 void linear(const float* x, int64_t m, const WeightRef& w, float* y);
 
 struct LinearOptions {
@@ -41,6 +56,9 @@ struct LinearOptions {
 void linear(const float* x, int64_t m, const WeightRef& w, float* y, const LinearOptions& opt);
 // The plain scalar reference the fast paths are tested against.
 void linear_ref(const float* x, int64_t m, const WeightRef& w, float* y);
+
+// Bytes W occupies in storage, scales included (what one pass over it reads).
+int64_t weight_bytes(const WeightRef& w);
 
 // Copies row `row` of W into out[0, k) as float32 (embedding lookup, tests).
 void weight_row(const WeightRef& w, int64_t row, float* out);

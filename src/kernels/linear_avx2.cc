@@ -272,7 +272,29 @@ using UkernelFn = void (*)(int64_t, const float*, int64_t, const float*, float*,
 constexpr UkernelFn kUkernels[kMr + 1] = {nullptr,    ukernel<1>, ukernel<2>, ukernel<3>,
                                           ukernel<4>, ukernel<5>, ukernel<6>};
 
-template <DType D>
+// Int8 / Int4 weights: rows decoded by quant_decode_rows_avx2 into per-thread staging, then transposed.
+DSV3_TARGET_AVX2 void decode_panel_quant(const WeightRef& w, int64_t row0, int64_t nrows, int64_t col0, int64_t kc,
+                                         float* panel) {
+  constexpr int64_t lds = kKc + 16;
+  float* staging = thread_scratch(4, size_t(kNr * lds));
+  quant_decode_rows_avx2(w, row0, nrows, kNr, col0, kc, staging, lds);
+  for (int part = 0; part < 2; ++part) {
+    const int64_t r0 = part * 8;
+    for (int64_t p = 0; p < kc; p += 8) {
+      const int64_t cnt = std::min<int64_t>(8, kc - p);
+      __m256 v[8];
+#pragma GCC unroll 8
+      for (int r = 0; r < 8; ++r) v[r] = _mm256_load_ps(staging + (r0 + r) * lds + p);
+      transpose8(v);
+      float* dst = panel + p * kNr + r0;
+#pragma GCC unroll 8
+      for (int q = 0; q < 8; ++q)
+        if (q < cnt) _mm256_store_ps(dst + q * kNr, v[q]);
+    }
+  }
+}
+
+template <DType D, bool kQuant = false>
 DSV3_TARGET_AVX2 void gemm_typed(const float* x, int64_t m0, int64_t m1, const WeightRef& w, float* y, int64_t n0,
                                  int64_t n1) {
   const int64_t k = w.k, n = w.n;
@@ -282,7 +304,10 @@ DSV3_TARGET_AVX2 void gemm_typed(const float* x, int64_t m0, int64_t m1, const W
     const int64_t kc = std::min(kKc, k - pc);
     for (int64_t jp = 0; jp < panels; ++jp) {
       const int64_t r0 = n0 + jp * kNr;
-      decode_panel<D>(w, r0, std::min<int64_t>(kNr, n1 - r0), pc, kc, buf + jp * kKc * kNr);
+      if constexpr (kQuant)
+        decode_panel_quant(w, r0, std::min<int64_t>(kNr, n1 - r0), pc, kc, buf + jp * kKc * kNr);
+      else
+        decode_panel<D>(w, r0, std::min<int64_t>(kNr, n1 - r0), pc, kc, buf + jp * kKc * kNr);
     }
     for (int64_t i = m0; i < m1; i += kMr) {
       const int64_t mr = std::min<int64_t>(kMr, m1 - i);
@@ -311,6 +336,7 @@ void gemv_avx2(const float* x, int64_t m, const WeightRef& w, float* y, int64_t 
 }
 
 void gemm_avx2(const float* x, int64_t m0, int64_t m1, const WeightRef& w, float* y, int64_t n0, int64_t n1) {
+  if (w.quant != Quant::None) return gemm_typed<DType::F32, true>(x, m0, m1, w, y, n0, n1);
   switch (w.dtype) {
     case DType::F32: return gemm_typed<DType::F32>(x, m0, m1, w, y, n0, n1);
     case DType::BF16: return gemm_typed<DType::BF16>(x, m0, m1, w, y, n0, n1);

@@ -452,8 +452,9 @@ constexpr UkernelFn kUkernels[] = {nullptr,    ukernel<1>, ukernel<2>,  ukernel<
                                    ukernel<10>, ukernel<11>, ukernel<12>};
 static_assert(sizeof(kUkernels) / sizeof(kUkernels[0]) == kMr + 1);
 
-// x is in line order when gemm_line_order<D>(w) (linear.cc permutes it once per call).
-template <DType D>
+// x is in line order when gemm_line_order<D>(w) (linear.cc permutes it once per call). kQuant: Int8 / Int4
+// weights (D unused), decoded by quant_decode_rows_avx512 in natural order.
+template <DType D, bool kQuant = false>
 DSV3_TARGET_AVX512 void gemm_typed(const float* x, int64_t m0, int64_t m1, const WeightRef& w, float* y, int64_t n0,
                                    int64_t n1) {
   const int64_t k = w.k, n = w.n;
@@ -461,15 +462,19 @@ DSV3_TARGET_AVX512 void gemm_typed(const float* x, int64_t m0, int64_t m1, const
   constexpr int64_t lds = kKc + 16;  // staging row stride (+16: rows do not alias in L1 sets)
   float* buf = thread_scratch(0, size_t(panels * kKc * kNr + kNr * lds));
   float* staging = buf + panels * kKc * kNr;
-  const bool line = gemm_line_order<D>(w);
+  const bool line = !kQuant && gemm_line_order<D>(w);
   for (int64_t pc = 0; pc < k; pc += kKc) {
     const int64_t kc = std::min(kKc, k - pc);
     for (int64_t jp = 0; jp < panels; ++jp) {
       const int64_t r0 = n0 + jp * kNr, nr = std::min<int64_t>(kNr, n1 - r0);
-      if (line)
-        decode_rows<D, true>(w, r0, nr, pc, kc, staging, lds);
-      else
-        decode_rows<D, false>(w, r0, nr, pc, kc, staging, lds);
+      if constexpr (kQuant) {
+        quant_decode_rows_avx512(w, r0, nr, kNr, pc, kc, staging, lds);
+      } else {
+        if (line)
+          decode_rows<D, true>(w, r0, nr, pc, kc, staging, lds);
+        else
+          decode_rows<D, false>(w, r0, nr, pc, kc, staging, lds);
+      }
       transpose_to_panel(staging, lds, kc, buf + jp * kKc * kNr);
     }
     for (int64_t i = m0; i < m1; i += kMr) {
@@ -600,6 +605,7 @@ void permute_rows_avx512(const WeightRef& w, const float* x, int64_t m, float* x
 
 void gemm_avx512(const float* x, int64_t m0, int64_t m1, const WeightRef& w, float* y, int64_t n0, int64_t n1,
                  const uint16_t* xb16) {
+  if (w.quant != Quant::None) return gemm_typed<DType::F32, true>(x, m0, m1, w, y, n0, n1);
   if (xb16 && w.dtype == DType::BF16) return gemm_bf16_pairs(xb16, m0, m1, w, y, n0, n1);
   switch (w.dtype) {
     case DType::F32: return gemm_typed<DType::F32>(x, m0, m1, w, y, n0, n1);
