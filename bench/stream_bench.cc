@@ -5,7 +5,8 @@
 //   build-k/bench/stream_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 //
 // Read: each thread sums its contiguous half of a 1 GiB array with 8 independent AVX-512 (or AVX2)
-// accumulators. Triad a[i] = b[i] + s·c[i] over 3 × 512 MiB (STREAM's convention: 3 × 4 bytes per element;
+// accumulators; ReadStreams walks R parts of that half side by side with software prefetch (a GEMV's
+// pattern), which is the bandwidth the decode roofline uses (bench/vs_llamacpp.sh). Triad a[i] = b[i] + s·c[i] over 3 × 512 MiB (STREAM's convention: 3 × 4 bytes per element;
 // the write-allocate read of a is not counted), with ordinary and with non-temporal stores. Arrays are
 // 2 MiB aligned and madvise(MADV_HUGEPAGE)'d unless the name says 4k, and first touched by the thread
 // that later reads them.
@@ -83,6 +84,51 @@ void read_bw(benchmark::State& state, bool huge) {
       const size_t t = size_t(omp_get_thread_num()), T = size_t(omp_get_num_threads());
       const size_t i0 = n * t / T / 128 * 128, i1 = n * (t + 1) / T / 128 * 128;
       total += kAvx512 ? sum_avx512(p + i0, i1 - i0) : sum_avx2(p + i0, i1 - i0);
+    }
+    benchmark::DoNotOptimize(total);
+  }
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(kReadBytes));
+}
+
+// R streams per thread, as a GEMV reads R weight rows at once: the thread's share is cut into R equal
+// parts walked side by side, one 64-byte line of each per step, with a software prefetch `dist` bytes
+// ahead in every stream. Several independent streams keep more DRAM pages and prefetchers busy than one
+// does, which is how llama.cpp's and dsv3's decode kernels exceed the single-stream figure.
+template <int R>
+__attribute__((target("avx512f"))) float sum_streams_avx512(const float* p, size_t n, size_t dist) {
+  const size_t len = n / R / 16 * 16;
+  __m512 s[R];
+  for (auto& v : s) v = _mm512_setzero_ps();
+  for (size_t i = 0; i < len; i += 16) {
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const float* q = p + size_t(r) * len + i;
+      _mm_prefetch(reinterpret_cast<const char*>(q) + dist, _MM_HINT_T0);
+      s[r] = _mm512_add_ps(s[r], _mm512_load_ps(q));
+    }
+  }
+  for (int r = 1; r < R; ++r) s[0] = _mm512_add_ps(s[0], s[r]);
+  return _mm512_reduce_add_ps(s[0]);
+}
+
+// args: threads, streams per thread, prefetch distance in bytes (0: none)
+void BM_ReadStreams(benchmark::State& state) {
+  const int threads = int(state.range(0)), R = int(state.range(1));
+  const size_t dist = size_t(state.range(2));
+  const float* p = arrays().read;
+  const size_t n = kReadBytes / sizeof(float);
+  for (auto _ : state) {
+    float total = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : total)
+    {
+      const size_t t = size_t(omp_get_thread_num()), T = size_t(omp_get_num_threads());
+      const size_t i0 = n * t / T / 256 * 256, i1 = n * (t + 1) / T / 256 * 256;
+      switch (R) {
+        case 1: total += sum_streams_avx512<1>(p + i0, i1 - i0, dist); break;
+        case 4: total += sum_streams_avx512<4>(p + i0, i1 - i0, dist); break;
+        case 8: total += sum_streams_avx512<8>(p + i0, i1 - i0, dist); break;
+        default: total += sum_streams_avx512<16>(p + i0, i1 - i0, dist); break;
+      }
     }
     benchmark::DoNotOptimize(total);
   }
@@ -170,6 +216,10 @@ void BM_Peak(benchmark::State& state) {
 BENCHMARK_TEMPLATE(BM_Peak, false)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_TEMPLATE(BM_Peak, true)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_ReadAvx512)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_ReadStreams)
+    ->ArgsProduct({{1, 2}, {1, 4, 8, 16}, {0, 512, 2048}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_ReadAvx2)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_ReadAvx512_4k)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_TEMPLATE(BM_Triad, false)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);

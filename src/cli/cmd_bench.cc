@@ -1,6 +1,9 @@
-// dsv3 bench --model DIR [--prompt N] [--gen N] [--reps N] [--batch B] [--json]
+// dsv3 bench --model DIR [--prompt N] [--gen N] [--reps N] [--batch B] [--threads T] [--tg-empty] [--json]
 // Prefill and decode throughput of the forward pass on a model directory: `reps` runs, medians reported.
 // Decode steps run B sequences together (one token each per step), as continuous batching does.
+// By default decoding continues the prefilled prompt; --tg-empty decodes from an empty cache instead, as
+// llama-bench's tg test does (bench/vs_llamacpp.sh runs `--prompt $PP --gen $TG --reps $REPS --threads
+// $THREADS --tg-empty --json`, the exec: protocol of ../shared/bench/llamacpp/bench_llamacpp.py).
 #include <omp.h>
 
 #include <algorithm>
@@ -18,8 +21,8 @@ namespace {
 
 struct Options {
   std::string model;
-  int64_t prompt = 128, gen = 64, reps = 3, batch = 1;
-  bool json = false;
+  int64_t prompt = 128, gen = 64, reps = 3, batch = 1, threads = 0;
+  bool json = false, tg_empty = false;
 };
 
 double median(std::vector<double> v) {
@@ -34,11 +37,7 @@ double stddev(const std::vector<double>& v) {
   return v.size() > 1 ? std::sqrt(ss / double(v.size() - 1)) : 0.0;
 }
 
-size_t matrix_bytes(const kernels::WeightRef& w) {
-  size_t b = size_t(w.n * w.k) * dtype_size(w.dtype);
-  if (w.scale_inv) b += size_t(((w.n + w.block_n - 1) / w.block_n) * ((w.k + w.block_k - 1) / w.block_k)) * 4;
-  return b;
-}
+size_t matrix_bytes(const kernels::WeightRef& w) { return size_t(kernels::weight_bytes(w)); }
 
 // Weight bytes one decoded token reads: every dense matrix, top_k of the routed experts (on average),
 // one embedding row, the head; norms are negligible and left out. MTP modules are not counted.
@@ -65,6 +64,8 @@ double active_weight_bytes_per_token(const Model& model) {
 
 int run(const Options& o) {
   if (o.prompt < 1 || o.gen < 1 || o.reps < 1 || o.batch < 1) fail("--prompt, --gen, --reps and --batch must be >= 1");
+  if (o.threads < 0) fail("--threads must be >= 0");
+  if (o.threads > 0) omp_set_num_threads(int(o.threads));
   auto model = Model::load(o.model);
   const ModelConfig& c = model->config();
   const int64_t V = c.vocab_size;
@@ -85,6 +86,12 @@ int run(const Options& o) {
     for (int64_t b = 0; b < o.batch; ++b) {
       SeqChunk ch{&caches[size_t(b)], o.prompt};
       model->forward(prompt, {&ch, 1}, nullptr, logits.data(), {.logits = LogitRows::LastOfEachChunk});
+    }
+    if (o.tg_empty) {  // decode from position 0 of fresh caches, starting from the prompt's first id
+      caches.clear();
+      for (int64_t b = 0; b < o.batch; ++b) caches.push_back(model->new_cache(o.gen));
+      for (int64_t b = 0; b < o.batch; ++b)
+        std::fill(logits.begin() + b * V, logits.begin() + (b + 1) * V, 0.0f), logits[size_t(b * V + prompt[0])] = 1;
     }
     auto t1 = clock::now();
     std::vector<SeqChunk> chunks;
@@ -112,6 +119,7 @@ int run(const Options& o) {
                      {"gen", o.gen},
                      {"batch", o.batch},
                      {"reps", o.reps},
+                     {"tg_from_empty_cache", o.tg_empty},
                      {"pp_tps", pp},
                      {"tg_tps", tg},
                      {"pp_tps_sd", stddev(prefill_tps)},
@@ -137,6 +145,8 @@ Registrar reg("bench", "Measure prefill and decode tokens/s", [](CLI::App& app) 
   app.add_option("--gen", o->gen, "Decoded tokens (default 64)");
   app.add_option("--reps", o->reps, "Measured repetitions; the median is reported (default 3)");
   app.add_option("--batch", o->batch, "Sequences decoded together (default 1)");
+  app.add_option("--threads", o->threads, "Threads (default: OMP_NUM_THREADS or every core)");
+  app.add_flag("--tg-empty", o->tg_empty, "Decode from an empty cache (llama-bench's tg) instead of after the prompt");
   app.add_flag("--json", o->json, "Print one JSON object");
   return [o] { return run(*o); };
 });
