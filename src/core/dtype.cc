@@ -114,6 +114,20 @@ uint8_t f32_to_e5m2(float f, bool saturate) {
   return uint8_t(s | encode_minifloat(a, 2, 15, 57344.0f, 0x7b, saturate, 0x7c));
 }
 
+uint8_t f32_to_ue8m0_ceil(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if (u == 0x80000000u) return 0x00;       // −0 is zero
+  if (u >= 0x7f800000u) return 0xff;       // NaN, +inf, and every negative non-zero value (sign bit set)
+  const uint32_t e = u >> 23, man = u & 0x7fffffu;
+  // Zero and subnormals: 2^−127 is the subnormal with only mantissa bit 22 set; above it (still below the
+  // smallest normal 2^−126) the next power of two up is 2^−126.
+  if (e == 0) return man > 0x400000u ? 0x01 : 0x00;
+  // Normal f = 2^(e−127) · (1 + man/2^23): exactly a power of two when man = 0, else the next one up.
+  const uint32_t code = e + (man != 0 ? 1u : 0u);
+  return uint8_t(code > 0xfe ? 0xfe : code);
+}
+
 void to_f32(DType t, const void* src, float* dst, size_t n) {
   switch (t) {
     case DType::F32:

@@ -70,6 +70,25 @@ float e5m2_to_f32(uint8_t b);
 // Round-to-nearest-even; saturates to ±57344 when `saturate`, otherwise overflows to ±inf.
 uint8_t f32_to_e5m2(float f, bool saturate = true);
 
+// ---- UE8M0 (OCP MX "E8M0" scale format; DeepSeek-V3.1's power-of-two FP8 scales): unsigned, 8 exponent
+// bits, bias 127, no sign and no mantissa. Byte b encodes 2^(b − 127) (0x00 = 2^−127, 0xFE = 2^127); 0xFF is
+// NaN. ----
+inline float ue8m0_to_f32(uint8_t b) {
+  if (b == 0xff) return std::numeric_limits<float>::quiet_NaN();
+  // 2^(b−127): a normal float for b ≥ 1; b = 0 is the float32 subnormal 2^−127 (mantissa bit 22).
+  const uint32_t u = b == 0 ? 0x00400000u : uint32_t(b) << 23;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+// The smallest power of two ≥ f, 2^ceil(log2 f), as a UE8M0 byte: rounds UP, so that a block divided by the
+// scale never exceeds the FP8 range the scale was computed for. f ≤ 2^−127 (zero and −0 included) → 0x00;
+// f > 2^127 saturates to 0xFE (2^127); NaN, ±inf and negative non-zero f → 0xFF (NaN).
+uint8_t f32_to_ue8m0_ceil(float f);
+// The power-of-two quantization scale of a block whose max-abs is `amax` for a format whose largest finite
+// value is `fmt_max` (448 for E4M3): 2^ceil(log2(amax / fmt_max)), as a UE8M0 byte (amax = 0 gives 0x00).
+inline uint8_t ue8m0_scale_for(float amax, float fmt_max) { return f32_to_ue8m0_ceil(amax / fmt_max); }
+
 // Converts n elements of any float storage dtype to float32.
 void to_f32(DType t, const void* src, float* dst, size_t n);
 
