@@ -1,5 +1,5 @@
 // dsv3 train --config TRAIN.json --data DIR --out RUNDIR [--resume] [--max-minutes M] [--steps N]
-//            [--stop-at S] [--no-progress]
+//            [--stop-at S] [--no-progress] [--precision fp32|bf16|fp8]
 // Trains a DeepSeek-V3-family model from scratch on prepared token shards (docs/training.md).
 #include <fmt/format.h>
 
@@ -30,6 +30,10 @@ Registrar reg("train", "Train a model on prepared data (checkpoints, metrics, ex
                                                    "and stops (with a checkpoint) when exceeded");
   app.add_option("--steps", o->steps, "Total optimizer steps of the schedule (overrides training.steps)");
   app.add_option("--stop-at", o->stop_at, "Stop after this step with a checkpoint (the schedule is unchanged)");
+  app.add_option("--precision", o->precision,
+                 "Linear layers in fp32 (default), bf16, or fp8 (DeepSeek-V3's fine-grained FP8 recipe, emulated; "
+                 "docs/fp8.md); overrides training.precision")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp8"}));
   auto np = std::make_shared<bool>(false);
   app.add_flag("--no-progress", *np, "No progress line on stderr");
   return [o, np] {

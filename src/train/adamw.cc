@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "core/dtype.h"
 #include "core/error.h"
 
 namespace dsv3::train {
@@ -40,13 +41,19 @@ void AdamW::step(Params& params, const Params& grads, double lr) {
     float* m = m_[i].data();
     float* v = v_[i].data();
     const int64_t n = int64_t(params.value(i).size());
+    const bool bf16 = o_.bf16_moments;
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (int64_t j = 0; j < n; ++j) {
       const double gj = g[j];
-      const double mj = b1 * double(m[j]) + (1.0 - b1) * gj;
-      const double vj = b2 * double(v[j]) + (1.0 - b2) * gj * gj;
+      double mj = b1 * double(m[j]) + (1.0 - b1) * gj;
+      double vj = b2 * double(v[j]) + (1.0 - b2) * gj * gj;
       m[j] = float(mj);
       v[j] = float(vj);
+      if (bf16) {
+        m[j] = bf16_to_f32(f32_to_bf16(m[j]));
+        v[j] = bf16_to_f32(f32_to_bf16(v[j]));
+        mj = m[j], vj = v[j];
+      }
       p[j] = float(double(p[j]) * keep - step_size * mj / (std::sqrt(vj) * inv_sqrt_bc2 + eps));
     }
   }

@@ -7,7 +7,9 @@
 // Weight decay follows common practice (GPT-2/nanoGPT, Megatron-LM, llm.c): every matrix decays — linear
 // layers, the router, the embedding and the output head — while one-dimensional tensors (RMSNorm weights)
 // do not. e_score_correction_bias is not trained by gradient at all (the balancer moves it), so the optimizer
-// skips it. Moments are float32 for now (the FP8 work will store them in BF16); per-element arithmetic is in
+// skips it. Moments are float32, or — with bf16_moments, as DeepSeek-V3 §3.3.4 trains with FP8 — rounded to
+// bfloat16 (nearest-even) after every update, the update itself using the rounded moments (what a BF16 state
+// tensor gives); they stay in float32 vectors, so checkpoints hold them exactly. Per-element arithmetic is in
 // double and rounded once, and nothing depends on the thread count, so a resumed run is bit-identical.
 #pragma once
 
@@ -22,6 +24,7 @@ namespace dsv3::train {
 struct AdamWOptions {
   double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
   double weight_decay = 0.1;
+  bool bf16_moments = false;  // keep exp_avg / exp_avg_sq at bfloat16 precision
 };
 
 // Whether a tensor of this role is updated by the optimizer (all but the routing bias).

@@ -27,12 +27,14 @@ struct BlockActs {
   MoeActs moe;               // MoE layers
 };
 
-// h [B·T, hidden]: the residual stream, updated in place (h_in → h_out).
+// h [B·T, hidden]: the residual stream, updated in place (h_in → h_out). `prec`: the precision of the
+// layer's MLA projections and MLP / expert linear layers (train/fp8_recipe.h).
 void block_forward(const ModelConfig& c, const RopeTable& rope, const LayerP& w, int64_t B, int64_t T,
-                   BalanceMode balance, float* h, BlockActs& a);
+                   BalanceMode balance, float* h, BlockActs& a, const LinearPrecision& prec = {});
 
 // dh [B·T, hidden]: ∂L/∂h_out on entry, ∂L/∂h_in on return. Weight gradients accumulate into g.
 void block_backward(const ModelConfig& c, const RopeTable& rope, const LayerP& w, const LayerG& g, int64_t B,
-                    int64_t T, const BlockActs& a, float balance_weight, float* dh);
+                    int64_t T, const BlockActs& a, float balance_weight, float* dh,
+                    const LinearPrecision& prec = {});
 
 }  // namespace dsv3::train

@@ -6,14 +6,15 @@
 
 namespace dsv3::train {
 
-void ffn_forward(const FfnP& w, int64_t hidden, const float* x, int64_t m, float* y, FfnActs& a) {
+void ffn_forward(const FfnP& w, int64_t hidden, const float* x, int64_t m, float* y, FfnActs& a,
+                 const LinearPrecision& prec) {
   const int64_t I = w.inter, n = m * I;
   a.gate.resize(size_t(n));
   a.up.resize(size_t(n));
   a.sig.resize(size_t(n));
   a.act.resize(size_t(n));
-  linear_forward(x, w.w1, m, I, hidden, a.gate.data());
-  linear_forward(x, w.w3, m, I, hidden, a.up.data());
+  linear_forward(x, w.w1, m, I, hidden, a.gate.data(), prec);
+  linear_forward(x, w.w3, m, I, hidden, a.up.data(), prec);
   float* sig = a.sig.data();
   float* act = a.act.data();
   const float* gt = a.gate.data();
@@ -24,14 +25,14 @@ void ffn_forward(const FfnP& w, int64_t hidden, const float* x, int64_t m, float
     sig[i] = s;
     act[i] = gt[i] * s * up[i];
   }
-  linear_forward(a.act.data(), w.w2, m, hidden, I, y);
+  linear_forward(a.act.data(), w.w2, m, hidden, I, y, prec);
 }
 
 void ffn_backward(const FfnP& w, const FfnG& g, int64_t hidden, const float* x, int64_t m, const FfnActs& a,
-                  const float* dy, float* dx) {
+                  const float* dy, float* dx, const LinearPrecision& prec) {
   const int64_t I = w.inter, n = m * I;
   std::vector<float> da(size_t(n), 0.0f), du(static_cast<size_t>(n));
-  linear_backward(dy, a.act.data(), w.w2, m, hidden, I, da.data(), g.w2);
+  linear_backward(dy, a.act.data(), w.w2, m, hidden, I, da.data(), g.w2, prec);
   float* dg = da.data();  // overwritten in place: da → dg
   float* dup = du.data();
   const float* gt = a.gate.data();
@@ -43,8 +44,8 @@ void ffn_backward(const FfnP& w, const FfnG& g, int64_t hidden, const float* x, 
     dup[i] = d * gv * s;
     dg[i] = d * up[i] * s * (1.0f + gv * (1.0f - s));
   }
-  linear_backward(dg, x, w.w1, m, I, hidden, dx, g.w1);
-  linear_backward(dup, x, w.w3, m, I, hidden, dx, g.w3);
+  linear_backward(dg, x, w.w1, m, I, hidden, dx, g.w1, prec);
+  linear_backward(dup, x, w.w3, m, I, hidden, dx, g.w3, prec);
 }
 
 }  // namespace dsv3::train

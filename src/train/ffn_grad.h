@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "train/fp8_recipe.h"
 #include "train/layout.h"
 
 namespace dsv3::train {
@@ -19,10 +20,12 @@ struct FfnActs {
 };
 
 // x [m, hidden] → y [m, hidden] (overwritten).
-void ffn_forward(const FfnP& w, int64_t hidden, const float* x, int64_t m, float* y, FfnActs& a);
+// `prec`: the precision of the three linear layers (train/fp8_recipe.h).
+void ffn_forward(const FfnP& w, int64_t hidden, const float* x, int64_t m, float* y, FfnActs& a,
+                 const LinearPrecision& prec = {});
 
 // dy [m, hidden]; dx [m, hidden] += ∂L/∂x (skipped when null); weight gradients accumulate into g.
 void ffn_backward(const FfnP& w, const FfnG& g, int64_t hidden, const float* x, int64_t m, const FfnActs& a,
-                  const float* dy, float* dx);
+                  const float* dy, float* dx, const LinearPrecision& prec = {});
 
 }  // namespace dsv3::train

@@ -4,6 +4,8 @@
 
 #include <cstdint>
 
+#include "train/fp8_recipe.h"
+
 namespace dsv3::train {
 
 // x [m, k], w [n, k] → y [m, n] (overwritten).
@@ -12,5 +14,12 @@ void linear_forward(const float* x, const float* w, int64_t m, int64_t n, int64_
 // dy [m, n]; dx [m, k] += dy·w (skipped when null); dw [n, k] += dyᵀ·x (skipped when null).
 void linear_backward(const float* dy, const float* x, const float* w, int64_t m, int64_t n, int64_t k, float* dx,
                      float* dw);
+
+// The same under a precision recipe (train/fp8_recipe.h): fp32 is the two functions above; bf16 and fp8 run
+// the three GEMMs on rounded / quantized inputs (train/fp8_linear.h).
+void linear_forward(const float* x, const float* w, int64_t m, int64_t n, int64_t k, float* y,
+                    const LinearPrecision& p);
+void linear_backward(const float* dy, const float* x, const float* w, int64_t m, int64_t n, int64_t k, float* dx,
+                     float* dw, const LinearPrecision& p);
 
 }  // namespace dsv3::train

@@ -44,7 +44,7 @@ void rope_pairs_backward(float* x, int64_t d, const float* cos_sin) {
 }  // namespace
 
 void mla_forward(const ModelConfig& c, const RopeTable& rope, const MlaP& w, const float* x, int64_t B, int64_t T,
-                 float* out, MlaActs& a) {
+                 float* out, MlaActs& a, const LinearPrecision& prec) {
   const Dims d = dims(c);
   const int64_t m = B * T;
   const int64_t ldq = d.H * d.qk, ldkv = d.H * d.kvw, ldo = d.H * d.dv;
@@ -55,11 +55,11 @@ void mla_forward(const ModelConfig& c, const RopeTable& rope, const MlaP& w, con
     a.qa.resize(size_t(m * d.Rq));
     a.qa_rstd.resize(size_t(m));
     a.qn.resize(size_t(m * d.Rq));
-    linear_forward(x, w.wq_a, m, d.Rq, d.D, a.qa.data());
+    linear_forward(x, w.wq_a, m, d.Rq, d.D, a.qa.data(), prec);
     rmsnorm_forward(a.qa.data(), w.q_norm, m, d.Rq, d.eps, a.qn.data(), a.qa_rstd.data());
-    linear_forward(a.qn.data(), w.wq_b, m, d.H * d.qk, d.Rq, a.q.data());
+    linear_forward(a.qn.data(), w.wq_b, m, d.H * d.qk, d.Rq, a.q.data(), prec);
   } else {
-    linear_forward(x, w.wq, m, d.H * d.qk, d.D, a.q.data());
+    linear_forward(x, w.wq, m, d.H * d.qk, d.D, a.q.data(), prec);
   }
 
   // Latent [m, C] → cn, rope key [m, dr] (wkv_a's rows split: [0, C) latent, [C, C + dr) rope key).
@@ -67,8 +67,8 @@ void mla_forward(const ModelConfig& c, const RopeTable& rope, const MlaP& w, con
   a.c_rstd.resize(size_t(m));
   a.cn.resize(size_t(m * d.C));
   a.kpe.resize(size_t(m * d.dr));
-  linear_forward(x, w.wkv_a, m, d.C, d.D, a.c.data());
-  linear_forward(x, w.wkv_a + d.C * d.D, m, d.dr, d.D, a.kpe.data());
+  linear_forward(x, w.wkv_a, m, d.C, d.D, a.c.data(), prec);
+  linear_forward(x, w.wkv_a + d.C * d.D, m, d.dr, d.D, a.kpe.data(), prec);
   rmsnorm_forward(a.c.data(), w.kv_norm, m, d.C, d.eps, a.cn.data(), a.c_rstd.data());
 #pragma omp parallel for schedule(static) if (m * ldq > 65536)
   for (int64_t r = 0; r < m; ++r) {
@@ -77,7 +77,7 @@ void mla_forward(const ModelConfig& c, const RopeTable& rope, const MlaP& w, con
     for (int64_t h = 0; h < d.H; ++h) kernels::rope_pairs(a.q.data() + (r * d.H + h) * d.qk + d.dn, d.dr, cs);
   }
   a.kvb.resize(size_t(m * d.H * d.kvw));
-  linear_forward(a.cn.data(), w.wkv_b, m, d.H * d.kvw, d.C, a.kvb.data());
+  linear_forward(a.cn.data(), w.wkv_b, m, d.H * d.kvw, d.C, a.kvb.data(), prec);
 
   // Causal attention per (sequence, head).
   a.probs.resize(size_t(B * d.H * T * T));
@@ -100,18 +100,19 @@ void mla_forward(const ModelConfig& c, const RopeTable& rope, const MlaP& w, con
     kernels::gemm(T, d.dv, T, 1.0f, {p, T, false}, {vh, ldkv, false}, 0.0f, a.o.data() + b * T * ldo + h * d.dv,
                   ldo);
   }
-  linear_forward(a.o.data(), w.wo, m, d.D, d.H * d.dv, out);
+  linear_forward(a.o.data(), w.wo, m, d.D, d.H * d.dv, out, prec);
 }
 
 void mla_backward(const ModelConfig& c, const RopeTable& rope, const MlaP& w, const MlaG& g, const float* x,
-                  int64_t B, int64_t T, const MlaActs& a, const float* dout, float* dx) {
+                  int64_t B, int64_t T, const MlaActs& a, const float* dout, float* dx,
+                  const LinearPrecision& prec) {
   const Dims d = dims(c);
   const int64_t m = B * T;
   const int64_t ldq = d.H * d.qk, ldkv = d.H * d.kvw, ldo = d.H * d.dv;
 
   // out = wo(o)
   std::vector<float> dO(size_t(m * ldo), 0.0f);
-  linear_backward(dout, a.o.data(), w.wo, m, d.D, ldo, dO.data(), g.wo);
+  linear_backward(dout, a.o.data(), w.wo, m, d.D, ldo, dO.data(), g.wo, prec);
 
   // Attention, per (sequence, head). Every task writes its own slices of dq and dkvb; the rope key is
   // shared by the heads, so its gradient goes to a per-head buffer summed afterwards.
@@ -165,19 +166,19 @@ void mla_backward(const ModelConfig& c, const RopeTable& rope, const MlaP& w, co
 
   // kvb = wkv_b cn;  cn = kv_norm(c);  [c, k_pe] = wkv_a x
   std::vector<float> dcn(size_t(m * d.C), 0.0f), dc(size_t(m * d.C), 0.0f);
-  linear_backward(dkvb.data(), a.cn.data(), w.wkv_b, m, ldkv, d.C, dcn.data(), g.wkv_b);
+  linear_backward(dkvb.data(), a.cn.data(), w.wkv_b, m, ldkv, d.C, dcn.data(), g.wkv_b, prec);
   rmsnorm_backward(dcn.data(), a.c.data(), w.kv_norm, a.c_rstd.data(), m, d.C, dc.data(), g.kv_norm);
-  linear_backward(dc.data(), x, w.wkv_a, m, d.C, d.D, dx, g.wkv_a);
-  linear_backward(dkpe.data(), x, w.wkv_a + d.C * d.D, m, d.dr, d.D, dx, g.wkv_a + d.C * d.D);
+  linear_backward(dc.data(), x, w.wkv_a, m, d.C, d.D, dx, g.wkv_a, prec);
+  linear_backward(dkpe.data(), x, w.wkv_a + d.C * d.D, m, d.dr, d.D, dx, g.wkv_a + d.C * d.D, prec);
 
   // Queries.
   if (d.Rq > 0) {
     std::vector<float> dqn(size_t(m * d.Rq), 0.0f), dqa(size_t(m * d.Rq), 0.0f);
-    linear_backward(dq.data(), a.qn.data(), w.wq_b, m, ldq, d.Rq, dqn.data(), g.wq_b);
+    linear_backward(dq.data(), a.qn.data(), w.wq_b, m, ldq, d.Rq, dqn.data(), g.wq_b, prec);
     rmsnorm_backward(dqn.data(), a.qa.data(), w.q_norm, a.qa_rstd.data(), m, d.Rq, dqa.data(), g.q_norm);
-    linear_backward(dqa.data(), x, w.wq_a, m, d.Rq, d.D, dx, g.wq_a);
+    linear_backward(dqa.data(), x, w.wq_a, m, d.Rq, d.D, dx, g.wq_a, prec);
   } else {
-    linear_backward(dq.data(), x, w.wq, m, ldq, d.D, dx, g.wq);
+    linear_backward(dq.data(), x, w.wq, m, ldq, d.D, dx, g.wq, prec);
   }
 }
 

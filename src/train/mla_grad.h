@@ -15,6 +15,7 @@
 
 #include "model/config.h"
 #include "model/rope.h"
+#include "train/fp8_recipe.h"
 #include "train/layout.h"
 
 namespace dsv3::train {
@@ -33,12 +34,14 @@ struct MlaActs {
   std::vector<float> o;        // [m, H * dv] attention output before wo
 };
 
-// x [B·T, hidden] (already attn_norm'ed) → out [B·T, hidden]. rope must cover positions [0, T).
+// x [B·T, hidden] (already attn_norm'ed) → out [B·T, hidden]. rope must cover positions [0, T). `prec`: the
+// precision of the projections wq_a, wq_b / wq, wkv_a, wkv_b, wo (attention itself stays float32).
 void mla_forward(const ModelConfig& c, const RopeTable& rope, const MlaP& w, const float* x, int64_t B, int64_t T,
-                 float* out, MlaActs& a);
+                 float* out, MlaActs& a, const LinearPrecision& prec = {});
 
 // dout [B·T, hidden]; dx [B·T, hidden] += ∂L/∂x; weight gradients accumulate into g.
 void mla_backward(const ModelConfig& c, const RopeTable& rope, const MlaP& w, const MlaG& g, const float* x,
-                  int64_t B, int64_t T, const MlaActs& a, const float* dout, float* dx);
+                  int64_t B, int64_t T, const MlaActs& a, const float* dout, float* dx,
+                  const LinearPrecision& prec = {});
 
 }  // namespace dsv3::train

@@ -8,7 +8,7 @@
 namespace dsv3::train {
 
 void moe_forward(const ModelConfig& c, const MoeP& w, const float* x, int64_t B, int64_t T, BalanceMode balance,
-                 float* out, MoeActs& a) {
+                 float* out, MoeActs& a, const LinearPrecision& prec) {
   const RouterParams rp = RouterParams::from(c);
   const int64_t m = B * T, D = c.hidden_size, E = rp.n_experts, K = rp.top_k;
 
@@ -42,13 +42,13 @@ void moe_forward(const ModelConfig& c, const MoeP& w, const float* x, int64_t B,
     std::vector<float> xin(size_t(n * D)), yout(size_t(n * D));
     for (int64_t i = 0; i < n; ++i)
       std::memcpy(xin.data() + i * D, x + (slots[size_t(i)] / K) * D, size_t(D) * sizeof(float));
-    ffn_forward(w.experts[size_t(e)], D, xin.data(), n, yout.data(), a.expert_acts[size_t(e)]);
+    ffn_forward(w.experts[size_t(e)], D, xin.data(), n, yout.data(), a.expert_acts[size_t(e)], prec);
     for (int64_t i = 0; i < n; ++i)
       std::memcpy(a.yslot.data() + slots[size_t(i)] * D, yout.data() + i * D, size_t(D) * sizeof(float));
   }
   a.has_shared = w.has_shared;
   if (w.has_shared)
-    ffn_forward(w.shared, D, x, m, out, a.shared);
+    ffn_forward(w.shared, D, x, m, out, a.shared, prec);
   else
     std::fill(out, out + m * D, 0.0f);
 #pragma omp parallel for schedule(static) if (m * D > 65536)
@@ -91,7 +91,7 @@ void moe_forward(const ModelConfig& c, const MoeP& w, const float* x, int64_t B,
 }
 
 void moe_backward(const ModelConfig& c, const MoeP& w, const MoeG& g, const float* x, int64_t m, const MoeActs& a,
-                  const float* dout, float balance_weight, float* dx) {
+                  const float* dout, float balance_weight, float* dx, const LinearPrecision& prec) {
   const RouterParams rp = RouterParams::from(c);
   const int64_t D = c.hidden_size, E = rp.n_experts, K = rp.top_k;
 
@@ -110,11 +110,11 @@ void moe_backward(const ModelConfig& c, const MoeP& w, const MoeG& g, const floa
       for (int64_t j = 0; j < D; ++j) dy[size_t(i * D + j)] = gk * dout[r * D + j];
     }
     ffn_backward(w.experts[size_t(e)], g.experts[size_t(e)], D, xin.data(), n, a.expert_acts[size_t(e)], dy.data(),
-                 dxin.data());
+                 dxin.data(), prec);
     for (int64_t i = 0; i < n; ++i)
       std::memcpy(dxslot.data() + slots[size_t(i)] * D, dxin.data() + i * D, size_t(D) * sizeof(float));
   }
-  if (a.has_shared) ffn_backward(w.shared, g.shared, D, x, m, a.shared, dout, dx);
+  if (a.has_shared) ffn_backward(w.shared, g.shared, D, x, m, a.shared, dout, dx, prec);
 
   // Router: gate gradients → affinities (through normalisation and scale) (+ balance loss) → logits.
   const bool normalise = rp.norm_topk_prob && K > 1;

@@ -40,12 +40,13 @@ struct MoeActs {
 
 // x [B·T, hidden] (already ffn_norm'ed) → out [B·T, hidden]. `balance` chooses the balance-loss segments
 // (None: no balance loss).
+// `prec`: the precision of the experts' and shared experts' linear layers; the router stays float32.
 void moe_forward(const ModelConfig& c, const MoeP& w, const float* x, int64_t B, int64_t T, BalanceMode balance,
-                 float* out, MoeActs& a);
+                 float* out, MoeActs& a, const LinearPrecision& prec = {});
 
 // dout [m, hidden]; dx [m, hidden] += ∂L/∂x; weight gradients accumulate into g. balance_weight multiplies
 // the balance loss's gradient (α times the caller's gradient scale; 0 skips it).
 void moe_backward(const ModelConfig& c, const MoeP& w, const MoeG& g, const float* x, int64_t m, const MoeActs& a,
-                  const float* dout, float balance_weight, float* dx);
+                  const float* dout, float balance_weight, float* dx, const LinearPrecision& prec = {});
 
 }  // namespace dsv3::train

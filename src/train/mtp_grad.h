@@ -33,12 +33,12 @@ struct MtpActs {
 // tokens [B, T]; prev [B·(T_k + 1), hidden]: the previous stage's rows. Needs T_k = T − 1 − k >= 1.
 void mtp_forward(const ModelConfig& c, const RopeTable& rope, const MtpP& w, const float* embed,
                  const int32_t* tokens, int64_t B, int64_t T, int64_t k, const float* prev, BalanceMode balance,
-                 MtpActs& a);
+                 MtpActs& a, const LinearPrecision& prec = {});
 
 // dhn [B·T_k, hidden]: ∂L/∂hn from the head. dout [B·T_k, hidden]: ∂L/∂out from module k+1 on entry (zeros
 // for the last module); used as scratch. Accumulates into dprev [B·(T_k + 1), hidden], dembed and g.
 void mtp_backward(const ModelConfig& c, const RopeTable& rope, const MtpP& w, const MtpG& g, int64_t B,
                   const MtpActs& a, const float* dhn, float* dout, float balance_weight, float* dprev,
-                  float* dembed);
+                  float* dembed, const LinearPrecision& prec = {});
 
 }  // namespace dsv3::train

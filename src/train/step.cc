@@ -64,7 +64,8 @@ StepResult run(const ModelConfig& c, const Params& params, const int32_t* tokens
   std::vector<float> h(size_t(m * D));
   embedding_forward(w.embed, tokens, m, D, h.data());
   std::vector<BlockActs> blocks(w.layers.size());
-  for (size_t l = 0; l < w.layers.size(); ++l) block_forward(c, rope, w.layers[l], B, T, bal, h.data(), blocks[l]);
+  for (size_t l = 0; l < w.layers.size(); ++l)
+    block_forward(c, rope, w.layers[l], B, T, bal, h.data(), blocks[l], opt.linear);
   std::vector<float> hn(size_t(m * D)), hn_rstd(static_cast<size_t>(m));
   rmsnorm_forward(h.data(), w.norm, m, D, eps, hn.data(), hn_rstd.data());
 
@@ -74,7 +75,7 @@ StepResult run(const ModelConfig& c, const Params& params, const int32_t* tokens
   std::vector<MtpActs> mtp(static_cast<size_t>(n_mtp));
   for (int64_t k = 0; k < n_mtp; ++k)
     mtp_forward(c, rope, w.mtp[size_t(k)], w.embed, tokens, B, T, k, k == 0 ? hn.data() : mtp[size_t(k - 1)].out.data(),
-                bal, mtp[size_t(k)]);
+                bal, mtp[size_t(k)], opt.linear);
 
   // ---- losses (fused with the head's backward)
   StepResult res;
@@ -123,13 +124,13 @@ StepResult run(const ModelConfig& c, const Params& params, const int32_t* tokens
     std::vector<float> dout = k + 1 < n_mtp ? std::move(dnext) : std::vector<float>(size_t(rows * D), 0.0f);
     std::vector<float> dprev(k == 0 ? 0 : size_t(B * (a.rows_per_seq + 1) * D), 0.0f);
     mtp_backward(c, rope, w.mtp[size_t(k)], g.mtp[size_t(k)], B, a, dmtp_hn[size_t(k)].data(), dout.data(),
-                 bal_weight, k == 0 ? dhn.data() : dprev.data(), g.embed);
+                 bal_weight, k == 0 ? dhn.data() : dprev.data(), g.embed, opt.linear);
     dnext = std::move(dprev);
   }
   std::vector<float> dh(size_t(m * D), 0.0f);
   rmsnorm_backward(dhn.data(), h.data(), w.norm, hn_rstd.data(), m, D, dh.data(), g.norm);
   for (size_t l = w.layers.size(); l-- > 0;)
-    block_backward(c, rope, w.layers[l], g.layers[l], B, T, blocks[l], bal_weight, dh.data());
+    block_backward(c, rope, w.layers[l], g.layers[l], B, T, blocks[l], bal_weight, dh.data(), opt.linear);
   embedding_backward(dh.data(), tokens, m, D, g.embed);
   return res;
 }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "model/config.h"
+#include "train/fp8_recipe.h"
 #include "train/params.h"
 
 namespace dsv3::train {
@@ -21,6 +22,9 @@ struct LossOptions {
   double mtp_lambda = 0.3;      // weight of the mean MTP cross-entropy (0 disables MTP)
   double balance_alpha = 0.0;   // sequence-wise balance loss weight (V3 eqs. 17–20; paper: 1e-4)
   BalanceMode mode = BalanceMode::AuxFree;
+  // Precision of the linear layers of experts, shared experts, dense MLPs, MLA projections and the MTP
+  // projection (train/fp8_recipe.h); float32 by default.
+  LinearPrecision linear{};
 };
 
 // Per MoE layer (main layers first, then MTP layers), what the step saw.

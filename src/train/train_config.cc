@@ -101,6 +101,40 @@ TrainOptions parse_training(const nlohmann::json& t, const std::string& label) {
   r.get("eval_batches", o.eval_batches);
   r.get("ckpt_every", o.ckpt_every);
   r.get("log_every", o.log_every);
+  std::string precision = "fp32";
+  r.get("precision", precision);
+  o.precision = parse_precision(precision, label + ": 'training.precision'");
+  if (const nlohmann::json* f = r.object("fp8")) {
+    if (o.precision != Precision::FP8)
+      fail("{}: 'training.fp8' configures precision fp8, but 'training.precision' is {}", label, precision);
+    Reader fr(*f, label + ": training.fp8");
+    std::string scale = "fp32", dgrad = "1x128";
+    int64_t bits = o.fp8.accum_bits;
+    fr.get("scale", scale);
+    fr.get("accum_bits", bits);
+    fr.get("promote_every", o.fp8.promote_every);
+    fr.get("dgrad_quant", dgrad);
+    fr.reject_unknown();
+    if (scale == "fp32") {
+      o.fp8.scale = Fp8ScaleFormat::F32;
+    } else if (scale == "ue8m0") {
+      o.fp8.scale = Fp8ScaleFormat::UE8M0;
+    } else {
+      fail("{}: training.fp8.scale is '{}'; supported: fp32, ue8m0", label, scale);
+    }
+    if (bits < 1 || bits > 23) fail("{}: training.fp8.accum_bits must lie in [1, 23] (23 = float32), got {}", label, bits);
+    o.fp8.accum_bits = int(bits);
+    if (o.fp8.promote_every < 1 || 128 % o.fp8.promote_every != 0)
+      fail("{}: training.fp8.promote_every must divide 128 (the scale tile along K), got {}", label,
+           o.fp8.promote_every);
+    if (dgrad == "1x128") {
+      o.fp8.dgrad_block_quant = false;
+    } else if (dgrad == "128x128") {
+      o.fp8.dgrad_block_quant = true;
+    } else {
+      fail("{}: training.fp8.dgrad_quant is '{}'; supported: 1x128, 128x128", label, dgrad);
+    }
+  }
   if (const nlohmann::json* b = r.object("balance")) {
     Reader br(*b, label + ": training.balance");
     std::string mode = "aux_free";
@@ -204,6 +238,12 @@ nlohmann::json TrainOptions::to_json() const {
   t["eval_batches"] = eval_batches;
   t["ckpt_every"] = ckpt_every;
   t["log_every"] = log_every;
+  t["precision"] = precision_name(precision);
+  if (precision == Precision::FP8)
+    t["fp8"] = {{"scale", fp8_scale_format_name(fp8.scale)},
+                {"accum_bits", fp8.accum_bits},
+                {"promote_every", fp8.promote_every},
+                {"dgrad_quant", fp8.dgrad_block_quant ? "128x128" : "1x128"}};
   return t;
 }
 

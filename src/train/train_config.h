@@ -14,6 +14,7 @@
 #include <string>
 
 #include "model/config.h"
+#include "train/fp8_recipe.h"
 #include "train/schedule.h"
 #include "train/step.h"
 
@@ -48,6 +49,12 @@ struct TrainOptions {
   int64_t eval_batches = 8;  // validation batches of (batch_seqs / grad_accum) sequences
   int64_t ckpt_every = 0;    // steps; 0 = only at the end
   int64_t log_every = 1;     // metrics JSONL every N steps (always on eval/ckpt steps)
+  // Mixed precision (train/fp8_recipe.h): "precision": "fp32" | "bf16" | "fp8", and for fp8 an optional
+  // "fp8": {"scale": "fp32" | "ue8m0", "accum_bits": 13, "promote_every": 128, "dgrad_quant": "1x128" | "128x128"}.
+  Precision precision = Precision::FP32;
+  Fp8Recipe fp8{};
+
+  LinearPrecision linear_precision() const { return {.mode = precision, .fp8 = fp8}; }
 
   int64_t micro_batch() const { return (batch_seqs + grad_accum - 1) / grad_accum; }
   nlohmann::json to_json() const;

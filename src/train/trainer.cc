@@ -173,6 +173,13 @@ void Trainer::setup() {
     spec_ = load_train_config(o_.config, tf);
   }
   TrainOptions& t = spec_.train;
+  if (!o_.precision.empty()) {
+    const Precision p = parse_precision(o_.precision, "--precision");
+    if (o_.resume && p != t.precision)
+      fail("--resume: --precision {} differs from the run's precision {}", o_.precision, precision_name(t.precision));
+    t.precision = p;
+    spec_.raw["training"] = t.to_json();
+  }
   if (o_.max_minutes >= 0) t.time_budget_minutes = o_.max_minutes;
   budget_s_ = t.time_budget_minutes * 60.0;
 
@@ -192,8 +199,11 @@ void Trainer::setup() {
   const ModelConfig& c = spec_.model;
   params_ = std::make_unique<Params>(c);
   grads_ = std::make_unique<Params>(c);
-  opt_ = std::make_unique<AdamW>(
-      *params_, AdamWOptions{.beta1 = t.beta1, .beta2 = t.beta2, .eps = t.eps, .weight_decay = t.weight_decay});
+  opt_ = std::make_unique<AdamW>(*params_, AdamWOptions{.beta1 = t.beta1,
+                                                        .beta2 = t.beta2,
+                                                        .eps = t.eps,
+                                                        .weight_decay = t.weight_decay,
+                                                        .bf16_moments = t.precision != Precision::FP32});
   ramp_ = {.start = t.batch_seqs_start > 0 ? t.batch_seqs_start : t.batch_seqs, .end = t.batch_seqs,
            .ramp_tokens = t.batch_seqs_start > 0 ? t.batch_ramp_tokens : 0};
   fs::create_directories(o_.out);
@@ -234,9 +244,10 @@ void Trainer::setup() {
   const ParamCounts pc = count_params(c);
   std::fprintf(stderr,
                "model: %.2fM parameters (%.2fM activated per token, MTP %.2fM); %lld steps of %lld×%lld tokens "
-               "(%s balance), lr %.2g→%.2g\n",
+               "(%s balance, %s linear layers), lr %.2g→%.2g\n",
                pc.total_main / 1e6, pc.activated / 1e6, pc.mtp / 1e6, (long long)st_.total_steps,
-               (long long)t.batch_seqs, (long long)t.seq_len, balance_mode_name(t.balance), lr_.lr, lr_.min_lr);
+               (long long)t.batch_seqs, (long long)t.seq_len, balance_mode_name(t.balance), precision_name(t.precision),
+               lr_.lr, lr_.min_lr);
 }
 
 void Trainer::fit_steps_to_budget(double budget_s) {
@@ -281,6 +292,7 @@ LossOptions Trainer::loss_options(int64_t step) const {
   lo.mtp_lambda = spec_.model.num_nextn_predict_layers > 0 ? t.mtp_lambda.at(step, std::max<int64_t>(1, st_.total_steps)) : 0.0;
   lo.balance_alpha = t.balance_alpha;
   lo.mode = t.balance;
+  lo.linear = t.linear_precision();
   return lo;
 }
 

@@ -23,6 +23,7 @@ struct RunOptions {
   int64_t steps = -1;       // ≥ 0 overrides training.steps (0 = fit to the time budget)
   int64_t stop_at = -1;     // > 0: stop after this step (checkpoint written), the schedule unchanged
   bool progress = true;     // progress line on stderr
+  std::string precision{};  // "fp32" | "bf16" | "fp8": overrides training.precision (empty: the config's)
 };
 
 struct TrainSummary {
