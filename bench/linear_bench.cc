@@ -1,7 +1,8 @@
 // kernels::linear and friends: decode GEMV in weight bytes per second (to set against stream_bench's read
 // bandwidth), prefill GEMM in GFLOP/s, the thread threshold for small shapes, and — when Debian's
 // OpenBLAS can be dlopen'ed — its sgemm on the same shape as a data point (no link dependency).
-// Results: docs/PERF.md, "Kernels and machine limits".
+// Results: docs/PERF.md, "Kernels and machine limits". BM_GemvQ / BM_GemvQHot / BM_GemmQ: the int8 / int4
+// block formats of `dsv3 quantize` (kernels/quant.h).
 //
 //   build-k/bench/linear_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 //
@@ -23,6 +24,7 @@
 #include "kernels/isa.h"
 #include "kernels/linear.h"
 #include "kernels/ops.h"
+#include "kernels/quant.h"
 
 namespace {
 
@@ -144,6 +146,114 @@ void gemm_args(benchmark::internal::Benchmark* b) {
   for (int64_t m : {4, 8, 16, 17, 24, 32})
     for (DType dt : {DType::BF16, DType::F8_E4M3}) b->Args({int64_t(dt), m, 2048, 2048, 0, best});
   if (best >= int(Isa::Avx2)) b->Args({int64_t(DType::F32), 512, 2048, 2048, 0, int(Isa::Avx2)});
+}
+
+// ---- Int8 / Int4 block-quantized weights (kernels/quant.h). Codes random, scales 2⁻⁸ (values do not matter
+// for speed). Bytes processed = codes + f16 scales, what a pass over the weights reads.
+using dsv3::kernels::Quant;
+
+struct QWeightSet {
+  std::vector<Buffer> data;
+  std::vector<std::vector<uint16_t>> scales;
+  std::vector<WeightRef> refs;
+  size_t bytes_each = 0;
+
+  QWeightSet(Quant q, int64_t n, int64_t k, size_t min_total_bytes) {
+    const int64_t rb = dsv3::kernels::qrow_bytes(q, k), kb = dsv3::kernels::qblocks(k);
+    const size_t codes = size_t(n * rb);
+    bytes_each = codes + size_t(n * kb) * 2;
+    const size_t copies = std::max<size_t>(1, (min_total_bytes + bytes_each - 1) / bytes_each);
+    for (size_t c = 0; c < copies; ++c) {
+      data.emplace_back(codes);
+      auto* b = static_cast<uint8_t*>(data.back().p);
+#pragma omp parallel for schedule(static)
+      for (size_t i = 0; i < codes; ++i) b[i] = uint8_t((i * 2654435761u >> 13) & 0xff);
+      scales.emplace_back(size_t(n * kb), dsv3::f32_to_f16(1.0f / 256));
+      WeightRef w;
+      w.dtype = q == Quant::Int8 ? DType::I8 : DType::U8;
+      w.quant = q;
+      w.data = b;
+      w.qscale = scales.back().data();
+      w.n = n;
+      w.k = k;
+      refs.push_back(w);
+    }
+  }
+};
+
+const char* quant_name(Quant q) { return q == Quant::Int8 ? "int8" : "int4"; }
+
+// args: quant, n, k, m, isa. Streams from memory (512 MiB of copies), as BM_Gemv.
+void BM_GemvQ(benchmark::State& state) {
+  const auto q = Quant(state.range(0));
+  const int64_t n = state.range(1), k = state.range(2), m = state.range(3);
+  const Isa isa = dsv3::kernels::set_isa(Isa(state.range(4)));
+  static std::string last_key;
+  static QWeightSet* ws = nullptr;
+  const std::string key = std::to_string(int(q)) + "/" + std::to_string(n) + "/" + std::to_string(k);
+  if (key != last_key) {
+    delete ws;
+    ws = new QWeightSet(q, n, k, size_t(512) << 20);
+    last_key = key;
+  }
+  const auto x = random_vec(size_t(m * k));
+  std::vector<float> y(size_t(m * n));
+  size_t c = 0;
+  for (auto _ : state) {
+    dsv3::kernels::linear(x.data(), m, ws->refs[c], y.data());
+    benchmark::DoNotOptimize(y.data());
+    c = (c + 1) % ws->refs.size();
+  }
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(ws->bytes_each));
+  state.counters["Gweights/s"] = benchmark::Counter(double(state.iterations()) * double(n * k),
+                                                    benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+  state.SetLabel(std::string(quant_name(q)) + " " + std::string(dsv3::kernels::isa_name(isa)) +
+                 (isa == Isa::Avx512 && !dsv3::kernels::has_avx512_vnni() ? " (no vnni: avx2 gemv)" : ""));
+  dsv3::kernels::set_isa(dsv3::kernels::best_isa());
+}
+
+void gemvq_args(benchmark::internal::Benchmark* b) {
+  const int best = int(dsv3::kernels::best_isa());
+  for (auto [n, k] : {std::pair<int64_t, int64_t>{7168, 2048}, {2048, 7168}})
+    for (Quant q : {Quant::Int8, Quant::Int4})
+      for (int64_t m : {1, 4}) b->Args({int64_t(q), n, k, m, best});
+  if (best >= int(Isa::Avx2))
+    for (Quant q : {Quant::Int8, Quant::Int4}) b->Args({int64_t(q), 7168, 2048, 1, int(Isa::Avx2)});
+}
+
+// The compute side with weights in L2 (one thread, 128 × 2048). args: quant, m.
+void BM_GemvQHot(benchmark::State& state) {
+  const auto q = Quant(state.range(0));
+  const int64_t m = state.range(1), n = 128, k = 2048;
+  QWeightSet ws(q, n, k, 0);
+  const auto x = random_vec(size_t(m * k));
+  std::vector<float> y(size_t(m * n));
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  for (auto _ : state) {
+    dsv3::kernels::linear(x.data(), m, ws.refs[0], y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  omp_set_num_threads(saved);
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(ws.bytes_each));
+  state.SetItemsProcessed(int64_t(state.iterations()) * n * k);
+  state.SetLabel(quant_name(q));
+}
+
+// Prefill: the GEMM regime (weights decoded per tile into the fp32 panel, x exact). args: quant, m, n, k.
+void BM_GemmQ(benchmark::State& state) {
+  const auto q = Quant(state.range(0));
+  const int64_t m = state.range(1), n = state.range(2), k = state.range(3);
+  QWeightSet ws(q, n, k, 0);
+  const auto x = random_vec(size_t(m * k));
+  std::vector<float> y(size_t(m * n));
+  for (auto _ : state) {
+    dsv3::kernels::linear(x.data(), m, ws.refs[0], y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(double(state.iterations()) * 2.0 * double(m * n * k),
+                                                 benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+  state.SetLabel(quant_name(q));
 }
 
 // Small GEMV shapes, 1 vs 2 threads: where the parallel threshold (linear.cc) should sit.
@@ -279,6 +389,14 @@ BENCHMARK(BM_Gemm)->Apply(gemm_args)->UseRealTime()->Unit(benchmark::kMillisecon
 BENCHMARK(BM_GemvHot)
     ->ArgsProduct({{int64_t(DType::F32), int64_t(DType::BF16), int64_t(DType::F16), int64_t(DType::F8_E4M3)}, {1, 4}})
     ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_GemvQ)->Apply(gemvq_args)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_GemvQHot)
+    ->ArgsProduct({{int64_t(Quant::Int8), int64_t(Quant::Int4)}, {1, 4}})
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_GemmQ)
+    ->ArgsProduct({{int64_t(Quant::Int8), int64_t(Quant::Int4)}, {17, 64, 512}, {2048}, {2048}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_OpenblasSgemm)->Args({512, 2048, 2048, 2})->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_GemvThreads)
     ->ArgsProduct({{64, 256, 1024}, {256, 1024}, {1, 2}})

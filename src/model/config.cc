@@ -175,10 +175,27 @@ void parse_quantization(const json& v, ModelConfig& c, const std::string& label)
   if (!v.is_object()) Keys(v, label).bad("quantization_config", "an object or null", v);
   Keys k(v, label, "quantization_config.");
   std::string method = k.get_str("quant_method", "");
+  if (method == "dsv3_block") {
+    // `dsv3 quantize` (docs/formats.md): int8 / int4 codes with one f16 scale per 32 elements along k.
+    c.block_quant = k.get_str("weight_format", "");
+    if (c.block_quant != "int8" && c.block_quant != "int4")
+      fail("{}: key 'quantization_config.weight_format' is '{}'; expected 'int8' or 'int4'", label, c.block_quant);
+    const json* bs = k.find("block_size");
+    if (!bs) fail("{}: missing required key 'quantization_config.block_size'", label);
+    if (k.to_int("block_size", *bs) != 32)
+      fail("{}: key 'quantization_config.block_size' is {}; only 32 is supported", label, bs->dump());
+    const std::string sd = k.get_str("scale_dtype", "float16");
+    if (sd != "float16") fail("{}: key 'quantization_config.scale_dtype' is '{}'; only 'float16' is supported", label, sd);
+    c.block_quant_head = k.get_str("head_format", "none");
+    if (c.block_quant_head != "int8" && c.block_quant_head != "int4" && c.block_quant_head != "none")
+      fail("{}: key 'quantization_config.head_format' is '{}'; expected 'int8', 'int4' or 'none'", label,
+           c.block_quant_head);
+    return;
+  }
   if (method != "fp8")
     fail(
-        "{}: key 'quantization_config.quant_method' is '{}'; only 'fp8' (DeepSeek's block-scaled E4M3) is "
-        "supported",
+        "{}: key 'quantization_config.quant_method' is '{}'; only 'fp8' (DeepSeek's block-scaled E4M3) and "
+        "'dsv3_block' (dsv3 quantize) are supported",
         label, method);
   std::string fmt_ = k.get_str("fmt", "e4m3");
   if (fmt_ != "e4m3") fail("{}: key 'quantization_config.fmt' is '{}'; only 'e4m3' is supported", label, fmt_);
@@ -415,13 +432,24 @@ json ModelConfig::raw_json() const {
   j["hidden_act"] = hidden_act;
   j["initializer_range"] = initializer_range;
   if (!torch_dtype.empty()) j["torch_dtype"] = torch_dtype;
-  if (fp8) {
+  if (!block_quant.empty()) {
+    j["quantization_config"] = block_quant_json();
+  } else if (fp8) {
     j["quantization_config"] = {{"activation_scheme", "dynamic"},
                                 {"fmt", "e4m3"},
                                 {"quant_method", "fp8"},
                                 {"weight_block_size", {weight_block_n, weight_block_k}}};
   }
   return j;
+}
+
+nlohmann::json ModelConfig::block_quant_json() const {
+  return {{"quant_method", "dsv3_block"},
+          {"weight_format", block_quant},
+          {"block_size", 32},
+          {"scale_dtype", "float16"},
+          {"head_format", block_quant_head},
+          {"not_quantized", {"model.embed_tokens", "*norm*", "mlp.gate", "mlp.gate.e_score_correction_bias"}}};
 }
 
 bool ModelConfig::is_moe_layer(int64_t layer) const {

@@ -55,8 +55,13 @@ struct ModelConfig {
   // quantization_config {quant_method: fp8, fmt: e4m3, weight_block_size}
   bool fp8 = false;
   int64_t weight_block_n = 128, weight_block_k = 128;
+  // quantization_config {quant_method: dsv3_block, weight_format, block_size: 32, scale_dtype: float16,
+  // head_format} written by `dsv3 quantize` (docs/formats.md): "int8" / "int4" for the linear weights
+  // (empty when absent), and the head's format ("int8", "int4" or "none" = as stored).
+  std::string block_quant, block_quant_head = "none";
 
   nlohmann::json raw_json() const;  // the validated config re-serialised with HF keys
+  nlohmann::json block_quant_json() const;  // the dsv3_block quantization_config (block_quant non-empty)
 
   // Derived
   int64_t qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }

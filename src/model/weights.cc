@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "kernels/quant.h"
 
 namespace dsv3 {
 
@@ -111,10 +112,50 @@ class Binder {
     return v.data();
   }
 
-  // A matrix [n, k] in its stored dtype; FP8 requires `<name>_scale_inv`.
-  kernels::WeightRef mat(const std::string& name, int64_t n, int64_t k, bool fp8_ok = true) {
+  // A matrix [n, k] in its stored dtype; FP8 requires `<name>_scale_inv`, the int8 / int4 block formats of
+  // `dsv3 quantize` (I8 / U8 codes) require `<name>_scale` and a dsv3_block quantization_config.
+  kernels::WeightRef mat(const std::string& name, int64_t n, int64_t k, bool fp8_ok = true, bool quant_ok = true) {
     const TensorView& t = get(name);
+    if (t.dtype == DType::I8 || t.dtype == DType::U8) return block_quant(name, t, n, k, quant_ok);
     return mat_from(name, t, n, k, fp8_ok);
+  }
+
+  kernels::WeightRef block_quant(const std::string& name, const TensorView& t, int64_t n, int64_t k, bool quant_ok) {
+    const kernels::Quant q = t.dtype == DType::I8 ? kernels::Quant::Int8 : kernels::Quant::Int4;
+    const char* qname = q == kernels::Quant::Int8 ? "int8" : "int4";
+    if (c_.block_quant.empty())
+      fail("{}: tensor {} has dtype {} (block-quantized {}), but config.json has no dsv3_block quantization_config",
+           label_, name, dtype_name(t.dtype), qname);
+    if (!quant_ok) fail("{}: tensor {} is block-quantized ({}), which this role does not allow", label_, name, qname);
+    check_shape(name, t, {n, kernels::qrow_bytes(q, k)});
+    const std::string sname = name + "_scale";
+    const TensorView* s = find(sname);
+    if (!s) fail("{}: {} is block-quantized ({}) without {}", label_, name, qname, sname);
+    if (s->dtype != DType::F16) fail("{}: {} must be F16, found {}", label_, sname, dtype_name(s->dtype));
+    const std::vector<int64_t> want{n, kernels::qblocks(k)};
+    if (s->shape != want)
+      fail("{}: {} has shape {}; blocks of 32 over {} need {}", label_, sname, shape_str(s->shape),
+           shape_str({n, k}), shape_str(want));
+    kernels::WeightRef r;
+    r.dtype = t.dtype;
+    r.quant = q;
+    r.data = t.data;
+    r.n = n;
+    r.k = k;
+    const uint16_t* sc = aligned_halves(*s);
+    for (int64_t i = 0; i < s->numel(); ++i)
+      if ((sc[i] & 0x7c00) == 0x7c00)
+        fail("{}: {} holds a non-finite scale (f16 bits 0x{:04x}) at block {} of row {}", label_, sname, sc[i],
+             i % want[1], i / want[1]);
+    r.qscale = sc;
+    return r;
+  }
+
+  const uint16_t* aligned_halves(const TensorView& t) {
+    if (reinterpret_cast<uintptr_t>(t.data) % alignof(uint16_t) == 0) return reinterpret_cast<const uint16_t*>(t.data);
+    auto& v = w_.owned.emplace_back((t.nbytes() + 3) / 4);
+    std::memcpy(v.data(), t.data, t.nbytes());
+    return reinterpret_cast<const uint16_t*>(v.data());
   }
 
   kernels::WeightRef mat_from(const std::string& name, const TensorView& t, int64_t n, int64_t k, bool fp8_ok) {
@@ -192,7 +233,7 @@ class Binder {
     if (lw.is_moe) {
       MoeWeights& e = lw.moe;
       const int64_t E = c.n_routed_experts;
-      e.gate = mat(p + "mlp.gate.weight", E, D, /*fp8_ok=*/false);
+      e.gate = mat(p + "mlp.gate.weight", E, D, /*fp8_ok=*/false, /*quant_ok=*/false);
       if (c.topk_method == TopkMethod::NoauxTc) e.bias = vec(p + "mlp.gate.e_score_correction_bias", E);
       e.experts.reserve(size_t(E));
       for (int64_t i = 0; i < E; ++i)
@@ -218,7 +259,7 @@ ModelWeights bind_weights(const ModelConfig& c, const TensorLookup& lookup, cons
   ModelWeights w;
   Binder b(c, lookup, label, w);
   const int64_t V = c.vocab_size, D = c.hidden_size;
-  w.embed = b.mat("model.embed_tokens.weight", V, D, /*fp8_ok=*/false);
+  w.embed = b.mat("model.embed_tokens.weight", V, D, /*fp8_ok=*/false, /*quant_ok=*/false);
   w.layers.reserve(size_t(c.num_hidden_layers));
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) w.layers.push_back(b.layer(l));
   w.norm = b.vec("model.norm.weight", D);
@@ -236,7 +277,7 @@ ModelWeights bind_weights(const ModelConfig& c, const TensorLookup& lookup, cons
     m.eh_proj = b.mat(p + "eh_proj.weight", D, 2 * D);
     m.layer = b.layer(l);
     m.head_norm = b.vec(p + "shared_head.norm.weight", D);
-    m.embed = b.find(p + "embed_tokens.weight") ? b.mat(p + "embed_tokens.weight", V, D, false) : w.embed;
+    m.embed = b.find(p + "embed_tokens.weight") ? b.mat(p + "embed_tokens.weight", V, D, false, false) : w.embed;
     m.head = b.find(p + "shared_head.head.weight") ? b.mat(p + "shared_head.head.weight", V, D, false) : w.head;
     w.mtp.push_back(std::move(m));
   }

@@ -1,0 +1,71 @@
+// `dsv3 quantize`: converts a checkpoint (F32 / BF16 / F16 / FP8-block, one file or sharded) into the int8 /
+// int4 block formats of kernels/quant.h, or into BF16, as an HF-style model directory (docs/formats.md), and
+// measures what that costs in logits against the exact path.
+//
+// What is quantized (--type int8 | int4): every WeightRole::Linear matrix — MLA projections (q_a / q_b / q,
+// kv_a, kv_b, o), dense MLP, routed and shared experts, MTP eh_proj — and the output heads (lm_head,
+// MTP shared_head.head) in int8 for both types: the head sees the final hidden state directly, its error
+// goes straight into the logits, and it is ~1% of a V3 token's weight traffic (llama.cpp's Q4_0 likewise
+// keeps output.weight at higher precision). Kept as stored: embeddings (a row lookup, no bandwidth to
+// save), the router gate (tiny; expert selection is discontinuous in its output), RMSNorm weights and
+// e_score_correction_bias (vectors). kv_b is quantized too: it is decoded to fp32 once at load (mla.cc),
+// so it costs accuracy only, not speed, but it halves its share of the file. --type bf16 converts every
+// matrix (embeddings, gate and heads included) to BF16 and keeps vectors as stored.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/transformer.h"
+
+namespace dsv3 {
+
+enum class QuantizeType { Int8, Int4, BF16 };
+// "int8" | "int4" | "bf16"; throws on anything else.
+QuantizeType parse_quantize_type(const std::string& s);
+
+struct QuantizeOptions {
+  QuantizeType type = QuantizeType::Int8;
+  uint64_t max_shard_bytes = uint64_t(4) << 30;  // one model.safetensors up to this size, else shards
+};
+
+struct QuantizeReport {
+  int64_t tensors = 0;          // written
+  int64_t quantized = 0;        // matrices converted to int8 / int4 / bf16
+  int64_t dropped = 0;          // source tensors not carried over (FP8 weight_scale_inv, unknown names)
+  uint64_t bytes_in = 0, bytes_out = 0;
+  int64_t shards = 0;
+};
+
+// Reads `in_dir`, writes `out_dir` (created; refused when it exists and is not empty, or is in_dir):
+// config.json (the source's keys with quantization_config replaced), model.safetensors or shards + index,
+// and the tokenizer files (tokenizer.json, tokenizer_config.json, special_tokens_map.json,
+// generation_config.json). Holds at most one output shard in memory.
+QuantizeReport quantize_model(const std::string& in_dir, const std::string& out_dir, const QuantizeOptions& opt);
+
+// ---- divergence of a converted model from the exact path
+
+struct LogitDivergence {
+  int64_t rows = 0;
+  double max_rel_err = 0;  // max over rows of max_j |got − ref| / max_j |ref|
+  double rel_l2 = 0;       // ‖got − ref‖ / ‖ref‖ over all rows
+  double top1_agree = 0;   // fraction of rows whose argmax agrees
+  double kl_mean = 0, kl_max = 0;  // KL(softmax(ref) ‖ softmax(got)) per row, nats
+};
+// Compares logits [rows, vocab].
+LogitDivergence compare_logits(const float* got, const float* ref, int64_t rows, int64_t vocab);
+
+struct DivergenceOptions {
+  int64_t sequences = 4, length = 24;  // random token sequences (ignored when ids is given)
+  uint64_t seed = 1;
+  std::vector<std::vector<int32_t>> ids;
+};
+struct DivergenceReport {
+  LogitDivergence prefill;  // every position of each sequence in one forward (the GEMM regime: exact x)
+  LogitDivergence decode;   // one token per forward (the GEMV regime: int8 x with quantized weights)
+};
+// Runs `test` and `ref` (same config shape) over the same sequences; logits of `test` against `ref`.
+DivergenceReport measure_divergence(Model& test, Model& ref, const DivergenceOptions& opt);
+
+}  // namespace dsv3
