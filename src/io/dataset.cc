@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/splitmix.h"
 #include "io/safetensors.h"
 
 namespace dsv3::io {
@@ -21,26 +22,6 @@ namespace fs = std::filesystem;
 namespace {
 
 static_assert(std::endian::native == std::endian::little, "shards are little-endian uint32; add a byte swap");
-
-// splitmix64 (a fixed, well-known definition: the same streams on every machine).
-struct SplitMix64 {
-  uint64_t s;
-  uint64_t next() {
-    uint64_t z = (s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
-  // Uniform in [0, n) (n > 0), by rejection so every value is equally likely.
-  uint64_t below(uint64_t n) {
-    const uint64_t limit = UINT64_MAX - UINT64_MAX % n;
-    uint64_t x;
-    do x = next();
-    while (x >= limit);
-    return x % n;
-  }
-  double uniform() { return double(next() >> 11) * (1.0 / 9007199254740992.0); }
-};
 
 uint64_t mix(uint64_t seed, uint64_t a, uint64_t b = 0) {
   SplitMix64 g{seed ^ (a * 0xd1b54a32d192ed03ull) ^ (b * 0x8cb92ba72f3d8dd7ull)};

@@ -6,23 +6,12 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/splitmix.h"
 #include "io/safetensors.h"
 
 namespace dsv3 {
 
 namespace {
-
-// splitmix64: a small, well-known generator with a fixed definition (reproducible everywhere).
-struct SplitMix64 {
-  uint64_t s;
-  uint64_t next() {
-    uint64_t z = (s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
-  double uniform() { return double(next() >> 11) * (1.0 / 9007199254740992.0); }  // [0, 1)
-};
 
 void fill_normal(std::vector<float>& v, uint64_t seed, double std) {
   SplitMix64 g{seed};

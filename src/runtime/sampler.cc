@@ -5,24 +5,19 @@
 #include <limits>
 
 #include "core/error.h"
+#include "core/splitmix.h"
 
 namespace dsv3::runtime {
 
 // ---- Rng ------------------------------------------------------------------------------------------------
 
 namespace {
-uint64_t splitmix64(uint64_t& x) {
-  uint64_t z = (x += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
 uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 }  // namespace
 
 Rng::Rng(uint64_t seed) {
-  uint64_t x = seed;
-  for (auto& s : s_) s = splitmix64(x);
+  SplitMix64 sm{seed};
+  for (auto& s : s_) s = sm.next();
 }
 
 uint64_t Rng::next() {
