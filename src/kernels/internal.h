@@ -58,6 +58,8 @@ void prepare_qacts_avx512(const float* x, int64_t m, int64_t k, Quant q, void* b
 void gemv_q_scalar(const QActs& xa, int64_t m, const WeightRef& w, float* y, int64_t n0, int64_t n1);
 void gemv_q_avx2(const QActs& xa, int64_t m, const WeightRef& w, float* y, int64_t n0, int64_t n1);
 void gemv_q_avx512(const QActs& xa, int64_t m, const WeightRef& w, float* y, int64_t n0, int64_t n1);
+// GEMM with quantized x (AVX-512 VNNI; x in the compact layout): rows [m0, m1) × columns [n0, n1).
+void gemm_q_avx512(const QActs& xa, int64_t m0, int64_t m1, const WeightRef& w, float* y, int64_t n0, int64_t n1);
 // GEMM decode: staging[r][0, kcp) = W[row0 + r, col0 .. col0 + kc) as fp32 for r < nrows, zeros for
 // nrows <= r < rows and for kc <= p < kcp (kc rounded up to 16); col0 a multiple of 32.
 void quant_decode_rows_avx512(const WeightRef& w, int64_t row0, int64_t nrows, int rows, int64_t col0, int64_t kc,

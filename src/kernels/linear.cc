@@ -125,6 +125,31 @@ void run_gemv_q(Isa isa, const float* x, int64_t m, const WeightRef& w, float* y
 
 int64_t gemv_max_rows(Isa isa) { return isa == Isa::Avx2 ? kGemvMaxRowsAvx2 : kGemvMaxRowsAvx512; }
 
+// Int8 / Int4 weights in the GEMM regime on AVX-512 VNNI: x quantized once (compact layout), then the work
+// items of run_gemm below (column blocks, and row blocks when there are few column blocks).
+void run_gemm_q(const float* x, int64_t m, const WeightRef& w, float* y) {
+  void* buf = detail::thread_scratch(1, detail::qacts_bytes(m, w.k) / sizeof(float) + 1);
+  detail::QActs xa;
+  detail::prepare_qacts_compact(x, m, w.k, buf, &xa);
+  const int nt = threads_for(m * w.n * w.k, kGemmParallelMacs);
+  constexpr int64_t nbw = 256;
+  const int64_t nb = (w.n + nbw - 1) / nbw;
+  int64_t mb = 1;
+  if (nt > 1 && nb < 4 * nt) mb = std::min<int64_t>((m + 23) / 24, (4 * nt + nb - 1) / nb);
+  const int64_t mrows = (m + mb - 1) / mb;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+  for (int64_t it = 0; it < nb * mb; ++it) {
+    const int64_t jb = it / mb, ib = it % mb;
+    const int64_t m0 = ib * mrows, m1 = std::min(m, m0 + mrows);
+    if (m0 < m1) detail::gemm_q_avx512(xa, m0, m1, w, y, jb * nbw, std::min(w.n, (jb + 1) * nbw));
+  }
+}
+
+// Whether linear() quantizes x for Int8 / Int4 weights: always on AVX-512 VNNI, else in the GEMV regime.
+bool quantizes_x(Isa isa, int64_t m) {
+  return m <= gemv_max_rows(isa) || (isa == Isa::Avx512 && has_avx512_vnni());
+}
+
 using GemvFn = void (*)(const float*, int64_t, const WeightRef&, float*, int64_t, int64_t);
 
 // Splits the n output columns into chunks of about n / (8 · threads), taken dynamically (a thread that
@@ -192,6 +217,10 @@ void linear(const float* x, int64_t m, const WeightRef& w, float* y, const Linea
     run_gemv_q(isa, x, m, w, y);
     return;
   }
+  if (w.quant != Quant::None && quantizes_x(isa, m)) {
+    run_gemm_q(x, m, w, y);
+    return;
+  }
   if (isa == Isa::Scalar) {
     linear_scalar(x, m, w, y);
     return;
@@ -215,7 +244,7 @@ void linear(const float* x, int64_t m, const WeightRef& w, float* y, const Linea
 void linear(const float* x, int64_t m, const WeightRef& w, float* y) { linear(x, m, w, y, LinearOptions{}); }
 
 bool linear_quantizes_x(int64_t m, const WeightRef& w) {
-  return w.quant != Quant::None && m <= gemv_max_rows(active_isa());
+  return w.quant != Quant::None && quantizes_x(active_isa(), m);
 }
 
 }  // namespace dsv3::kernels

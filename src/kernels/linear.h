@@ -40,9 +40,10 @@ struct WeightRef {
 // once into a cache-resident fp32 panel and reuses it for all rows (register-blocked GEMM). Exact: every product is the fp32 product of x and the decoded weight (fp8: times its block
 // scale), summed in fp32 in a different order than linear_ref (relative difference ~1e-7).
 // Deviation: an F8_E4M3 NaN byte (0x7F / 0xFF) reads as ±480 instead of NaN in the SIMD paths.
-// Deviation (Int8 / Int4 weights, GEMV regime only): x is quantized to int8 per block of 32 on the fly and
-// multiplied in integers (VNNI vpdpbusd where the CPU has it), as llama.cpp does for Q8_0 / Q4_0 — see
-// kernels/quant.h and linear_qact_ref. The GEMM regime keeps x exact (fp32 times the decoded weight).
+// Deviation (Int8 / Int4 weights): x is quantized to int8 per block of 32 on the fly and multiplied in
+// integers, as llama.cpp does for Q8_0 / Q4_0 — in the GEMV regime always, in the GEMM regime with AVX-512
+// VNNI (vpdpbusd); elsewhere the GEMM keeps x exact (fp32 times the decoded weight). See kernels/quant.h,
+// linear_qact_ref and linear_quantizes_x.
 void linear(const float* x, int64_t m, const WeightRef& w, float* y);
 
 struct LinearOptions {

@@ -13,10 +13,11 @@
 // scale costs 0.5 bit per weight (8.5 / 4.5 bits per weight in all, the same as Q8_0 / Q4_0), and its
 // rounding (2⁻¹¹ relative) is far below the codes' own.
 //
-// The GEMV kernels (decode) also quantize x per block of 32: d = amax / 127, codes round(x · 127 / amax),
-// and compute Σ_b d_x · d_w · Σ_j qx · qw with exact integer dot products (vpdpbusd). That is a deviation
-// from exact fp32 activations (relative error ~0.3% per product sum, like llama.cpp); linear_qact_ref is
-// its scalar reference.
+// The GEMV kernels (decode), and the GEMM kernel on AVX-512 VNNI (prefill), also quantize x per block of
+// 32: d = amax / 127, codes round(x · 127 / amax), and compute Σ_b d_x · d_w · Σ_j qx · qw with exact
+// integer dot products (vpdpbusd / vpmaddubsw). That is a deviation from exact fp32 activations (relative
+// error ~0.3% per product sum, like llama.cpp); linear_qact_ref is its scalar reference. The GEMM without
+// VNNI decodes weight tiles into the fp32 panel and keeps x exact (reference linear_ref).
 #pragma once
 
 #include <cstdint>
@@ -46,7 +47,8 @@ void quantize_acts_ref(const float* x, int64_t k, int8_t* qx, float* d, int32_t*
 // Σ_{j in b} qx[i, j] · qw[o, j] (integer inner sums, fp32 outer). Same as linear_ref for other weights.
 void linear_qact_ref(const float* x, int64_t m, const WeightRef& w, float* y);
 
-// Whether linear(x, m, w, ...) quantizes x (Int8 / Int4 weights and m in the GEMV regime of the active ISA).
+// Whether linear(x, m, w, ...) quantizes x: Int8 / Int4 weights, and m in the GEMV regime of the active ISA
+// or the active ISA AVX-512 with VNNI.
 bool linear_quantizes_x(int64_t m, const WeightRef& w);
 
 }  // namespace dsv3::kernels

@@ -14,8 +14,9 @@
 // R = 4 rows of W × up to M = 4 rows of x per pass, next rows prefetched one block ahead (as in
 // linear_avx512.cc).
 //
-// GEMM decode: codes → fp32 times the block scale into the staging rows linear_avx512.cc transposes into
-// its panel (x stays exact there).
+// GEMM (VNNI): weight panels repacked into dword lanes, x quantized (below, before gemm_q).
+// GEMM decode (no VNNI): codes → fp32 times the block scale into the staging rows linear_avx512.cc
+// transposes into its panel (x stays exact there).
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
@@ -242,6 +243,183 @@ DSV3_TARGET_AVX512 void quant_decode_rows_avx512(const WeightRef& w, int64_t row
       _mm512_store_ps(dst + p, _mm512_maskz_mul_ps(mk, v, sv));
     }
   }
+}
+
+// ---------------------------------------------------------------- GEMM (VNNI, quantized x)
+// For a column block of W and a k slice of kQKc / 32 blocks, each 32-row panel of W is repacked once into
+// dwords panel[b][p][32 rows] = the 4 unsigned codes k = 32·b + 4p .. +3 of each row (a 16 × 16 dword
+// transpose, transpose16 of linear_avx512.cc's kind done on integer lanes), with its scales sc[b][32] as
+// fp32; then an MR × 32 micro-kernel broadcasts 4 codes of a row of x per step and accumulates
+// vpdpbusd(panel, x) exactly in int32 per block, scaled into fp32 once per block. x is the compact layout.
+namespace {
+
+constexpr int kQNr = 32;        // panel width (output features)
+constexpr int kQMr = 6;         // rows of x per micro-kernel
+constexpr int64_t kQKb = 8;     // blocks per k slice (256 codes)
+
+DSV3_INLINE_AVX512 void transpose16_epi32(__m512i r[16]) {
+  __m512 v[16];
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; ++i) v[i] = _mm512_castsi512_ps(r[i]);
+  __m512 t[16];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]);
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    v[4 * i + 0] = _mm512_shuffle_ps(t[4 * i + 0], t[4 * i + 2], 0x44);
+    v[4 * i + 1] = _mm512_shuffle_ps(t[4 * i + 0], t[4 * i + 2], 0xEE);
+    v[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    v[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; ++c) {
+    t[c] = _mm512_shuffle_f32x4(v[c], v[4 + c], 0x88);
+    t[4 + c] = _mm512_shuffle_f32x4(v[c], v[4 + c], 0xDD);
+    t[8 + c] = _mm512_shuffle_f32x4(v[8 + c], v[12 + c], 0x88);
+    t[12 + c] = _mm512_shuffle_f32x4(v[8 + c], v[12 + c], 0xDD);
+  }
+#pragma GCC unroll 8
+  for (int c = 0; c < 8; ++c) {
+    r[c] = _mm512_castps_si512(_mm512_shuffle_f32x4(t[c], t[8 + c], 0x88));
+    r[8 + c] = _mm512_castps_si512(_mm512_shuffle_f32x4(t[c], t[8 + c], 0xDD));
+  }
+}
+
+// panel[(b·8 + p)·32 + r] (dwords) and sc[b·32 + r] for blocks [b0, b0 + nb) of rows row0 .. row0 + 31.
+template <Quant Q>
+DSV3_TARGET_VNNI void repack_panel(const WeightRef& w, int64_t row0, int64_t nrows, int64_t b0, int64_t nb,
+                                   uint32_t* panel, float* sc) {
+  const int64_t rb = qrow_bytes(Q, w.k), kb = qblocks(w.k);
+  const auto* codes = static_cast<const uint8_t*>(w.data);
+  constexpr int64_t bpc = Q == Quant::Int4 ? 4 : 2;  // blocks per 64-byte chunk of a row
+  const __m512i flip = _mm512_set1_epi8(int8_t(0x80)), lo4 = _mm512_set1_epi8(0x0f);
+  for (int half = 0; half < 2; ++half) {
+    for (int64_t c = 0; c < nb; c += bpc) {
+      const int64_t have = std::min(bpc, nb - c);
+      const int64_t bytes = have * (Q == Quant::Int4 ? 16 : 32);
+      __m512i v[16], h[16];
+#pragma GCC unroll 16
+      for (int r = 0; r < 16; ++r) {
+        const int64_t row = half * 16 + r;
+        const __m512i raw = row < nrows ? _mm512_maskz_loadu_epi8(mask64(bytes), codes + (row0 + row) * rb +
+                                                                                  (b0 + c) * (Q == Quant::Int4 ? 16 : 32))
+                                        : _mm512_setzero_si512();
+        if constexpr (Q == Quant::Int8) {
+          v[r] = _mm512_xor_si512(raw, flip);
+        } else {
+          v[r] = _mm512_and_si512(raw, lo4);
+          h[r] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), lo4);
+        }
+      }
+      transpose16_epi32(v);
+      if constexpr (Q == Quant::Int4) transpose16_epi32(h);
+      // v[q]: dword q of the chunk for 16 rows. Int8: block c + q / 8, p = q % 8. Int4 (low nibbles): block
+      // c + q / 4, p = q % 4; high nibbles: the same blocks, p = 4 + q % 4.
+#pragma GCC unroll 16
+      for (int q = 0; q < 16; ++q) {
+        const int64_t b = Q == Quant::Int4 ? c + q / 4 : c + q / 8, p = Q == Quant::Int4 ? q % 4 : q % 8;
+        if (b - c >= have) continue;
+        _mm512_store_si512(panel + (b * 8 + p) * kQNr + half * 16, v[q]);
+        if constexpr (Q == Quant::Int4) _mm512_store_si512(panel + (b * 8 + 4 + p) * kQNr + half * 16, h[q]);
+      }
+    }
+  }
+  for (int64_t b = 0; b < nb; ++b)
+    for (int64_t r = 0; r < kQNr; ++r)
+      sc[b * kQNr + r] = r < nrows ? _cvtsh_ss(w.qscale[(row0 + r) * kb + b0 + b]) : 0.0f;
+}
+
+// y[i, 0..nr) (+)= Σ_b d_x[i, b] · sc[b, :] · Σ_p vpdpbusd(panel[b][p], x[i, 32b + 4p .. +3]) for i < MR.
+template <int MR>
+DSV3_TARGET_VNNI void q_ukernel(int64_t nb, const int8_t* xq, const float* xd, const int32_t* xs, int64_t kl,
+                                int64_t ld, int32_t zp, const uint32_t* panel, const float* sc, float* y, int64_t ldy,
+                                int nr, bool accumulate) {
+  __m512 f0[MR], f1[MR];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) f0[i] = f1[i] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    __m512i a0[MR], a1[MR];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) a0[i] = a1[i] = _mm512_set1_epi32(-zp * xs[i * ld + b]);
+    const uint32_t* pb = panel + b * 8 * kQNr;
+#pragma GCC unroll 8
+    for (int p = 0; p < 8; ++p) {
+      const __m512i w0 = _mm512_load_si512(pb + p * kQNr), w1 = _mm512_load_si512(pb + p * kQNr + 16);
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i) {
+        int32_t four;
+        std::memcpy(&four, xq + i * kl + b * kQBlock + 4 * p, 4);
+        const __m512i xb = _mm512_set1_epi32(four);
+        a0[i] = _mm512_dpbusd_epi32(a0[i], w0, xb);
+        a1[i] = _mm512_dpbusd_epi32(a1[i], w1, xb);
+      }
+    }
+    const __m512 s0 = _mm512_load_ps(sc + b * kQNr), s1 = _mm512_load_ps(sc + b * kQNr + 16);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const __m512 dd = _mm512_set1_ps(xd[i * ld + b]);
+      f0[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a0[i]), _mm512_mul_ps(s0, dd), f0[i]);
+      f1[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a1[i]), _mm512_mul_ps(s1, dd), f1[i]);
+    }
+  }
+  const __mmask16 m0 = mask16(nr), m1 = mask16(std::max(0, nr - 16));
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+    float* yi = y + i * ldy;
+    if (accumulate) {
+      f0[i] = _mm512_add_ps(f0[i], _mm512_maskz_loadu_ps(m0, yi));
+      f1[i] = _mm512_add_ps(f1[i], _mm512_maskz_loadu_ps(m1, yi + 16));
+    }
+    _mm512_mask_storeu_ps(yi, m0, f0[i]);
+    _mm512_mask_storeu_ps(yi + 16, m1, f1[i]);
+  }
+}
+
+using QUkernelFn = void (*)(int64_t, const int8_t*, const float*, const int32_t*, int64_t, int64_t, int32_t,
+                            const uint32_t*, const float*, float*, int64_t, int, bool);
+constexpr QUkernelFn kQUkernels[] = {nullptr,      q_ukernel<1>, q_ukernel<2>, q_ukernel<3>,
+                                     q_ukernel<4>, q_ukernel<5>, q_ukernel<6>};
+static_assert(sizeof(kQUkernels) / sizeof(kQUkernels[0]) == kQMr + 1);
+
+template <Quant Q>
+DSV3_TARGET_VNNI void gemm_q(const QActs& xa, int64_t m0, int64_t m1, const WeightRef& w, float* y, int64_t n0,
+                             int64_t n1) {
+  const int64_t kb = qblocks(w.k), n = w.n;
+  const int64_t panels = (n1 - n0 + kQNr - 1) / kQNr;
+  constexpr int64_t kPanelWords = kQKb * 8 * kQNr, kScaleFloats = kQKb * kQNr;
+  auto* buf = reinterpret_cast<uint32_t*>(thread_scratch(0, size_t(panels * (kPanelWords + kScaleFloats))));
+  const int32_t zp = Q == Quant::Int4 ? 8 : 128;
+  for (int64_t b0 = 0; b0 < kb; b0 += kQKb) {
+    const int64_t nb = std::min(kQKb, kb - b0);
+    for (int64_t jp = 0; jp < panels; ++jp) {
+      const int64_t r0 = n0 + jp * kQNr;
+      uint32_t* pw = buf + jp * (kPanelWords + kScaleFloats);
+      repack_panel<Q>(w, r0, std::min<int64_t>(kQNr, n1 - r0), b0, nb, pw,
+                      reinterpret_cast<float*>(pw + kPanelWords));
+    }
+    for (int64_t i = m0; i < m1; i += kQMr) {
+      const QUkernelFn fn = kQUkernels[std::min<int64_t>(kQMr, m1 - i)];
+      for (int64_t jp = 0; jp < panels; ++jp) {
+        const int64_t r0 = n0 + jp * kQNr;
+        const uint32_t* pw = buf + jp * (kPanelWords + kScaleFloats);
+        fn(nb, xa.q + i * xa.kl + b0 * kQBlock, xa.d + i * xa.ld + b0, xa.c + i * xa.ld + b0, xa.kl, xa.ld, zp, pw,
+           reinterpret_cast<const float*>(pw + kPanelWords), y + i * n + r0, n, int(std::min<int64_t>(kQNr, n1 - r0)),
+           b0 > 0);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void gemm_q_avx512(const QActs& xa, int64_t m0, int64_t m1, const WeightRef& w, float* y, int64_t n0, int64_t n1) {
+  if (w.quant == Quant::Int4)
+    gemm_q<Quant::Int4>(xa, m0, m1, w, y, n0, n1);
+  else
+    gemm_q<Quant::Int8>(xa, m0, m1, w, y, n0, n1);
 }
 
 }  // namespace dsv3::kernels::detail

@@ -62,8 +62,8 @@ struct DivergenceOptions {
   std::vector<std::vector<int32_t>> ids;
 };
 struct DivergenceReport {
-  LogitDivergence prefill;  // every position of each sequence in one forward (the GEMM regime: exact x)
-  LogitDivergence decode;   // one token per forward (the GEMV regime: int8 x with quantized weights)
+  LogitDivergence prefill;  // every position of each sequence in one forward (GEMM regime; exact x without VNNI)
+  LogitDivergence decode;   // one token per forward (GEMV regime: int8 x with quantized weights)
 };
 // Runs `test` and `ref` (same config shape) over the same sequences; logits of `test` against `ref`.
 DivergenceReport measure_divergence(Model& test, Model& ref, const DivergenceOptions& opt);

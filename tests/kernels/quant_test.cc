@@ -1,5 +1,6 @@
 // Int8 / Int4 block-quantized weights (kernels/quant.h): quantize_row's error bounds and layout, and every
-// linear() path (scalar, AVX2, AVX-512 VNNI; GEMV with quantized x, GEMM with exact x; 1 or more threads)
+// linear() path (scalar, AVX2, AVX-512 VNNI; GEMV and VNNI GEMM with quantized x, the other GEMMs with exact
+// x; 1 or more threads)
 // against its scalar reference on awkward shapes (n, k not multiples of the block; m = 1, 3, 17, 64).
 #include "kernels/quant.h"
 
