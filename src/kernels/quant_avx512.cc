@@ -126,6 +126,8 @@ DSV3_INLINE_VNNI void line_codes(const uint8_t* p, int64_t bytes, __m512i out[2]
   }
 }
 
+constexpr int64_t kPrefetchBytes = 16384;
+
 // y[i * ldy + r] for R rows of W (codes w, row stride ldw bytes; scales s, row stride kb) and M rows of
 // prepared x starting at row i0.
 template <Quant Q, int M, int R>
@@ -139,7 +141,9 @@ DSV3_TARGET_VNNI void q_rows(const QActs& xa, int64_t i0, const uint8_t* w, int6
 #pragma GCC unroll 4
     for (int i = 0; i < M; ++i) acc[r][i] = _mm512_setzero_ps();
   const int64_t lines = (kb + L.blocks - 1) / L.blocks;
-  const uint8_t* pf = w + R * ldw;
+  // Prefetch the same line of the rows at least kPrefetchBytes ahead (the next block of R rows, or further
+  // when rows are short: an int4 row of k = 2048 is 1 KiB, too close to hide DRAM latency).
+  const uint8_t* pf = w + std::max<int64_t>(R * ldw, (kPrefetchBytes + ldw - 1) / ldw * ldw);
   for (int64_t l = 0; l < lines; ++l) {
     const int64_t have = std::min(L.blocks, kb - l * L.blocks);  // real blocks in this line
     const int64_t bytes = have * (Q == Quant::Int4 ? 16 : 32);
