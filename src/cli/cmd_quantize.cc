@@ -35,15 +35,14 @@ int run_quantize(const QuantizeArgs& o) {
   return 0;
 }
 
-Registrar reg_q("quantize", "Convert a checkpoint to int8 / int4 block-quantized (or bf16) weights",
-                [](CLI::App& app) {
-                  auto o = std::make_shared<QuantizeArgs>();
-                  app.add_option("--model", o->model, "Input model directory")->required();
-                  app.add_option("--out", o->out, "Output model directory (new or empty)")->required();
-                  app.add_option("--type", o->type, "int8 | int4 | bf16")->required();
-                  app.add_option("--max-shard-gb", o->max_shard_gb, "Largest safetensors file, GiB (default 4)");
-                  return [o] { return run_quantize(*o); };
-                });
+Registrar reg_q("quantize", "Convert a checkpoint to int8 / int4 block-quantized (or bf16) weights", [](CLI::App& app) {
+  auto o = std::make_shared<QuantizeArgs>();
+  app.add_option("--model", o->model, "Input model directory")->required();
+  app.add_option("--out", o->out, "Output model directory (new or empty)")->required();
+  app.add_option("--type", o->type, "int8 | int4 | bf16")->required();
+  app.add_option("--max-shard-gb", o->max_shard_gb, "Largest safetensors file, GiB (default 4)");
+  return [o] { return run_quantize(*o); };
+});
 
 struct DivergenceArgs {
   std::string model, ref;
@@ -54,8 +53,9 @@ struct DivergenceArgs {
 };
 
 nlohmann::json to_json(const LogitDivergence& d) {
-  return {{"rows", d.rows},       {"max_rel_err", d.max_rel_err}, {"rel_l2", d.rel_l2},
-          {"top1_agree", d.top1_agree}, {"kl_mean", d.kl_mean},   {"kl_max", d.kl_max}};
+  return {{"rows", d.rows},       {"max_rel_err", d.max_rel_err},
+          {"rel_l2", d.rel_l2},   {"top1_agree", d.top1_agree},
+          {"kl_mean", d.kl_mean}, {"kl_max", d.kl_max}};
 }
 
 int run_divergence(const DivergenceArgs& o) {
@@ -69,9 +69,10 @@ int run_divergence(const DivergenceArgs& o) {
   auto ref = Model::load(o.ref);
   const DivergenceReport r = measure_divergence(*test, *ref, opt);
   if (o.json) {
-    fmt::print("{}\n", nlohmann::json{{"model", o.model}, {"ref", o.ref}, {"prefill", to_json(r.prefill)},
-                                      {"decode", to_json(r.decode)}}
-                           .dump(2));
+    fmt::print("{}\n",
+               nlohmann::json{
+                   {"model", o.model}, {"ref", o.ref}, {"prefill", to_json(r.prefill)}, {"decode", to_json(r.decode)}}
+                   .dump(2));
     return 0;
   }
   fmt::print("{} vs {}\n", o.model, o.ref);
@@ -83,18 +84,17 @@ int run_divergence(const DivergenceArgs& o) {
   return 0;
 }
 
-Registrar reg_d("divergence", "Logit divergence of a model (e.g. quantized) from a reference model",
-                [](CLI::App& app) {
-                  auto o = std::make_shared<DivergenceArgs>();
-                  app.add_option("--model", o->model, "Model directory under test")->required();
-                  app.add_option("--ref", o->ref, "Reference model directory (run exactly)")->required();
-                  app.add_option("--ids", o->ids, "A token-id sequence (repeatable); default: random sequences");
-                  app.add_option("--sequences", o->sequences, "Random sequences (default 4)");
-                  app.add_option("--length", o->length, "Tokens per random sequence (default 24)");
-                  app.add_option("--seed", o->seed, "Seed of the random sequences");
-                  app.add_flag("--json", o->json, "JSON output");
-                  return [o] { return run_divergence(*o); };
-                });
+Registrar reg_d("divergence", "Logit divergence of a model (e.g. quantized) from a reference model", [](CLI::App& app) {
+  auto o = std::make_shared<DivergenceArgs>();
+  app.add_option("--model", o->model, "Model directory under test")->required();
+  app.add_option("--ref", o->ref, "Reference model directory (run exactly)")->required();
+  app.add_option("--ids", o->ids, "A token-id sequence (repeatable); default: random sequences");
+  app.add_option("--sequences", o->sequences, "Random sequences (default 4)");
+  app.add_option("--length", o->length, "Tokens per random sequence (default 24)");
+  app.add_option("--seed", o->seed, "Seed of the random sequences");
+  app.add_flag("--json", o->json, "JSON output");
+  return [o] { return run_divergence(*o); };
+});
 
 }  // namespace
 }  // namespace dsv3::cli

@@ -44,8 +44,8 @@ DSV3_INLINE_AVX2 __m256i block_dot(const uint8_t* p, __m256i xq, __m256i ax, __m
 
 // y[i * ldy + r] for R rows of W and M rows of prepared x starting at i0.
 template <Quant Q, int M, int R>
-DSV3_TARGET_AVX2 void q_rows(const QActs& xa, int64_t i0, const uint8_t* w, int64_t ldw, const uint16_t* s,
-                             int64_t kb, float* y, int64_t ldy) {
+DSV3_TARGET_AVX2 void q_rows(const QActs& xa, int64_t i0, const uint8_t* w, int64_t ldw, const uint16_t* s, int64_t kb,
+                             float* y, int64_t ldy) {
   constexpr int64_t bb = Q == Quant::Int4 ? 16 : 32;  // code bytes per block
   __m256 acc[R][M];
 #pragma GCC unroll 4
@@ -95,10 +95,18 @@ DSV3_TARGET_AVX2 void q_all(const QActs& xa, int64_t m, const WeightRef& w, floa
     const int64_t c1 = std::min(n1, c0 + 64);
     for (int64_t i = 0; i < m; i += 4) {
       switch (std::min<int64_t>(4, m - i)) {
-        case 1: q_group<Q, 1>(xa, i, w, y, c0, c1); break;
-        case 2: q_group<Q, 2>(xa, i, w, y, c0, c1); break;
-        case 3: q_group<Q, 3>(xa, i, w, y, c0, c1); break;
-        default: q_group<Q, 4>(xa, i, w, y, c0, c1); break;
+        case 1:
+          q_group<Q, 1>(xa, i, w, y, c0, c1);
+          break;
+        case 2:
+          q_group<Q, 2>(xa, i, w, y, c0, c1);
+          break;
+        case 3:
+          q_group<Q, 3>(xa, i, w, y, c0, c1);
+          break;
+        default:
+          q_group<Q, 4>(xa, i, w, y, c0, c1);
+          break;
       }
     }
   }

@@ -30,7 +30,7 @@
 
 #define DSV3_TARGET_VNNI \
   __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,fma,f16c,bmi,bmi2")))
-#define DSV3_INLINE_VNNI                                                                                   \
+#define DSV3_INLINE_VNNI                                                                               \
   __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,fma,f16c,bmi,bmi2"), \
                  always_inline)) inline
 
@@ -49,8 +49,7 @@ constexpr QLine qline(Quant q) { return q == Quant::Int4 ? QLine{128, 4, 4, 8} :
 
 }  // namespace
 
-DSV3_TARGET_AVX512 void prepare_qacts_avx512(const float* x, int64_t m, int64_t k, Quant quant, void* buf,
-                                             QActs* out) {
+DSV3_TARGET_AVX512 void prepare_qacts_avx512(const float* x, int64_t m, int64_t k, Quant quant, void* buf, QActs* out) {
   const QLine L = qline(quant);
   const int64_t lines = (k + L.codes - 1) / L.codes, kl = lines * L.codes, ld = lines * 16;
   auto* q = static_cast<int8_t*>(buf);
@@ -106,7 +105,8 @@ DSV3_INLINE_VNNI __m512 line_scales(const uint16_t* s, int64_t have) {
     const __m512 f = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128(int(two))));
     return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1), f);
   } else {
-    const __m128i h = have >= 4 ? _mm_loadl_epi64((const __m128i*)s) : _mm_maskz_loadu_epi16(__mmask8((1u << have) - 1), s);
+    const __m128i h =
+        have >= 4 ? _mm_loadl_epi64((const __m128i*)s) : _mm_maskz_loadu_epi16(__mmask8((1u << have) - 1), s);
     const __m512 f = _mm512_castps128_ps512(_mm_cvtph_ps(h));
     return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3), f);
   }
@@ -131,8 +131,8 @@ constexpr int64_t kPrefetchBytes = 16384;
 // y[i * ldy + r] for R rows of W (codes w, row stride ldw bytes; scales s, row stride kb) and M rows of
 // prepared x starting at row i0.
 template <Quant Q, int M, int R>
-DSV3_TARGET_VNNI void q_rows(const QActs& xa, int64_t i0, const uint8_t* w, int64_t ldw, const uint16_t* s,
-                             int64_t kb, float* y, int64_t ldy) {
+DSV3_TARGET_VNNI void q_rows(const QActs& xa, int64_t i0, const uint8_t* w, int64_t ldw, const uint16_t* s, int64_t kb,
+                             float* y, int64_t ldy) {
   constexpr QLine L = qline(Q);
   constexpr int V = Q == Quant::Int4 ? 2 : 1;
   __m512 acc[R][M];
@@ -196,10 +196,17 @@ DSV3_TARGET_VNNI void q_block(const QActs& xa, int64_t m, const WeightRef& w, fl
   int64_t i = 0;
   for (; i + 4 <= m; i += 4) q_rows<Q, 4, R>(xa, i, wd, ldw, s, kb, y + i * n + o, n);
   switch (m - i) {
-    case 1: q_rows<Q, 1, R>(xa, i, wd, ldw, s, kb, y + i * n + o, n); break;
-    case 2: q_rows<Q, 2, R>(xa, i, wd, ldw, s, kb, y + i * n + o, n); break;
-    case 3: q_rows<Q, 3, R>(xa, i, wd, ldw, s, kb, y + i * n + o, n); break;
-    default: break;
+    case 1:
+      q_rows<Q, 1, R>(xa, i, wd, ldw, s, kb, y + i * n + o, n);
+      break;
+    case 2:
+      q_rows<Q, 2, R>(xa, i, wd, ldw, s, kb, y + i * n + o, n);
+      break;
+    case 3:
+      q_rows<Q, 3, R>(xa, i, wd, ldw, s, kb, y + i * n + o, n);
+      break;
+    default:
+      break;
   }
 }
 
@@ -257,9 +264,9 @@ DSV3_TARGET_AVX512 void quant_decode_rows_avx512(const WeightRef& w, int64_t row
 // vpdpbusd(panel, x) exactly in int32 per block, scaled into fp32 once per block. x is the compact layout.
 namespace {
 
-constexpr int kQNr = 32;        // panel width (output features)
-constexpr int kQMr = 6;         // rows of x per micro-kernel
-constexpr int64_t kQKb = 8;     // blocks per k slice (256 codes)
+constexpr int kQNr = 32;     // panel width (output features)
+constexpr int kQMr = 6;      // rows of x per micro-kernel
+constexpr int64_t kQKb = 8;  // blocks per k slice (256 codes)
 
 DSV3_INLINE_AVX512 void transpose16_epi32(__m512i r[16]) {
   __m512 v[16];
@@ -308,9 +315,10 @@ DSV3_TARGET_VNNI void repack_panel(const WeightRef& w, int64_t row0, int64_t nro
 #pragma GCC unroll 16
       for (int r = 0; r < 16; ++r) {
         const int64_t row = half * 16 + r;
-        const __m512i raw = row < nrows ? _mm512_maskz_loadu_epi8(mask64(bytes), codes + (row0 + row) * rb +
-                                                                                  (b0 + c) * (Q == Quant::Int4 ? 16 : 32))
-                                        : _mm512_setzero_si512();
+        const __m512i raw = row < nrows
+                                ? _mm512_maskz_loadu_epi8(mask64(bytes), codes + (row0 + row) * rb +
+                                                                             (b0 + c) * (Q == Quant::Int4 ? 16 : 32))
+                                : _mm512_setzero_si512();
         if constexpr (Q == Quant::Int8) {
           v[r] = _mm512_xor_si512(raw, flip);
         } else {
@@ -320,8 +328,8 @@ DSV3_TARGET_VNNI void repack_panel(const WeightRef& w, int64_t row0, int64_t nro
       }
       transpose16_epi32(v);
       if constexpr (Q == Quant::Int4) transpose16_epi32(h);
-      // v[q]: dword q of the chunk for 16 rows. Int8: block c + q / 8, p = q % 8. Int4 (low nibbles): block
-      // c + q / 4, p = q % 4; high nibbles: the same blocks, p = 4 + q % 4.
+        // v[q]: dword q of the chunk for 16 rows. Int8: block c + q / 8, p = q % 8. Int4 (low nibbles): block
+        // c + q / 4, p = q % 4; high nibbles: the same blocks, p = 4 + q % 4.
 #pragma GCC unroll 16
       for (int q = 0; q < 16; ++q) {
         const int64_t b = Q == Quant::Int4 ? c + q / 4 : c + q / 8, p = Q == Quant::Int4 ? q % 4 : q % 8;
@@ -401,8 +409,7 @@ DSV3_TARGET_VNNI void gemm_q(const QActs& xa, int64_t m0, int64_t m1, const Weig
     for (int64_t jp = 0; jp < panels; ++jp) {
       const int64_t r0 = n0 + jp * kQNr;
       uint32_t* pw = buf + jp * (kPanelWords + kScaleFloats);
-      repack_panel<Q>(w, r0, std::min<int64_t>(kQNr, n1 - r0), b0, nb, pw,
-                      reinterpret_cast<float*>(pw + kPanelWords));
+      repack_panel<Q>(w, r0, std::min<int64_t>(kQNr, n1 - r0), b0, nb, pw, reinterpret_cast<float*>(pw + kPanelWords));
     }
     for (int64_t i = m0; i < m1; i += kQMr) {
       const QUkernelFn fn = kQUkernels[std::min<int64_t>(kQMr, m1 - i)];

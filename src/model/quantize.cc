@@ -65,11 +65,12 @@ kernels::WeightRef source_ref(const ModelConfig& c, const io::Checkpoint& ck, co
     r.block_n = c.weight_block_n;
     r.block_k = c.weight_block_k;
   } else if (t.dtype == DType::I8 || t.dtype == DType::U8) {
-    fail("{}: {} is already block-quantized ({}); quantize from the original checkpoint (re-quantizing would "
-         "compound the rounding)", ck.dir(), name, dtype_name(t.dtype));
+    fail(
+        "{}: {} is already block-quantized ({}); quantize from the original checkpoint (re-quantizing would "
+        "compound the rounding)",
+        ck.dir(), name, dtype_name(t.dtype));
   } else if (t.dtype != DType::F32 && t.dtype != DType::BF16 && t.dtype != DType::F16) {
-    fail("{}: {} has dtype {}; quantize reads F32, BF16, F16 or F8_E4M3 matrices", ck.dir(), name,
-         dtype_name(t.dtype));
+    fail("{}: {} has dtype {}; quantize reads F32, BF16, F16 or F8_E4M3 matrices", ck.dir(), name, dtype_name(t.dtype));
   }
   return r;
 }
@@ -80,8 +81,8 @@ struct Produced {
   const void* data = nullptr;
 };
 
-void produce(const ModelConfig& c, const io::Checkpoint& ck, const Planned& p, const Planned* scale_of,
-             Produced& out, Produced* scale_out) {
+void produce(const ModelConfig& c, const io::Checkpoint& ck, const Planned& p, const Planned* scale_of, Produced& out,
+             Produced* scale_out) {
   if (p.conv == Conv::Copy) {
     out.data = ck.get(p.source).data;
     return;
@@ -143,8 +144,9 @@ QuantizeReport quantize_model(const std::string& in_dir, const std::string& out_
   (void)bind_weights(c, ck);
 
   const bool to_int = opt.type != QuantizeType::BF16;
-  const Conv lin = opt.type == QuantizeType::Int8 ? Conv::ToInt8 : opt.type == QuantizeType::Int4 ? Conv::ToInt4
-                                                                                                   : Conv::ToBf16;
+  const Conv lin = opt.type == QuantizeType::Int8   ? Conv::ToInt8
+                   : opt.type == QuantizeType::Int4 ? Conv::ToInt4
+                                                    : Conv::ToBf16;
   std::vector<Planned> plan;
   std::set<std::string> used;
   QuantizeReport rep;
@@ -162,8 +164,10 @@ QuantizeReport quantize_model(const std::string& in_dir, const std::string& out_
     if (!t) continue;  // optional MTP copies (bind_weights checked the required ones)
     used.insert(s.name);
     if (t->dtype == DType::I8 || t->dtype == DType::U8)
-      fail("{}: {} is already block-quantized ({}); quantize from the original checkpoint (re-quantizing would "
-           "compound the rounding)", in_dir, s.name, dtype_name(t->dtype));
+      fail(
+          "{}: {} is already block-quantized ({}); quantize from the original checkpoint (re-quantizing would "
+          "compound the rounding)",
+          in_dir, s.name, dtype_name(t->dtype));
     const bool matrix = t->rank() == 2;
     Conv conv = Conv::Copy;
     if (matrix && s.role == WeightRole::Linear) conv = lin;
@@ -206,8 +210,9 @@ QuantizeReport quantize_model(const std::string& in_dir, const std::string& out_
   const std::map<std::string, std::string> meta = {{"format", "pt"}};
   json weight_map = json::object();
   for (size_t s = 0; s < shards.size(); ++s) {
-    const std::string file =
-        shards.size() == 1 ? "model.safetensors" : fmt::format("model-{:05d}-of-{:05d}.safetensors", s + 1, shards.size());
+    const std::string file = shards.size() == 1
+                                 ? "model.safetensors"
+                                 : fmt::format("model-{:05d}-of-{:05d}.safetensors", s + 1, shards.size());
     std::vector<Produced> made(shards[s].size());
     for (size_t j = 0; j < shards[s].size(); ++j) {
       const Planned& p = plan[shards[s][j]];

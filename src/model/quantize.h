@@ -31,9 +31,9 @@ struct QuantizeOptions {
 };
 
 struct QuantizeReport {
-  int64_t tensors = 0;          // written
-  int64_t quantized = 0;        // matrices converted to int8 / int4 / bf16
-  int64_t dropped = 0;          // source tensors not carried over (FP8 weight_scale_inv, unknown names)
+  int64_t tensors = 0;    // written
+  int64_t quantized = 0;  // matrices converted to int8 / int4 / bf16
+  int64_t dropped = 0;    // source tensors not carried over (FP8 weight_scale_inv, unknown names)
   uint64_t bytes_in = 0, bytes_out = 0;
   int64_t shards = 0;
 };
@@ -48,9 +48,9 @@ QuantizeReport quantize_model(const std::string& in_dir, const std::string& out_
 
 struct LogitDivergence {
   int64_t rows = 0;
-  double max_rel_err = 0;  // max over rows of max_j |got − ref| / max_j |ref|
-  double rel_l2 = 0;       // ‖got − ref‖ / ‖ref‖ over all rows
-  double top1_agree = 0;   // fraction of rows whose argmax agrees
+  double max_rel_err = 0;          // max over rows of max_j |got − ref| / max_j |ref|
+  double rel_l2 = 0;               // ‖got − ref‖ / ‖ref‖ over all rows
+  double top1_agree = 0;           // fraction of rows whose argmax agrees
   double kl_mean = 0, kl_max = 0;  // KL(softmax(ref) ‖ softmax(got)) per row, nats
 };
 // Compares logits [rows, vocab].

@@ -98,7 +98,8 @@ void check_all_isas(const QWeight& w, const float* x, int64_t m, double qact_tol
   // The deviation itself: quantizing x per block of 32 to int8 costs at most d/2 = amax/254 per element,
   // ~0.2% RMS of uniform x; summed over k products with random signs the output error stays that size
   // relative to ‖|x|·|W|ᵀ‖/√k. 1% leaves room for small k; a broken activation path is off by O(1).
-  EXPECT_LE(err(qact, exact, w.ref, x, m), qact_tol) << "qact vs exact " << describe(Isa::Scalar, w.ref.quant, m, w.ref.n, w.ref.k);
+  EXPECT_LE(err(qact, exact, w.ref, x, m), qact_tol)
+      << "qact vs exact " << describe(Isa::Scalar, w.ref.quant, m, w.ref.n, w.ref.k);
 }
 
 TEST(Quant, Int8RowErrorWithinHalfStep) {

@@ -16,8 +16,8 @@
 
 #include <cstring>
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -38,19 +38,49 @@ std::string temp_dir(const std::string& name) {
 
 // A dense model with k = 200 (not a multiple of the block of 32), q-LoRA and YaRN; or the same with MoE.
 nlohmann::json small_config(bool moe) {
-  nlohmann::json j{
-      {"vocab_size", 300}, {"hidden_size", 200}, {"intermediate_size", 344}, {"moe_intermediate_size", 72},
-      {"num_hidden_layers", 3}, {"num_nextn_predict_layers", moe ? 1 : 0}, {"num_attention_heads", 4},
-      {"num_key_value_heads", 4}, {"n_shared_experts", 1}, {"n_routed_experts", moe ? 8 : 0},
-      {"num_experts_per_tok", 2}, {"n_group", 1}, {"topk_group", 1}, {"routed_scaling_factor", 2.5},
-      {"scoring_func", "sigmoid"}, {"topk_method", "noaux_tc"}, {"norm_topk_prob", true},
-      {"first_k_dense_replace", 1}, {"moe_layer_freq", 1}, {"q_lora_rank", 96}, {"kv_lora_rank", 80},
-      {"qk_nope_head_dim", 32}, {"qk_rope_head_dim", 16}, {"v_head_dim", 32}, {"rope_theta", 10000.0},
-      {"rope_scaling", {{"type", "yarn"}, {"factor", 40}, {"original_max_position_embeddings", 4096},
-                        {"beta_fast", 32}, {"beta_slow", 1}, {"mscale", 1.0}, {"mscale_all_dim", 1.0}}},
-      {"rms_norm_eps", 1e-6}, {"max_position_embeddings", 4096}, {"tie_word_embeddings", false},
-      {"bos_token_id", 0}, {"eos_token_id", 1}, {"hidden_act", "silu"}, {"initializer_range", 0.02},
-      {"model_type", "deepseek_v3"}, {"architectures", {"DeepseekV3ForCausalLM"}}, {"torch_dtype", "float32"}};
+  nlohmann::json j{{"vocab_size", 300},
+                   {"hidden_size", 200},
+                   {"intermediate_size", 344},
+                   {"moe_intermediate_size", 72},
+                   {"num_hidden_layers", 3},
+                   {"num_nextn_predict_layers", moe ? 1 : 0},
+                   {"num_attention_heads", 4},
+                   {"num_key_value_heads", 4},
+                   {"n_shared_experts", 1},
+                   {"n_routed_experts", moe ? 8 : 0},
+                   {"num_experts_per_tok", 2},
+                   {"n_group", 1},
+                   {"topk_group", 1},
+                   {"routed_scaling_factor", 2.5},
+                   {"scoring_func", "sigmoid"},
+                   {"topk_method", "noaux_tc"},
+                   {"norm_topk_prob", true},
+                   {"first_k_dense_replace", 1},
+                   {"moe_layer_freq", 1},
+                   {"q_lora_rank", 96},
+                   {"kv_lora_rank", 80},
+                   {"qk_nope_head_dim", 32},
+                   {"qk_rope_head_dim", 16},
+                   {"v_head_dim", 32},
+                   {"rope_theta", 10000.0},
+                   {"rope_scaling",
+                    {{"type", "yarn"},
+                     {"factor", 40},
+                     {"original_max_position_embeddings", 4096},
+                     {"beta_fast", 32},
+                     {"beta_slow", 1},
+                     {"mscale", 1.0},
+                     {"mscale_all_dim", 1.0}}},
+                   {"rms_norm_eps", 1e-6},
+                   {"max_position_embeddings", 4096},
+                   {"tie_word_embeddings", false},
+                   {"bos_token_id", 0},
+                   {"eos_token_id", 1},
+                   {"hidden_act", "silu"},
+                   {"initializer_range", 0.02},
+                   {"model_type", "deepseek_v3"},
+                   {"architectures", {"DeepseekV3ForCausalLM"}},
+                   {"torch_dtype", "float32"}};
   return j;
 }
 
@@ -128,8 +158,8 @@ TEST(Quantize, MoeMtpInitModelLoadsAndRuns) {
     m->mtp_forward(0, std::span<const int32_t>(ids).subspan(1), hidden.data(), {&mch, 1}, nullptr, ml.data());
     for (float v : ml) ASSERT_TRUE(std::isfinite(v));
     const auto& w = m->weights();
-    EXPECT_EQ(w.layers[1].moe.experts[0].w1.quant, std::string(type) == "int8" ? kernels::Quant::Int8
-                                                                                : kernels::Quant::Int4);
+    EXPECT_EQ(w.layers[1].moe.experts[0].w1.quant,
+              std::string(type) == "int8" ? kernels::Quant::Int8 : kernels::Quant::Int4);
     EXPECT_EQ(w.layers[1].moe.gate.quant, kernels::Quant::None);
     EXPECT_EQ(w.head.quant, kernels::Quant::Int8);
     EXPECT_EQ(w.mtp[0].eh_proj.quant, w.layers[1].moe.experts[0].w1.quant);
@@ -155,7 +185,7 @@ TEST(Quantize, ReferenceCheckpoints) {
       print(std::string(name) + " " + type, rep[t]);
     }
     for (const LogitDivergence* d : {&rep[0].prefill, &rep[0].decode}) {
-      EXPECT_LE(d->kl_mean, 3e-2) << name << " int8";  // measured up to 1.3e-2 (v3_mtp decode)
+      EXPECT_LE(d->kl_mean, 3e-2) << name << " int8";    // measured up to 1.3e-2 (v3_mtp decode)
       EXPECT_GE(d->top1_agree, 0.8) << name << " int8";  // measured >= 0.877
     }
     for (const LogitDivergence* d : {&rep[1].prefill, &rep[1].decode}) {
