@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "core/dtype.h"
 #include "core/error.h"
@@ -9,6 +10,27 @@
 namespace dsv3::train {
 
 float Fp8Matrix::value(int64_t r, int64_t c) const { return e4m3_to_f32(codes[size_t(r * cols + c)]) * scale(r, c); }
+
+void e4m3_encode_scaled(const float* x, int64_t n, float inv, uint8_t* out) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i] * inv;
+    uint32_t u;
+    std::memcpy(&u, &v, 4);
+    const uint32_t sign = (u >> 24) & 0x80u, a = u & 0x7fffffffu;
+    // Normal range (|v| ≥ 2^−6): keep 3 mantissa bits, ties to even; saturate at 448 (code 0x7E).
+    uint32_t t = (a + 0x7ffffu + ((a >> 20) & 1u)) & 0xfff00000u;
+    t = t > 0x43e00000u ? 0x43e00000u : t;  // 448.0f
+    const uint32_t normal = (((t >> 23) - 120u) << 3) | ((t >> 20) & 7u);
+    // Subnormal range: multiples of 2^−9, rounded to nearest-even by the 2^14 addition.
+    float f;
+    std::memcpy(&f, &a, 4);
+    f = f < 0.015625f ? f : 0.0f;  // keeps the conversion below defined where the other branch is taken
+    const uint32_t sub = uint32_t(int32_t(((f + 16384.0f) - 16384.0f) * 512.0f));
+    const uint32_t code = a > 0x7f800000u ? 0x7fu : (a >= 0x3c800000u ? normal : sub) | sign;
+    out[i] = uint8_t(code);
+  }
+}
 
 float fp8_tile_scale(float amax, Fp8ScaleFormat f) {
   if (!(amax > 0)) return 1.0f;  // all zero (or NaN: the codes carry it)
@@ -36,15 +58,12 @@ void fp8_quantize(const float* x, int64_t rows, int64_t cols, int64_t ld, const 
       float amax = 0.0f;
       for (int64_t r = r0; r < r1; ++r) {
         const float* xr = x + r * ld;
+#pragma omp simd reduction(max : amax)
         for (int64_t c = c0; c < c1; ++c) amax = std::max(amax, std::fabs(xr[c]));
       }
       const float s = fp8_tile_scale(amax, o.scale), inv = 1.0f / s;
       q.scales[size_t(bi * ct + bj)] = s;
-      for (int64_t r = r0; r < r1; ++r) {
-        const float* xr = x + r * ld;
-        uint8_t* cr = q.codes.data() + r * cols;
-        for (int64_t c = c0; c < c1; ++c) cr[c] = e4m3_code_of(round_e4m3(xr[c] * inv));
-      }
+      for (int64_t r = r0; r < r1; ++r) e4m3_encode_scaled(x + r * ld + c0, c1 - c0, inv, q.codes.data() + r * cols + c0);
     }
   }
 }
@@ -68,7 +87,10 @@ void fp8_dequantize(const Fp8Matrix& q, float* out) {
     const uint8_t* cr = q.codes.data() + r * cols;
     const float* sr = q.scales.data() + (r / q.tile_rows) * ct;
     float* o = out + r * cols;
-    for (int64_t c = 0; c < cols; ++c) o[c] = e4m3_to_f32(cr[c]) * sr[c / q.tile_cols];
+    for (int64_t c0 = 0; c0 < cols; c0 += q.tile_cols) {
+      const float s = sr[c0 / q.tile_cols];
+      for (int64_t c = c0; c < std::min(cols, c0 + q.tile_cols); ++c) o[c] = kE4M3ToF32[cr[c]] * s;
+    }
   }
 }
 

@@ -61,6 +61,10 @@ inline uint8_t e4m3_code_of(float r) {
   return uint8_t(sign | uint8_t(f * 512.0f));  // m · 2^−9, m < 8
 }
 
+// out[i] = E4M3 code of round_e4m3(x[i] · inv), for n values: the same bits as e4m3_code_of(round_e4m3(·)),
+// branch-free so that it vectorises (NaN → 0x7F).
+void e4m3_encode_scaled(const float* x, int64_t n, float inv, uint8_t* out);
+
 // A matrix [rows, cols] (row-major; cols is the GEMM reduction dimension K) as E4M3 codes with one scale per
 // tile of tile_rows × tile_cols (edge tiles partial):
 //   value(r, c) = e4m3(codes[r·cols + c]) · scales[(r / tile_rows) · col_tiles() + c / tile_cols]

@@ -3,13 +3,16 @@
 // (frexp/ldexp truncation), hand-computed truncation cases, and the report's promotion experiment at K = 4096.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <random>
 #include <vector>
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "kernels/matmul.h"
 #include "train/fp8_gemm.h"
 #include "train/fp8_quant.h"
 
@@ -191,6 +194,34 @@ TEST(Fp8Gemm, PromotionFixesTheLimitedAccumulationErrorAtK4096) {
   EXPECT_LT(n_c, 2e-3);       // promotion: a small fraction of it
   EXPECT_GT(none, 20 * n_c);
   EXPECT_LT(f32, 1e-5);
+}
+
+
+// Cost of the emulation (not a correctness test; disabled by default). Run with
+//   train_tests --gtest_also_run_disabled_tests --gtest_filter='Fp8Gemm.DISABLED_Throughput'
+TEST(Fp8Gemm, DISABLED_Throughput) {
+  const int64_t M = 1024, N = 512, K = 512, reps = 5;
+  const auto x = randn(M * K, 21), w = randn(N * K, 22, 0.02f);
+  std::vector<float> c(size_t(M * N));
+  auto time = [&](const char* what, const std::function<void()>& f) {
+    f();
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int64_t r = 0; r < reps; ++r) f();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / double(reps);
+    std::printf("%-58s %8.2f ms  %7.1f GFLOP/s\n", what, s * 1e3, 2.0 * double(M * N * K) / s / 1e9);
+  };
+  Fp8Matrix a, b;
+  time("float32 GEMM (kernels::gemm)", [&] {
+    kernels::gemm(M, N, K, 1.0f, {x.data(), K, false}, {w.data(), K, true}, 0.0f, c.data(), N);
+  });
+  time("quantize x 1x128 + W 128x128", [&] {
+    fp8_quantize(x.data(), M, K, K, {}, a);
+    fp8_quantize(w.data(), N, K, K, {.tile_rows = 128}, b);
+  });
+  time("fp8_gemm, float32 accumulation (dequantize + GEMM)", [&] { fp8_gemm(a, b, c.data(), N, {.accum_bits = 23}); });
+  time("fp8_gemm, 13-bit accumulator promoted every 128", [&] { fp8_gemm(a, b, c.data(), N, {}); });
+  Fp8Matrix at;
+  time("transposed re-quantization of x (1x128 -> 128x1)", [&] { fp8_requantize_transposed(a, at); });
 }
 
 }  // namespace

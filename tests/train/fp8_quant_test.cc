@@ -21,7 +21,8 @@ uint32_t bits(float f) {
   return u;
 }
 
-// round_e4m3 / e4m3_code_of agree bit for bit with f32_to_e4m3 / e4m3_to_f32 for every float32 whose top 24
+// round_e4m3 / e4m3_code_of / e4m3_encode_scaled agree bit for bit with f32_to_e4m3 / e4m3_to_f32 for every
+// float32 whose top 24
 // bits vary (sign, exponent, 15 mantissa bits), each with low bytes that probe ties and sticky bits.
 TEST(Fp8Quant, FastE4M3RoundingMatchesTheExactEncoder) {
   int64_t bad = 0;
@@ -34,8 +35,10 @@ TEST(Fp8Quant, FastE4M3RoundingMatchesTheExactEncoder) {
       std::memcpy(&x, &u, 4);
       const uint8_t want = f32_to_e4m3(x);
       const float r = round_e4m3(x);
-      const bool ok = std::isnan(x) ? (std::isnan(r) && e4m3_code_of(r) == 0x7f)
-                                    : (bits(r) == bits(e4m3_to_f32(want)) && e4m3_code_of(r) == want);
+      uint8_t batch = 0;
+      e4m3_encode_scaled(&x, 1, 1.0f, &batch);
+      const bool ok = std::isnan(x) ? (std::isnan(r) && e4m3_code_of(r) == 0x7f && batch == 0x7f)
+                                    : (bits(r) == bits(e4m3_to_f32(want)) && e4m3_code_of(r) == want && batch == want);
       if (!ok) {
         ++bad;
 #pragma omp critical
