@@ -52,8 +52,9 @@ void Mla::forward(const float* x, const Batch& b, int64_t layer, const RopeTable
   const int nthreads = omp_get_max_threads();
   const int64_t groups = std::clamp<int64_t>((nthreads + m - 1) / m, 1, H);
   const int64_t heads_per_group = (H + groups - 1) / groups;
+  // Scores are sized by the caches' capacity, not the current length, so decoding never regrows them.
   int64_t max_t = 0;
-  for (int64_t r = 0; r < m; ++r) max_t = std::max(max_t, b.pos[size_t(r)] + 1);
+  for (int64_t r = 0; r < m; ++r) max_t = std::max({max_t, b.pos[size_t(r)] + 1, b.cache[size_t(r)]->capacity()});
   const int64_t per_thread = W + C + max_t;
   thread_scratch_.resize(size_t(nthreads * per_thread));
 

@@ -2,13 +2,14 @@
 
 #include <algorithm>
 #include <cstring>
+#include <span>
 
 #include "kernels/linear.h"
 
 namespace dsv3 {
 
 Moe::Moe(const ModelConfig& c, const MoeWeights& w)
-    : c_(c), w_(w), rp_(RouterParams::from(c)), rows_of_(size_t(c.n_routed_experts)) {}
+    : c_(c), w_(w), rp_(RouterParams::from(c)), offsets_(size_t(c.n_routed_experts) + 1) {}
 
 void Moe::forward(const float* x, int64_t m, float* out, RoutingRecord* record) {
   const int64_t D = c_.hidden_size, E = rp_.n_experts, K = rp_.top_k;
@@ -28,16 +29,24 @@ void Moe::forward(const float* x, int64_t m, float* out, RoutingRecord* record) 
     record->gates = gates_;
   }
 
-  // Routed experts, in expert order; each expert runs once over the rows that chose it.
-  for (auto& v : rows_of_) v.clear();
-  for (int64_t i = 0; i < m * K; ++i) rows_of_[size_t(experts_[size_t(i)])].push_back(i);
+  // Routed experts, in expert order; each expert runs once over the rows that chose it. Buffers are sized
+  // for the whole batch up front (an expert gets each row at most once), so a step that sends a row to an
+  // expert for the first time allocates nothing.
+  offsets_.assign(offsets_.size(), 0);
+  for (int64_t i = 0; i < m * K; ++i) ++offsets_[size_t(experts_[size_t(i)]) + 1];
+  for (int64_t e = 0; e < E; ++e) offsets_[size_t(e) + 1] += offsets_[size_t(e)];
+  order_.resize(size_t(m * K));
+  fill_.assign(offsets_.begin(), offsets_.end() - 1);
+  for (int64_t i = 0; i < m * K; ++i) order_[size_t(fill_[size_t(experts_[size_t(i)])]++)] = i;  // row order kept
+  xin_.resize(size_t(m * D));
+  yout_.resize(size_t(m * D));
+  ffn_.gate.resize(std::max(ffn_.gate.size(), size_t(m * c_.moe_intermediate_size)));
+  ffn_.up.resize(std::max(ffn_.up.size(), size_t(m * c_.moe_intermediate_size)));
   std::fill(out, out + m * D, 0.0f);
   for (int64_t e = 0; e < E; ++e) {
-    const auto& slots = rows_of_[size_t(e)];
+    const std::span<const int64_t> slots(order_.data() + offsets_[size_t(e)], order_.data() + offsets_[size_t(e) + 1]);
     if (slots.empty()) continue;
     const int64_t n = int64_t(slots.size());
-    xin_.resize(size_t(n * D));
-    yout_.resize(size_t(n * D));
     for (int64_t i = 0; i < n; ++i)
       std::memcpy(xin_.data() + i * D, x + (slots[size_t(i)] / K) * D, size_t(D) * sizeof(float));
     ffn_forward(w_.experts[size_t(e)], xin_.data(), n, yout_.data(), ffn_);

@@ -35,7 +35,8 @@ class Moe {
   // Scratch reused across calls.
   std::vector<float> logits_, route_scratch_, gates_, xin_, yout_, shared_out_;
   std::vector<int64_t> experts_;
-  std::vector<std::vector<int64_t>> rows_of_;  // per expert: (row * top_k + slot)
+  // Slots (row * top_k + k) grouped by expert: expert e owns order_[offsets_[e], offsets_[e + 1]).
+  std::vector<int64_t> order_, offsets_, fill_;
   FfnScratch ffn_;
 };
 
