@@ -42,9 +42,10 @@ void check(const Fp8Matrix& a, const Fp8Matrix& b, int64_t ldc, const Fp8GemmOpt
   if (!limited) return;
   for (const Fp8Matrix* q : {&a, &b})
     if (!chunks_fit(*q, a.cols, o.promote_every))
-      fail("fp8_gemm: promotion every {} products crosses the {}-wide scale tiles along K = {} (promotion must "
-           "divide the tile width; never promoting needs scales constant along K)",
-           o.promote_every, q->tile_cols, a.cols);
+      fail(
+          "fp8_gemm: promotion every {} products crosses the {}-wide scale tiles along K = {} (promotion must "
+          "divide the tile width; never promoting needs scales constant along K)",
+          o.promote_every, q->tile_cols, a.cols);
 }
 
 // ---- the vectorised limited-accumulator kernel (GCC vector extensions; one instance per ISA) ----

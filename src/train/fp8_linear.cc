@@ -43,8 +43,8 @@ void lowp_linear_forward(const float* x, const float* w, int64_t m, int64_t n, i
   fp8_gemm(qx, qw, y, n, gemm_options(p.fp8, false));
 }
 
-void lowp_linear_backward(const float* dy, const float* x, const float* w, int64_t m, int64_t n, int64_t k,
-                          float* dx, float* dw, const LinearPrecision& p) {
+void lowp_linear_backward(const float* dy, const float* x, const float* w, int64_t m, int64_t n, int64_t k, float* dx,
+                          float* dw, const LinearPrecision& p) {
   if (p.mode == Precision::BF16) {
     const std::vector<float> dyb = to_bf16(dy, m * n);
     if (dx) {

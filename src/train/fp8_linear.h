@@ -20,7 +20,7 @@ void lowp_linear_forward(const float* x, const float* w, int64_t m, int64_t n, i
                          const LinearPrecision& p);
 
 // dy [m, n]; dx [m, k] += dy·w (skipped when null); dw [n, k] += dyᵀ·x (skipped when null).
-void lowp_linear_backward(const float* dy, const float* x, const float* w, int64_t m, int64_t n, int64_t k,
-                          float* dx, float* dw, const LinearPrecision& p);
+void lowp_linear_backward(const float* dy, const float* x, const float* w, int64_t m, int64_t n, int64_t k, float* dx,
+                          float* dw, const LinearPrecision& p);
 
 }  // namespace dsv3::train

@@ -63,7 +63,8 @@ void fp8_quantize(const float* x, int64_t rows, int64_t cols, int64_t ld, const 
       }
       const float s = fp8_tile_scale(amax, o.scale), inv = 1.0f / s;
       q.scales[size_t(bi * ct + bj)] = s;
-      for (int64_t r = r0; r < r1; ++r) e4m3_encode_scaled(x + r * ld + c0, c1 - c0, inv, q.codes.data() + r * cols + c0);
+      for (int64_t r = r0; r < r1; ++r)
+        e4m3_encode_scaled(x + r * ld + c0, c1 - c0, inv, q.codes.data() + r * cols + c0);
     }
   }
 }

@@ -83,8 +83,8 @@ struct Fp8Matrix {
 };
 
 struct Fp8QuantOptions {
-  int64_t tile_rows = 1;              // 1 (1×128 tiles) or 128 (128×128 blocks); any value ≥ 1 works
-  int64_t tile_cols = kFp8TileK;      // 0 = the whole row (no tiling along K)
+  int64_t tile_rows = 1;          // 1 (1×128 tiles) or 128 (128×128 blocks); any value ≥ 1 works
+  int64_t tile_cols = kFp8TileK;  // 0 = the whole row (no tiling along K)
   Fp8ScaleFormat scale = Fp8ScaleFormat::F32;
 };
 

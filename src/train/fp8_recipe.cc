@@ -6,9 +6,12 @@ namespace dsv3::train {
 
 const char* precision_name(Precision p) {
   switch (p) {
-    case Precision::FP32: return "fp32";
-    case Precision::BF16: return "bf16";
-    case Precision::FP8: return "fp8";
+    case Precision::FP32:
+      return "fp32";
+    case Precision::BF16:
+      return "bf16";
+    case Precision::FP8:
+      return "fp8";
   }
   return "?";
 }

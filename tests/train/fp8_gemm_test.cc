@@ -1,6 +1,8 @@
 // The emulated FP8 GEMM (train/fp8_gemm.h) against independent references: a float64 quantize → dequantize
 // → matmul reference, a float64 emulation of the limited accumulator written here from the definition
 // (frexp/ldexp truncation), hand-computed truncation cases, and the report's promotion experiment at K = 4096.
+#include "train/fp8_gemm.h"
+
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -13,7 +15,6 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "kernels/matmul.h"
-#include "train/fp8_gemm.h"
 #include "train/fp8_quant.h"
 
 namespace dsv3::train {
@@ -116,7 +117,8 @@ TEST(Fp8Gemm, LimitedAccumulatorMatchesItsDefinitionBitForBit) {
         fp8_gemm(a, b, fast.data(), cs.n, {.accum_bits = bits, .promote_every = P});
         fp8_gemm_scalar(a, b, scalar.data(), cs.n, {.accum_bits = bits, .promote_every = P});
         for (size_t i = 0; i < want.size(); ++i) {
-          ASSERT_EQ(fast[i], want[i]) << cs.m << "x" << cs.n << "x" << cs.k << " bits " << bits << " P " << P << " @" << i;
+          ASSERT_EQ(fast[i], want[i]) << cs.m << "x" << cs.n << "x" << cs.k << " bits " << bits << " P " << P << " @"
+                                      << i;
           ASSERT_EQ(scalar[i], want[i]) << cs.m << "x" << cs.n << "x" << cs.k << " bits " << bits << " P " << P;
         }
       }
@@ -156,10 +158,10 @@ TEST(Fp8Gemm, RejectsBadShapesAndPromotionAcrossScaleTiles) {
   fp8_quantize(x.data(), 4, 256, 256, {}, b);
   fp8_quantize(x.data(), 8, 128, 128, {}, c3);
   std::vector<float> c(64);
-  EXPECT_THROW(fp8_gemm(a, c3, c.data(), 8, {}), Error);                          // K differs
-  EXPECT_THROW(fp8_gemm(a, b, c.data(), 2, {}), Error);                           // ldc < n
-  EXPECT_THROW(fp8_gemm(a, b, c.data(), 4, {.promote_every = 0}), Error);         // scales change inside K
-  EXPECT_THROW(fp8_gemm(a, b, c.data(), 4, {.promote_every = 256}), Error);       // crosses a 128 tile
+  EXPECT_THROW(fp8_gemm(a, c3, c.data(), 8, {}), Error);                     // K differs
+  EXPECT_THROW(fp8_gemm(a, b, c.data(), 2, {}), Error);                      // ldc < n
+  EXPECT_THROW(fp8_gemm(a, b, c.data(), 4, {.promote_every = 0}), Error);    // scales change inside K
+  EXPECT_THROW(fp8_gemm(a, b, c.data(), 4, {.promote_every = 256}), Error);  // crosses a 128 tile
   EXPECT_THROW(fp8_gemm(a, b, c.data(), 4, {.accum_bits = 0}), Error);
   EXPECT_NO_THROW(fp8_gemm(a, b, c.data(), 4, {.promote_every = 64}));
 }
@@ -188,14 +190,15 @@ TEST(Fp8Gemm, PromotionFixesTheLimitedAccumulationErrorAtK4096) {
   const double none = max_rel({.accum_bits = 13, .promote_every = 0});
   const double n_c = max_rel({.accum_bits = 13, .promote_every = 128});
   const double f32 = max_rel({.accum_bits = 23});
-  std::printf("K=4096 max relative error: 13-bit accumulator without promotion %.4f%%, promoted every 128 %.5f%%, "
-              "float32 %.7f%%\n", 100 * none, 100 * n_c, 100 * f32);
-  EXPECT_GT(none, 1e-2);      // the limited accumulator alone: percent-level error
-  EXPECT_LT(n_c, 2e-3);       // promotion: a small fraction of it
+  std::printf(
+      "K=4096 max relative error: 13-bit accumulator without promotion %.4f%%, promoted every 128 %.5f%%, "
+      "float32 %.7f%%\n",
+      100 * none, 100 * n_c, 100 * f32);
+  EXPECT_GT(none, 1e-2);  // the limited accumulator alone: percent-level error
+  EXPECT_LT(n_c, 2e-3);   // promotion: a small fraction of it
   EXPECT_GT(none, 20 * n_c);
   EXPECT_LT(f32, 1e-5);
 }
-
 
 // Cost of the emulation (not a correctness test; disabled by default). Run with
 //   train_tests --gtest_also_run_disabled_tests --gtest_filter='Fp8Gemm.DISABLED_Throughput'

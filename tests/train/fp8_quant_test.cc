@@ -1,6 +1,8 @@
 // Fine-grained FP8 quantization (train/fp8_quant.h): the fast E4M3 rounding against core/dtype's exact
 // encoder, hand-computed tiles (scales, ties, saturation, subnormals, UE8M0), tile independence, partial
 // edge tiles, exact block transposes and the 1×128 → 128×1 re-quantization, and a float64 error bound.
+#include "train/fp8_quant.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -10,7 +12,6 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
-#include "train/fp8_quant.h"
 
 namespace dsv3::train {
 namespace {
@@ -91,7 +92,7 @@ TEST(Fp8Quant, UE8M0ScalesArePowersOfTwoRoundedUp) {
   fp8_quantize(x.data(), 1, 2, 2, {.scale = Fp8ScaleFormat::UE8M0}, q);
   EXPECT_EQ(q.scales[0], 2.0f);
   EXPECT_EQ(q.value(0, 0), 448.0f);
-  EXPECT_EQ(q.value(0, 1), 1.0f);  // 0.5 is exact in E4M3
+  EXPECT_EQ(q.value(0, 1), 1.0f);           // 0.5 is exact in E4M3
   std::vector<float> y = {448.0f, -0.75f};  // amax 448 → scale 1
   fp8_quantize(y.data(), 1, 2, 2, {.scale = Fp8ScaleFormat::UE8M0}, q);
   EXPECT_EQ(q.scales[0], 1.0f);
