@@ -13,6 +13,10 @@ namespace {
 std::atomic<long> g_allocs{0};
 }
 
+// The replacement operator new below allocates with malloc, so free is the matching release; GCC cannot see
+// the pairing through the replacement and warns at every inlined new/delete site.
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
 void* operator new(size_t n) {
   g_allocs.fetch_add(1, std::memory_order_relaxed);
   if (void* p = std::malloc(n ? n : 1)) return p;
