@@ -17,13 +17,26 @@ std::atomic<long> g_allocs{0};
 // the pairing through the replacement and warns at every inlined new/delete site.
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 
+// Every plain form is replaced, so that each allocation and its release go through the same pair (malloc /
+// free) whichever form the library picks — e.g. std::stable_sort's buffer uses the nothrow form, released by a
+// sized delete; under ASan a half-replaced set is an alloc-dealloc mismatch.
 void* operator new(size_t n) {
   g_allocs.fetch_add(1, std::memory_order_relaxed);
   if (void* p = std::malloc(n ? n : 1)) return p;
   throw std::bad_alloc();
 }
+void* operator new[](size_t n) { return operator new(n); }
+void* operator new(size_t n, const std::nothrow_t&) noexcept {
+  g_allocs.fetch_add(1, std::memory_order_relaxed);
+  return std::malloc(n ? n : 1);
+}
+void* operator new[](size_t n, const std::nothrow_t& t) noexcept { return operator new(n, t); }
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete(void* p, size_t) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete[](void* p, size_t) noexcept { std::free(p); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
 
 namespace dsv3 {
 namespace {
