@@ -11,12 +11,17 @@
 namespace dsv3 {
 
 Mla::Mla(const ModelConfig& c, const MlaWeights& w) : c_(c), w_(w), scale_(float(c.softmax_scale())) {
-  if (w.wkv_b.dtype == DType::F32) {
-    wkv_b_ = static_cast<const float*>(w.wkv_b.data);
-  } else {
-    wkv_b_owned_.resize(size_t(w.wkv_b.n * w.wkv_b.k));
-    for (int64_t i = 0; i < w.wkv_b.n; ++i) kernels::weight_row(w.wkv_b, i, wkv_b_owned_.data() + i * w.wkv_b.k);
-    wkv_b_ = wkv_b_owned_.data();
+  const int64_t H = c.num_attention_heads, C = c.kv_lora_rank, dn = c.qk_nope_head_dim, dv = c.v_head_dim;
+  w_uk_t_.resize(size_t(H * C * dn));
+  w_uv_.resize(size_t(H * dv * C));
+  std::vector<float> row(static_cast<size_t>(C));
+  for (int64_t h = 0; h < H; ++h) {
+    for (int64_t d = 0; d < dn; ++d) {
+      kernels::weight_row(w.wkv_b, h * (dn + dv) + d, row.data());
+      for (int64_t j = 0; j < C; ++j) w_uk_t_[size_t((h * C + j) * dn + d)] = row[size_t(j)];
+    }
+    for (int64_t v = 0; v < dv; ++v)
+      kernels::weight_row(w.wkv_b, h * (dn + dv) + dn + v, w_uv_.data() + (h * dv + v) * C);
   }
 }
 
@@ -68,24 +73,12 @@ void Mla::forward(const float* x, const Batch& b, int64_t layer, const RopeTable
     const float* rows = b.cache[size_t(r)]->layer_rows(layer);
     for (int64_t h = g * heads_per_group; h < std::min(H, (g + 1) * heads_per_group); ++h) {
       const float* qh = q_.data() + (r * H + h) * qk;
-      const float* wk = wkv_b_ + h * (dn + dv) * C;  // W_UK_h [dn, C]
-      std::fill(qfull, qfull + C, 0.0f);
-      for (int64_t d = 0; d < dn; ++d) {
-        const float a = qh[d];
-        const float* wrow = wk + d * C;
-        for (int64_t j = 0; j < C; ++j) qfull[j] += a * wrow[j];
-      }
+      kernels::linear(qh, 1, {.dtype = DType::F32, .data = w_uk_t_.data() + h * C * dn, .n = C, .k = dn}, qfull);
       std::memcpy(qfull + C, qh + dn, size_t(R) * sizeof(float));
       kernels::rope_pairs(qfull + C, R, rope.at(pos));
       kernels::latent_attention(qfull, 1, rows, pos + 1, W, C, R, scale_, olat, scores);
-      const float* wv = wk + dn * C;  // W_UV_h [dv, C]
-      float* oh = attn_.data() + (r * H + h) * dv;
-      for (int64_t v = 0; v < dv; ++v) {
-        const float* wrow = wv + v * C;
-        float acc = 0.0f;
-        for (int64_t j = 0; j < C; ++j) acc += wrow[j] * olat[j];
-        oh[v] = acc;
-      }
+      kernels::linear(olat, 1, {.dtype = DType::F32, .data = w_uv_.data() + h * dv * C, .n = dv, .k = C},
+                      attn_.data() + (r * H + h) * dv);
     }
   }
   kernels::linear(attn_.data(), m, w_.wo, out);

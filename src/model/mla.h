@@ -32,8 +32,10 @@ class Mla {
  private:
   const ModelConfig& c_;
   MlaWeights w_;
-  std::vector<float> wkv_b_owned_;
-  const float* wkv_b_ = nullptr;  // [H * (dn + dv), C] float32
+  // kv_b_proj split per head for the absorbed form, decoded to float32 once at load: the key half
+  // transposed, w_uk_t_ [H, C, dn] (q_nope → latent query), and the value half, w_uv_ [H, dv, C] (latent
+  // output → head output); both are then plain y = x·Wᵀ products for kernels::linear.
+  std::vector<float> w_uk_t_, w_uv_;
   float scale_;
   // Scratch, grown on demand and reused (no allocation per decoded token).
   std::vector<float> qa_, q_, kv_, attn_, thread_scratch_;
