@@ -307,36 +307,6 @@ constexpr int kNr = 32;    // panel width (output features): 2 zmm
 constexpr int kMr = 12;    // rows of x per micro-kernel
 constexpr int64_t kKc = 256;  // k slice (a multiple of 128, so fp8 scale blocks never straddle a chunk)
 
-// In-register transpose of 16 × 16 floats: r[i][j] → r[j][i].
-DSV3_INLINE_AVX512 void transpose16(__m512 r[16]) {
-  __m512 t[16];
-#pragma GCC unroll 8
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-#pragma GCC unroll 4
-  for (int i = 0; i < 4; ++i) {
-    r[4 * i + 0] = _mm512_shuffle_ps(t[4 * i + 0], t[4 * i + 2], 0x44);
-    r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i + 0], t[4 * i + 2], 0xEE);
-    r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-    r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-  }
-  // r[4i + c], 128-bit lane L: rows 4i..4i+3 of column 4L + c.
-#pragma GCC unroll 4
-  for (int c = 0; c < 4; ++c) {
-    t[c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88);
-    t[4 + c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xDD);
-    t[8 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88);
-    t[12 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xDD);
-  }
-#pragma GCC unroll 8
-  for (int c = 0; c < 8; ++c) {
-    r[c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0x88);
-    r[8 + c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0xDD);
-  }
-}
-
 // Whether the GEMM decodes W in line order (x then copied into line order, see permute_x): always, except
 // for fp8 whose scale blocks are not whole lines (then natural order with per-lane scales).
 template <DType D>

@@ -259,7 +259,7 @@ DSV3_TARGET_AVX512 void quant_decode_rows_avx512(const WeightRef& w, int64_t row
 // ---------------------------------------------------------------- GEMM (VNNI, quantized x)
 // For a column block of W and a k slice of kQKc / 32 blocks, each 32-row panel of W is repacked once into
 // dwords panel[b][p][32 rows] = the 4 unsigned codes k = 32·b + 4p .. +3 of each row (a 16 × 16 dword
-// transpose, transpose16 of linear_avx512.cc's kind done on integer lanes), with its scales sc[b][32] as
+// transpose, vmath.h's transpose16 applied to integer lanes), with its scales sc[b][32] as
 // fp32; then an MR × 32 micro-kernel broadcasts 4 codes of a row of x per step and accumulates
 // vpdpbusd(panel, x) exactly in int32 per block, scaled into fp32 once per block. x is the compact layout.
 namespace {
@@ -272,31 +272,9 @@ DSV3_INLINE_AVX512 void transpose16_epi32(__m512i r[16]) {
   __m512 v[16];
 #pragma GCC unroll 16
   for (int i = 0; i < 16; ++i) v[i] = _mm512_castsi512_ps(r[i]);
-  __m512 t[16];
-#pragma GCC unroll 8
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]);
-  }
-#pragma GCC unroll 4
-  for (int i = 0; i < 4; ++i) {
-    v[4 * i + 0] = _mm512_shuffle_ps(t[4 * i + 0], t[4 * i + 2], 0x44);
-    v[4 * i + 1] = _mm512_shuffle_ps(t[4 * i + 0], t[4 * i + 2], 0xEE);
-    v[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-    v[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-  }
-#pragma GCC unroll 4
-  for (int c = 0; c < 4; ++c) {
-    t[c] = _mm512_shuffle_f32x4(v[c], v[4 + c], 0x88);
-    t[4 + c] = _mm512_shuffle_f32x4(v[c], v[4 + c], 0xDD);
-    t[8 + c] = _mm512_shuffle_f32x4(v[8 + c], v[12 + c], 0x88);
-    t[12 + c] = _mm512_shuffle_f32x4(v[8 + c], v[12 + c], 0xDD);
-  }
-#pragma GCC unroll 8
-  for (int c = 0; c < 8; ++c) {
-    r[c] = _mm512_castps_si512(_mm512_shuffle_f32x4(t[c], t[8 + c], 0x88));
-    r[8 + c] = _mm512_castps_si512(_mm512_shuffle_f32x4(t[c], t[8 + c], 0xDD));
-  }
+  transpose16(v);
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_castps_si512(v[i]);
 }
 
 // panel[(b·8 + p)·32 + r] (dwords) and sc[b·32 + r] for blocks [b0, b0 + nb) of rows row0 .. row0 + 31.
