@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 #include "kernels/linear.h"
 
@@ -38,6 +39,9 @@ void permute_rows_avx512(const WeightRef& w, const float* x, int64_t m, float* x
 // x[m, k] -> bf16 [m, kp] (round to nearest even, zero pad to even kp).
 void round_bf16_avx512(const float* x, int64_t m, int64_t k, uint16_t* out);
 
+// BF16 only: the GEMV of gemv_avx512 with x already in the weights' line order (permute_rows_avx512).
+void gemv_permuted_avx512(const float* xp, int64_t m, const WeightRef& w, float* y, int64_t n0, int64_t n1);
+
 // ---- block-quantized linear (quant.cc, quant_avx512.cc, quant_avx2.cc; kernels/quant.h) ----
 // x quantized for the GEMV kernels. Compact layout (scalar, AVX2): q [m, kl = qblocks(k) · 32] in natural
 // order, d / c [m, ld = qblocks(k)] per-block scale and code sum. AVX-512 layout: q [m, kl] padded to whole
@@ -58,6 +62,39 @@ void prepare_qacts_avx512(const float* x, int64_t m, int64_t k, Quant q, void* b
 void gemv_q_scalar(const QActs& xa, int64_t m, const WeightRef& w, float* y, int64_t n0, int64_t n1);
 void gemv_q_avx2(const QActs& xa, int64_t m, const WeightRef& w, float* y, int64_t n0, int64_t n1);
 void gemv_q_avx512(const QActs& xa, int64_t m, const WeightRef& w, float* y, int64_t n0, int64_t n1);
+
+// ---- the GEMV regime's prepared input (linear.cc) ----
+// x [m, k] prepared once for the single-thread GEMV kernels of one kind of weight (dtype, quant and k as
+// `like`), so that a caller splitting the output columns over threads — linear() itself, or a fused block
+// running several weights in one parallel region (swiglu.cc) — converts it once rather than per chunk:
+// BF16 on AVX-512 in line order, Int8 / Int4 quantized as linear() quantizes them; other kinds are used as
+// given (x must then outlive the prepared input). m <= gemv_max_rows(). rows() only reads: threads may
+// share one prepared input. Buffers grow and are kept, so steady-state use allocates nothing.
+class GemvInput {
+ public:
+  void prepare(const float* x, int64_t m, const WeightRef& like);
+  // Columns [n0, n1) of y[m, w.n] = x · wᵀ, on the calling thread; w of the kind prepare() was given.
+  void rows(const WeightRef& w, float* y, int64_t n0, int64_t n1) const;
+  int64_t m() const { return m_; }
+
+ private:
+  enum class Path : uint8_t { Scalar, Avx2, Avx512, Avx512Permuted, QuantScalar, QuantAvx2, QuantAvx512 };
+  Path path_ = Path::Scalar;
+  const float* x_ = nullptr;
+  int64_t m_ = 0;
+  QActs qa_;
+  float* buf_ = nullptr;  // 64-byte aligned, cap_ floats
+  size_t cap_ = 0;
+  struct Free {
+    void operator()(float* p) const;
+  };
+  std::unique_ptr<float, Free> own_;
+};
+// Rows of x linear() and GemvInput take in the GEMV regime on the active ISA.
+int64_t gemv_max_rows();
+// Output-column chunk for splitting a GEMV of w over `threads` threads (a multiple of 16, of the fp8 scale
+// block for F8_E4M3 weights, about n / (8 · threads) so a preempted thread holds nobody up for long).
+int64_t gemv_chunk(const WeightRef& w, int threads);
 // GEMM with quantized x (AVX-512 VNNI; x in the compact layout): rows [m0, m1) × columns [n0, n1).
 void gemm_q_avx512(const QActs& xa, int64_t m0, int64_t m1, const WeightRef& w, float* y, int64_t n0, int64_t n1);
 // GEMM decode: staging[r][0, kcp) = W[row0 + r, col0 .. col0 + kc) as fp32 for r < nrows, zeros for

@@ -5,6 +5,8 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <new>
 #include <vector>
 
 #include "kernels/internal.h"
@@ -97,32 +99,6 @@ void linear_scalar(const float* x, int64_t m, const WeightRef& w, float* y) {
   }
 }
 
-// Int8 / Int4 weights in the GEMV regime: x quantized once by the calling thread (kernels/quant.h), then
-// the columns split as in run_gemv (chunks of 16 rows of W).
-void run_gemv_q(Isa isa, const float* x, int64_t m, const WeightRef& w, float* y) {
-  using QFn = void (*)(const detail::QActs&, int64_t, const WeightRef&, float*, int64_t, int64_t);
-  void* buf = detail::thread_scratch(1, detail::qacts_bytes(m, w.k) / sizeof(float) + 1);
-  detail::QActs xa;
-  QFn fn = detail::gemv_q_scalar;
-  if (isa == Isa::Avx512 && has_avx512_vnni()) {
-    detail::prepare_qacts_avx512(x, m, w.k, w.quant, buf, &xa);
-    fn = detail::gemv_q_avx512;
-  } else {
-    detail::prepare_qacts_compact(x, m, w.k, buf, &xa);
-    if (isa != Isa::Scalar) fn = detail::gemv_q_avx2;
-  }
-  const int nt = threads_for(weight_bytes(w), kGemvParallelBytes);
-  if (nt == 1) {
-    fn(xa, m, w, y, 0, w.n);
-    return;
-  }
-  const int64_t want = (w.n + 8 * nt - 1) / (8 * nt);
-  const int64_t chunk = std::max<int64_t>(1, (want + 15) / 16) * 16;
-  const int64_t chunks = (w.n + chunk - 1) / chunk;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-  for (int64_t c = 0; c < chunks; ++c) fn(xa, m, w, y, c * chunk, std::min(w.n, (c + 1) * chunk));
-}
-
 int64_t gemv_max_rows(Isa isa) { return isa == Isa::Avx2 ? kGemvMaxRowsAvx2 : kGemvMaxRowsAvx512; }
 
 // Int8 / Int4 weights in the GEMM regime on AVX-512 VNNI: x quantized once (compact layout), then the work
@@ -150,23 +126,22 @@ bool quantizes_x(Isa isa, int64_t m) {
   return m <= gemv_max_rows(isa) || (isa == Isa::Avx512 && has_avx512_vnni());
 }
 
-using GemvFn = void (*)(const float*, int64_t, const WeightRef&, float*, int64_t, int64_t);
-
-// Splits the n output columns into chunks of about n / (8 · threads), taken dynamically (a thread that
-// loses its core to another process does not hold the call up by a whole half). Chunk boundaries fall
-// on multiples of `align` (fp8: the scale block, so a thread prepares each block's scaled x once).
-void run_gemv(GemvFn fn, const float* x, int64_t m, const WeightRef& w, float* y) {
+// The GEMV regime: x prepared once by the calling thread (detail::GemvInput), then the output columns split
+// into chunks taken dynamically (a thread that loses its core to another process does not hold the call up
+// by a whole half).
+void run_gemv(const float* x, int64_t m, const WeightRef& w, float* y) {
+  static thread_local detail::GemvInput in;
+  in.prepare(x, m, w);
   const int nt = threads_for(weight_bytes(w), kGemvParallelBytes);
   if (nt == 1) {
-    fn(x, m, w, y, 0, w.n);
+    in.rows(w, y, 0, w.n);
     return;
   }
-  const int64_t align = w.dtype == DType::F8_E4M3 ? std::max<int64_t>(16, w.block_n) : 16;
-  const int64_t want = (w.n + 8 * nt - 1) / (8 * nt);
-  const int64_t chunk = std::max<int64_t>(1, (want + align - 1) / align) * align;
+  const int64_t chunk = detail::gemv_chunk(w, nt);
   const int64_t chunks = (w.n + chunk - 1) / chunk;
+  const detail::GemvInput& shared = in;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-  for (int64_t c = 0; c < chunks; ++c) fn(x, m, w, y, c * chunk, std::min(w.n, (c + 1) * chunk));
+  for (int64_t c = 0; c < chunks; ++c) shared.rows(w, y, c * chunk, std::min(w.n, (c + 1) * chunk));
 }
 
 // GEMM work items: column blocks of kGemmNb (each decodes its own weight tiles), and row blocks when
@@ -213,8 +188,10 @@ void linear(const float* x, int64_t m, const WeightRef& w, float* y, const Linea
     return;
   }
   const Isa isa = active_isa();
-  if (w.quant != Quant::None && m <= gemv_max_rows(isa)) {
-    run_gemv_q(isa, x, m, w, y);
+  // Few rows: one pass over W with the decoded rows applied to every input row (no panel, no
+  // transposes); more: the panel GEMM, whose decode cost is amortised over the rows.
+  if (m <= gemv_max_rows(isa)) {
+    run_gemv(x, m, w, y);
     return;
   }
   if (w.quant != Quant::None && quantizes_x(isa, m)) {
@@ -223,12 +200,6 @@ void linear(const float* x, int64_t m, const WeightRef& w, float* y, const Linea
   }
   if (isa == Isa::Scalar) {
     linear_scalar(x, m, w, y);
-    return;
-  }
-  // Few rows: one pass over W with the decoded rows applied to every input row (no panel, no
-  // transposes); more: the panel GEMM, whose decode cost is amortised over the rows.
-  if (m <= (isa == Isa::Avx512 ? kGemvMaxRowsAvx512 : kGemvMaxRowsAvx2)) {
-    run_gemv(isa == Isa::Avx512 ? detail::gemv_avx512 : detail::gemv_avx2, x, m, w, y);
     return;
   }
   const uint16_t* xb16 = nullptr;
@@ -242,6 +213,77 @@ void linear(const float* x, int64_t m, const WeightRef& w, float* y, const Linea
 }
 
 void linear(const float* x, int64_t m, const WeightRef& w, float* y) { linear(x, m, w, y, LinearOptions{}); }
+
+namespace detail {
+
+void GemvInput::Free::operator()(float* p) const { std::free(p); }
+
+void GemvInput::prepare(const float* x, int64_t m, const WeightRef& like) {
+  const Isa isa = active_isa();
+  x_ = x;
+  m_ = m;
+  auto grow = [&](size_t floats) {
+    if (floats > cap_) {
+      const size_t bytes = (floats * sizeof(float) + 63) & ~size_t(63);
+      own_.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+      if (!own_) throw std::bad_alloc();
+      buf_ = own_.get();
+      cap_ = floats;
+    }
+    return buf_;
+  };
+  if (like.quant != Quant::None) {
+    void* buf = grow(qacts_bytes(m, like.k) / sizeof(float) + 1);
+    if (isa == Isa::Avx512 && has_avx512_vnni()) {
+      prepare_qacts_avx512(x, m, like.k, like.quant, buf, &qa_);
+      path_ = Path::QuantAvx512;
+    } else {
+      prepare_qacts_compact(x, m, like.k, buf, &qa_);
+      path_ = isa == Isa::Scalar ? Path::QuantScalar : Path::QuantAvx2;
+    }
+  } else if (isa == Isa::Avx512 && like.dtype == DType::BF16) {
+    float* xp = grow(size_t(m * like.k));
+    permute_rows_avx512(like, x, m, xp);
+    x_ = xp;
+    path_ = Path::Avx512Permuted;
+  } else {
+    path_ = isa == Isa::Avx512 ? Path::Avx512 : isa == Isa::Avx2 ? Path::Avx2 : Path::Scalar;
+  }
+}
+
+void GemvInput::rows(const WeightRef& w, float* y, int64_t n0, int64_t n1) const {
+  switch (path_) {
+    case Path::Avx512Permuted: return gemv_permuted_avx512(x_, m_, w, y, n0, n1);
+    case Path::Avx512: return gemv_avx512(x_, m_, w, y, n0, n1);
+    case Path::Avx2: return gemv_avx2(x_, m_, w, y, n0, n1);
+    case Path::QuantAvx512: return gemv_q_avx512(qa_, m_, w, y, n0, n1);
+    case Path::QuantAvx2: return gemv_q_avx2(qa_, m_, w, y, n0, n1);
+    case Path::QuantScalar: return gemv_q_scalar(qa_, m_, w, y, n0, n1);
+    case Path::Scalar: {
+      float* wr = thread_scratch(3, size_t(w.k));
+      for (int64_t o = n0; o < n1; ++o) {
+        weight_row(w, o, wr);
+        for (int64_t i = 0; i < m_; ++i) {
+          const float* xi = x_ + i * w.k;
+          float acc = 0.0f;
+          for (int64_t j = 0; j < w.k; ++j) acc += xi[j] * wr[j];
+          y[i * w.n + o] = acc;
+        }
+      }
+      return;
+    }
+  }
+}
+
+int64_t gemv_max_rows() { return kernels::gemv_max_rows(active_isa()); }
+
+int64_t gemv_chunk(const WeightRef& w, int threads) {
+  const int64_t align = w.quant == Quant::None && w.dtype == DType::F8_E4M3 ? std::max<int64_t>(16, w.block_n) : 16;
+  const int64_t want = (w.n + 8 * threads - 1) / (8 * threads);
+  return std::max<int64_t>(1, (want + align - 1) / align) * align;
+}
+
+}  // namespace detail
 
 bool linear_quantizes_x(int64_t m, const WeightRef& w) {
   return w.quant != Quant::None && quantizes_x(active_isa(), m);

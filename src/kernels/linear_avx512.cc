@@ -558,6 +558,10 @@ void gemv_avx512(const float* x, int64_t m, const WeightRef& w, float* y, int64_
   gemv_any(x, m, w, y, n0, n1);
 }
 
+void gemv_permuted_avx512(const float* xp, int64_t m, const WeightRef& w, float* y, int64_t n0, int64_t n1) {
+  gemv_multi<DType::BF16>(xp, m, w, y, n0, n1);
+}
+
 bool gemm_permutes_x_avx512(const WeightRef& w) {
   switch (w.dtype) {
     case DType::BF16: return gemm_line_order<DType::BF16>(w);

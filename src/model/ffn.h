@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/swiglu.h"
 #include "model/weights.h"
 
 namespace dsv3 {
@@ -12,9 +13,10 @@ namespace dsv3 {
 // Scratch reused across calls (grown on demand).
 struct FfnScratch {
   std::vector<float> gate, up;
+  kernels::SwigluScratch fused;  // the decode regime (kernels/swiglu.h)
 };
 
-// x: [m, hidden] → y: [m, hidden]; `inter` is the hidden width of this block.
+// x: [m, hidden] → y: [m, hidden]. Few rows (decode): one fused pass, kernels::swiglu_experts.
 void ffn_forward(const FfnWeights& w, const float* x, int64_t m, float* y, FfnScratch& s);
 
 }  // namespace dsv3

@@ -29,6 +29,8 @@ class Moe {
   void forward(const float* x, int64_t m, float* out, RoutingRecord* record = nullptr);
 
  private:
+  void forward_fused(const float* x, int64_t m, float* out);
+
   const ModelConfig& c_;
   MoeWeights w_;
   RouterParams rp_;
@@ -37,6 +39,10 @@ class Moe {
   std::vector<int64_t> experts_;
   // Slots (row * top_k + k) grouped by expert: expert e owns order_[offsets_[e], offsets_[e + 1]).
   std::vector<int64_t> order_, offsets_, fill_;
+  // The decode regime (every expert at most kernels::swiglu_max_rows() rows): all experts in one pass.
+  std::vector<kernels::SwigluExpert> fused_;
+  std::vector<int64_t> rows_;     // out row of each gathered input row
+  std::vector<float> row_gates_;  // and its gate
   FfnScratch ffn_;
 };
 

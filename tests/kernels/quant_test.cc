@@ -14,6 +14,7 @@
 #include "core/dtype.h"
 #include "kernels/linear.h"
 #include "test_util.h"
+#include "test_weights.h"
 
 namespace dsv3::kernels {
 namespace {
@@ -22,37 +23,7 @@ using testing::available_isas;
 using testing::ForceIsa;
 using testing::random_floats;
 using testing::rel_err;
-
-// Quantized copy of random weights; codes start `offset` bytes into their buffer (misalignment).
-struct QWeight {
-  std::vector<float> f32;  // the original values [n, k]
-  std::vector<uint8_t> codes;
-  std::vector<uint16_t> scales;
-  WeightRef ref;
-
-  QWeight(Quant q, int64_t n, int64_t k, uint32_t seed, int64_t offset = 1) {
-    f32 = random_floats(size_t(n * k), seed);
-    // Some blocks with a large outlier, some all zero, some tiny: the cases scales must handle.
-    for (int64_t r = 0; r < n; ++r) {
-      if (r % 5 == 1 && k > 3) f32[size_t(r * k + 3)] = 9.0f;
-      if (r % 7 == 2)
-        for (int64_t j = 0; j < std::min<int64_t>(k, kQBlock); ++j) f32[size_t(r * k + j)] = 0.0f;
-      if (r % 11 == 3)
-        for (int64_t j = 0; j < k; ++j) f32[size_t(r * k + j)] *= 1e-4f;
-    }
-    const int64_t rb = qrow_bytes(q, k), kb = qblocks(k);
-    codes.assign(size_t(n * rb + offset + 64), 0xAA);
-    scales.assign(size_t(n * kb), 0);
-    for (int64_t r = 0; r < n; ++r)
-      EXPECT_TRUE(quantize_row(q, f32.data() + r * k, k, codes.data() + offset + r * rb, scales.data() + r * kb));
-    ref.dtype = q == Quant::Int8 ? DType::I8 : DType::U8;
-    ref.quant = q;
-    ref.data = codes.data() + offset;
-    ref.qscale = scales.data();
-    ref.n = n;
-    ref.k = k;
-  }
-};
+using testing::QWeight;
 
 std::string describe(Isa isa, Quant q, int64_t m, int64_t n, int64_t k) {
   return std::string(isa_name(isa)) + (q == Quant::Int8 ? " int8" : " int4") + " m=" + std::to_string(m) +
