@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -25,6 +26,7 @@
 #include "kernels/linear.h"
 #include "kernels/ops.h"
 #include "kernels/quant.h"
+#include "kernels/swiglu.h"
 
 namespace {
 
@@ -384,6 +386,66 @@ void isa_args(benchmark::internal::Benchmark* b) {
   for (int i = 0; i <= int(dsv3::kernels::best_isa()); ++i) b->Arg(i);
 }
 
+// One decode step's expert FFNs at the medium preset's shapes (hidden 2048, expert width 1408): 8 experts
+// (6 routed + the 2 shared, m = 1 each), weights rotating through 512 MiB+ of copies so they stream from
+// memory. args: format (0 BF16, 1 int8), fused (1: kernels::swiglu_experts, one parallel region; 0: linear()
+// per projection and silu_mul, 24 parallel regions). Bytes = the 24 weight matrices.
+void BM_SwigluExperts(benchmark::State& state) {
+  const bool int8 = state.range(0) == 1, fused = state.range(1) == 1;
+  const int64_t d = 2048, inter = 1408, ne = 8;
+  static std::unique_ptr<WeightSet> up_f, down_f;
+  static std::unique_ptr<QWeightSet> up_q, down_q;
+  std::vector<WeightRef>* up = nullptr;
+  std::vector<WeightRef>* down = nullptr;
+  size_t bytes = 0;
+  if (int8) {
+    if (!up_q) {
+      up_f.reset(), down_f.reset();
+      up_q = std::make_unique<QWeightSet>(Quant::Int8, inter, d, size_t(512) << 20);
+      down_q = std::make_unique<QWeightSet>(Quant::Int8, d, inter, size_t(256) << 20);
+    }
+    up = &up_q->refs, down = &down_q->refs, bytes = 2 * up_q->bytes_each + down_q->bytes_each;
+  } else {
+    if (!up_f) {
+      up_q.reset(), down_q.reset();
+      up_f = std::make_unique<WeightSet>(DType::BF16, inter, d, size_t(512) << 20);
+      down_f = std::make_unique<WeightSet>(DType::BF16, d, inter, size_t(256) << 20);
+    }
+    up = &up_f->refs, down = &down_f->refs, bytes = 2 * up_f->bytes_each + down_f->bytes_each;
+  }
+  const auto x = random_vec(size_t(d));
+  const auto gates = random_vec(size_t(ne));
+  const int64_t row = 0;
+  std::vector<float> out(static_cast<size_t>(d)), g(static_cast<size_t>(inter)), u(static_cast<size_t>(inter)),
+      y(static_cast<size_t>(d));
+  std::vector<dsv3::kernels::SwigluExpert> experts(static_cast<size_t>(ne));
+  dsv3::kernels::SwigluScratch scratch;
+  size_t cu = 0, cd = 0;
+  for (auto _ : state) {
+    for (auto& e : experts) {
+      e = {.w1 = (*up)[cu], .w3 = (*up)[(cu + 1) % up->size()], .w2 = (*down)[cd], .x = x.data(), .m = 1,
+           .rows = &row, .gates = &gates[size_t(&e - experts.data())]};
+      cu = (cu + 2) % up->size();
+      cd = (cd + 1) % down->size();
+    }
+    std::fill(out.begin(), out.end(), 0.0f);
+    if (fused) {
+      dsv3::kernels::swiglu_experts(experts, d, out.data(), scratch);
+    } else {
+      for (const auto& e : experts) {
+        dsv3::kernels::linear(x.data(), 1, e.w1, g.data());
+        dsv3::kernels::linear(x.data(), 1, e.w3, u.data());
+        dsv3::kernels::silu_mul(g.data(), u.data(), inter, g.data());
+        dsv3::kernels::linear(g.data(), 1, e.w2, y.data());
+        for (int64_t j = 0; j < d; ++j) out[size_t(j)] += *e.gates * y[size_t(j)];
+      }
+    }
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(ne) * int64_t(bytes));
+  state.SetLabel(std::string(int8 ? "int8" : "BF16") + (fused ? " fused" : " per-projection linear()"));
+}
+
 BENCHMARK(BM_Gemv)->Apply(gemv_args)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Gemm)->Apply(gemm_args)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_GemvHot)
@@ -411,5 +473,7 @@ BENCHMARK(BM_Rmsnorm)->Apply(isa_args)->UseRealTime()->Unit(benchmark::kMicrosec
 BENCHMARK(BM_SiluMul)->Apply(isa_args)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 }  // namespace
+
+BENCHMARK(BM_SwigluExperts)->ArgsProduct({{0, 1}, {0, 1}})->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 BENCHMARK_MAIN();
