@@ -7,21 +7,28 @@
 
 #include "kernels/linear.h"
 #include "kernels/ops.h"
+#include "kernels/weight_view.h"
 
 namespace dsv3 {
 
 Mla::Mla(const ModelConfig& c, const MlaWeights& w) : c_(c), w_(w), scale_(float(c.softmax_scale())) {
   const int64_t H = c.num_attention_heads, C = c.kv_lora_rank, dn = c.qk_nope_head_dim, dv = c.v_head_dim;
-  w_uk_t_.resize(size_t(H * C * dn));
-  w_uv_.resize(size_t(H * dv * C));
-  std::vector<float> row(static_cast<size_t>(C));
+  uk_.resize(size_t(H));
+  uv_.resize(size_t(H));
+  uk_data_.resize(size_t(H));
+  uk_scales_.resize(size_t(H));
+  bool views = true;
   for (int64_t h = 0; h < H; ++h) {
-    for (int64_t d = 0; d < dn; ++d) {
-      kernels::weight_row(w.wkv_b, h * (dn + dv) + d, row.data());
-      for (int64_t j = 0; j < C; ++j) w_uk_t_[size_t((h * C + j) * dn + d)] = row[size_t(j)];
+    uk_[size_t(h)] = kernels::transposed_rows(w.wkv_b, h * (dn + dv), dn, uk_data_[size_t(h)], uk_scales_[size_t(h)]);
+    views = views && kernels::row_slice(w.wkv_b, h * (dn + dv) + dn, dv, &uv_[size_t(h)]);
+  }
+  if (!views) {  // FP8 whose value rows do not start on a scale block: a float32 copy
+    uv_f32_.resize(size_t(H * dv * C));
+    for (int64_t h = 0; h < H; ++h) {
+      for (int64_t v = 0; v < dv; ++v)
+        kernels::weight_row(w.wkv_b, h * (dn + dv) + dn + v, uv_f32_.data() + (h * dv + v) * C);
+      uv_[size_t(h)] = {.dtype = DType::F32, .data = uv_f32_.data() + h * dv * C, .n = dv, .k = C};
     }
-    for (int64_t v = 0; v < dv; ++v)
-      kernels::weight_row(w.wkv_b, h * (dn + dv) + dn + v, w_uv_.data() + (h * dv + v) * C);
   }
 }
 
@@ -73,12 +80,11 @@ void Mla::forward(const float* x, const Batch& b, int64_t layer, const RopeTable
     const float* rows = b.cache[size_t(r)]->layer_rows(layer);
     for (int64_t h = g * heads_per_group; h < std::min(H, (g + 1) * heads_per_group); ++h) {
       const float* qh = q_.data() + (r * H + h) * qk;
-      kernels::linear(qh, 1, {.dtype = DType::F32, .data = w_uk_t_.data() + h * C * dn, .n = C, .k = dn}, qfull);
+      kernels::linear(qh, 1, uk_[size_t(h)], qfull);
       std::memcpy(qfull + C, qh + dn, size_t(R) * sizeof(float));
       kernels::rope_pairs(qfull + C, R, rope.at(pos));
       kernels::latent_attention(qfull, 1, rows, pos + 1, W, C, R, scale_, olat, scores);
-      kernels::linear(olat, 1, {.dtype = DType::F32, .data = w_uv_.data() + h * dv * C, .n = dv, .k = C},
-                      attn_.data() + (r * H + h) * dv);
+      kernels::linear(olat, 1, uv_[size_t(h)], attn_.data() + (r * H + h) * dv);
     }
   }
   kernels::linear(attn_.data(), m, w_.wo, out);

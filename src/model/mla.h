@@ -8,12 +8,14 @@
 //   o_h      = W_UV_h o_lat_h          (W_UV = the value half of wkv_b) [dv]
 //   out      = wo(concat_h o_h)
 // The absorbed form is used for prefill and decode alike (it is the reference's default path). kv_b is
-// decoded to float32 once at construction when stored in another dtype (the reference dequantizes it on
-// every call).
+// read in its stored dtype (its key half transposed once at construction, see uk_ below); the reference
+// dequantizes it on every call.
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
+#include "kernels/linear.h"
 #include "model/batch.h"
 #include "model/config.h"
 #include "model/rope.h"
@@ -24,6 +26,8 @@ namespace dsv3 {
 class Mla {
  public:
   Mla(const ModelConfig& c, const MlaWeights& w);
+  Mla(const Mla&) = delete;  // uk_ points into this object's own buffers
+  Mla& operator=(const Mla&) = delete;
 
   // x: [m, hidden] (already attn_norm'ed). Writes each row's cache entry in layer `layer` of its cache,
   // then attends causally over the cache. out: [m, hidden].
@@ -32,10 +36,16 @@ class Mla {
  private:
   const ModelConfig& c_;
   MlaWeights w_;
-  // kv_b_proj split per head for the absorbed form, decoded to float32 once at load: the key half
-  // transposed, w_uk_t_ [H, C, dn] (q_nope → latent query), and the value half, w_uv_ [H, dv, C] (latent
-  // output → head output); both are then plain y = x·Wᵀ products for kernels::linear.
-  std::vector<float> w_uk_t_, w_uv_;
+  // kv_b_proj split per head for the absorbed form, both halves as plain y = x·Wᵀ products for
+  // kernels::linear: the key half transposed, uk_[h] [C, dn] (q_nope → latent query), and the value half,
+  // uv_[h] [dv, C] (latent output → head output). The value half is a view of kv_b's own rows in their
+  // stored dtype. The key half is a transposed copy, in the stored dtype for float checkpoints (BF16, F16,
+  // F32, and FP8 whose head rows start on a scale block: the 128×128 scale grid transposes with it), exact;
+  // in float32 for the int8 / int4 formats, whose blocks run along the other axis (and for FP8 otherwise).
+  std::vector<kernels::WeightRef> uk_, uv_;
+  std::vector<std::vector<uint8_t>> uk_data_;  // per head (kernels::transposed_rows)
+  std::vector<std::vector<float>> uk_scales_;
+  std::vector<float> uv_f32_;
   float scale_;
   // Scratch, grown on demand and reused (no allocation per decoded token).
   std::vector<float> qa_, q_, kv_, attn_, thread_scratch_;
