@@ -128,13 +128,45 @@ DSV3_INLINE_VNNI void line_codes(const uint8_t* p, int64_t bytes, __m512i out[2]
 
 constexpr int64_t kPrefetchBytes = 16384;
 
+// One 64-byte line l of R weight rows against M rows of x; `have` of its blocks are real.
+template <Quant Q, int M, int R>
+DSV3_INLINE_VNNI void q_line(const QActs& xa, int64_t i0, const uint8_t* w, int64_t ldw, const uint16_t* s, int64_t kb,
+                             const uint8_t* pf, int64_t l, int64_t have, __m512 (&acc)[R][M]) {
+  constexpr QLine L = qline(Q);
+  constexpr int V = Q == Quant::Int4 ? 2 : 1;
+  const int64_t bytes = have * (Q == Quant::Int4 ? 16 : 32);
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) _mm_prefetch((const char*)(pf + r * ldw + l * 64), _MM_HINT_T0);
+  __m512i xq[M][V], cc[M];
+  __m512 dv[M];
+#pragma GCC unroll 4
+  for (int i = 0; i < M; ++i) {
+    const int8_t* qi = xa.q + (i0 + i) * xa.kl + l * L.codes;
+#pragma GCC unroll 2
+    for (int v = 0; v < V; ++v) xq[i][v] = _mm512_loadu_si512(qi + 64 * v);
+    cc[i] = _mm512_loadu_si512(xa.c + (i0 + i) * xa.ld + l * 16);
+    dv[i] = _mm512_loadu_ps(xa.d + (i0 + i) * xa.ld + l * 16);
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+    __m512i wc[2];
+    line_codes<Q>(w + r * ldw + l * 64, bytes, wc);
+    const __m512 sv = line_scales<Q>(s + r * kb + l * L.blocks, have);
+#pragma GCC unroll 4
+    for (int i = 0; i < M; ++i) {
+      __m512i t = _mm512_dpbusd_epi32(cc[i], wc[0], xq[i][0]);
+      if constexpr (V == 2) t = _mm512_dpbusd_epi32(t, wc[1], xq[i][1]);
+      acc[r][i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), _mm512_mul_ps(sv, dv[i]), acc[r][i]);
+    }
+  }
+}
+
 // y[i * ldy + r] for R rows of W (codes w, row stride ldw bytes; scales s, row stride kb) and M rows of
 // prepared x starting at row i0.
 template <Quant Q, int M, int R>
 DSV3_TARGET_VNNI void q_rows(const QActs& xa, int64_t i0, const uint8_t* w, int64_t ldw, const uint16_t* s, int64_t kb,
                              float* y, int64_t ldy) {
   constexpr QLine L = qline(Q);
-  constexpr int V = Q == Quant::Int4 ? 2 : 1;
   __m512 acc[R][M];
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r)
@@ -144,34 +176,13 @@ DSV3_TARGET_VNNI void q_rows(const QActs& xa, int64_t i0, const uint8_t* w, int6
   // Prefetch the same line of the rows at least kPrefetchBytes ahead (the next block of R rows, or further
   // when rows are short: an int4 row of k = 2048 is 1 KiB, too close to hide DRAM latency).
   const uint8_t* pf = w + std::max<int64_t>(R * ldw, (kPrefetchBytes + ldw - 1) / ldw * ldw);
-  for (int64_t l = 0; l < lines; ++l) {
-    const int64_t have = std::min(L.blocks, kb - l * L.blocks);  // real blocks in this line
-    const int64_t bytes = have * (Q == Quant::Int4 ? 16 : 32);
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) _mm_prefetch((const char*)(pf + r * ldw + l * 64), _MM_HINT_T0);
-    __m512i xq[M][V], cc[M];
-    __m512 dv[M];
-#pragma GCC unroll 4
-    for (int i = 0; i < M; ++i) {
-      const int8_t* qi = xa.q + (i0 + i) * xa.kl + l * L.codes;
-#pragma GCC unroll 2
-      for (int v = 0; v < V; ++v) xq[i][v] = _mm512_loadu_si512(qi + 64 * v);
-      cc[i] = _mm512_loadu_si512(xa.c + (i0 + i) * xa.ld + l * 16);
-      dv[i] = _mm512_loadu_ps(xa.d + (i0 + i) * xa.ld + l * 16);
-    }
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) {
-      __m512i wc[2];
-      line_codes<Q>(w + r * ldw + l * 64, bytes, wc);
-      const __m512 sv = line_scales<Q>(s + r * kb + l * L.blocks, have);
-#pragma GCC unroll 4
-      for (int i = 0; i < M; ++i) {
-        __m512i t = _mm512_dpbusd_epi32(cc[i], wc[0], xq[i][0]);
-        if constexpr (V == 2) t = _mm512_dpbusd_epi32(t, wc[1], xq[i][1]);
-        acc[r][i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), _mm512_mul_ps(sv, dv[i]), acc[r][i]);
-      }
-    }
-  }
+  // The scales of the rows that far ahead too (a separate, shorter stream: 2 bytes per 32 codes).
+  const uint16_t* spf = s + (pf - w) / ldw * kb;
+  for (int64_t b = 0; b < R * kb; b += 32) _mm_prefetch((const char*)(spf + b), _MM_HINT_T0);
+  // Whole lines first (the compiler drops the masks and the partial-scale branch), then the ragged one.
+  const int64_t full = kb / L.blocks;
+  for (int64_t l = 0; l < full; ++l) q_line<Q, M, R>(xa, i0, w, ldw, s, kb, pf, l, L.blocks, acc);
+  if (full < lines) q_line<Q, M, R>(xa, i0, w, ldw, s, kb, pf, full, kb - full * L.blocks, acc);
   if constexpr (R * M == 16) {
     alignas(64) float sums[16];
     _mm512_store_ps(sums, hsum16x16(&acc[0][0]));
