@@ -145,6 +145,10 @@ void gemm_args(benchmark::internal::Benchmark* b) {
   for (DType dt : {DType::F32, DType::BF16, DType::F8_E4M3}) b->Args({int64_t(dt), 512, 2048, 2048, 0, best});
   b->Args({int64_t(DType::BF16), 512, 2048, 2048, 1, best});
   b->Args({int64_t(DType::BF16), 64, 2048, 2048, 0, best});  // one MoE expert's share of a 512-token batch
+  // A medium-preset expert's gate projection at pp512 (512 × 6 / 64 = 48 rows): exact, and bf16 activations
+  // (the dot-product form without a panel, linear_avx512.cc).
+  b->Args({int64_t(DType::BF16), 48, 1408, 2048, 0, best});
+  b->Args({int64_t(DType::BF16), 48, 1408, 2048, 1, best});
   for (int64_t m : {4, 8, 16, 17, 24, 32})
     for (DType dt : {DType::BF16, DType::F8_E4M3}) b->Args({int64_t(dt), m, 2048, 2048, 0, best});
   if (best >= int(Isa::Avx2)) b->Args({int64_t(DType::F32), 512, 2048, 2048, 0, int(Isa::Avx2)});

@@ -1,4 +1,5 @@
 // dsv3 bench --model DIR [--prompt N] [--gen N] [--reps N] [--batch B] [--threads T] [--tg-empty] [--json]
+//            [--bf16-activations]
 // Prefill and decode throughput of the forward pass on a model directory: `reps` runs, medians reported.
 // Decode steps run B sequences together (one token each per step), as continuous batching does.
 // By default decoding continues the prefilled prompt; --tg-empty decodes from an empty cache instead, as
@@ -13,7 +14,9 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "cli/gen_flags.h"
 #include "core/error.h"
+#include "kernels/linear.h"
 #include "model/transformer.h"
 
 namespace dsv3::cli {
@@ -120,6 +123,7 @@ int run(const Options& o) {
                      {"batch", o.batch},
                      {"reps", o.reps},
                      {"tg_from_empty_cache", o.tg_empty},
+                     {"bf16_activations", kernels::default_bf16_activations()},
                      {"pp_tps", pp},
                      {"tg_tps", tg},
                      {"pp_tps_sd", stddev(prefill_tps)},
@@ -129,8 +133,9 @@ int run(const Options& o) {
                      {"bytes_per_token", bpt}};
     std::printf("%s\n", j.dump().c_str());
   } else {
-    std::printf("model %s, %d threads, batch %lld, median of %lld runs\n", o.model.c_str(), omp_get_max_threads(),
-                (long long)o.batch, (long long)o.reps);
+    std::printf("model %s, %d threads, batch %lld, median of %lld runs%s\n", o.model.c_str(), omp_get_max_threads(),
+                (long long)o.batch, (long long)o.reps,
+                kernels::default_bf16_activations() ? ", bf16 activations in prefill" : "");
     std::printf("prefill  pp%-5lld %10.1f tok/s\n", (long long)o.prompt, pp);
     std::printf("decode   tg%-5lld %10.1f tok/s   (%.1f MB of weights per token: %.1f GB/s)\n", (long long)o.gen, tg,
                 bpt / 1e6, bpt * tg / 1e9);
@@ -148,6 +153,7 @@ Registrar reg("bench", "Measure prefill and decode tokens/s", [](CLI::App& app) 
   app.add_option("--threads", o->threads, "Threads (default: OMP_NUM_THREADS or every core)");
   app.add_flag("--tg-empty", o->tg_empty, "Decode from an empty cache (llama-bench's tg) instead of after the prompt");
   app.add_flag("--json", o->json, "Print one JSON object");
+  add_bf16_activations_flag(app);
   return [o] { return run(*o); };
 });
 

@@ -1,6 +1,7 @@
 // dsv3 serve --model DIR [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--parallel N] [--ctx N] ...
 // An OpenAI-compatible HTTP server (src/server/http_server.h; flags in docs/serving.md).
 #include "cli/command.h"
+#include "cli/gen_flags.h"
 #include "server/http_server.h"
 
 namespace dsv3::cli {
@@ -24,6 +25,7 @@ Registrar reg("serve", "OpenAI-compatible HTTP server (chat/completions, SSE str
   app.add_option("--spec", o->spec, "Speculative decoding: none | mtp (default none)")
       ->check(CLI::IsMember({"none", "mtp"}));
   app.add_option("--draft", o->draft, "MTP draft depth (default 1)")->check(CLI::PositiveNumber);
+  add_bf16_activations_flag(app);
   app.add_option("--prefill-chunk", o->prefill_chunk, "Prompt tokens per engine step (default 512)")
       ->check(CLI::PositiveNumber);
   return [o] { return run(*o); };

@@ -55,6 +55,10 @@ struct LinearOptions {
   bool bf16_activations = false;
 };
 void linear(const float* x, int64_t m, const WeightRef& w, float* y, const LinearOptions& opt);
+// The options the 4-argument linear() uses, process-wide: every model forward pass goes through it.
+// Commands turn bf16 activations on with `--bf16-activations` (prefill only: m > 16); off by default.
+void set_default_bf16_activations(bool on);
+bool default_bf16_activations();
 // The plain scalar reference the fast paths are tested against.
 void linear_ref(const float* x, int64_t m, const WeightRef& w, float* y);
 

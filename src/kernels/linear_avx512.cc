@@ -528,9 +528,89 @@ constexpr UkernelBf16Fn kUkernelsBf16[] = {nullptr,          ukernel_bf16<1>,  u
                                            ukernel_bf16<12>};
 static_assert(sizeof(kUkernelsBf16) / sizeof(kUkernelsBf16[0]) == kMr + 1);
 
+// The dot-product form for few rows of x (a routed expert's share of a prefill batch): no panel. MR rows
+// of x against NR rows of W, both read straight from their row-major bf16 storage 32 values at a time;
+// vdpbf16ps leaves each (x row, W row) pair's partial sums in 16 lanes, reduced once at the end. W's NR
+// rows (16 KiB at k = 2048, NR = 4) stay in L1 while every MR-row block of x (in L2) passes them.
+template <int MR, int NR>
+DSV3_TARGET_AVX512 void dot_tile_bf16(const uint16_t* xb, int64_t ldx, const uint16_t* w, int64_t k, float* y,
+                                      int64_t ldy) {
+  __m512 acc[MR * NR];
+#pragma GCC unroll 32
+  for (int t = 0; t < MR * NR; ++t) acc[t] = _mm512_setzero_ps();
+  int64_t j = 0;
+  for (; j + 32 <= k; j += 32) {
+    __m512bh wv[NR];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; ++r) wv[r] = (__m512bh)_mm512_loadu_si512(w + r * k + j);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const __m512bh xv = (__m512bh)_mm512_loadu_si512(xb + i * ldx + j);
+#pragma GCC unroll 4
+      for (int r = 0; r < NR; ++r) acc[i * NR + r] = _mm512_dpbf16_ps(acc[i * NR + r], xv, wv[r]);
+    }
+  }
+  if (j < k) {
+    const __mmask32 mk = __mmask32((uint64_t(1) << (k - j)) - 1);
+    __m512bh wv[NR];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; ++r) wv[r] = (__m512bh)_mm512_maskz_loadu_epi16(mk, w + r * k + j);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(mk, xb + i * ldx + j);
+#pragma GCC unroll 4
+      for (int r = 0; r < NR; ++r) acc[i * NR + r] = _mm512_dpbf16_ps(acc[i * NR + r], xv, wv[r]);
+    }
+  }
+  // Horizontal sums, 16 accumulators at a time.
+  alignas(64) float sums[((MR * NR + 15) / 16) * 16];
+#pragma GCC unroll 2
+  for (int t0 = 0; t0 < MR * NR; t0 += 16) {
+    __m512 v[16];
+#pragma GCC unroll 16
+    for (int t = 0; t < 16; ++t) v[t] = t0 + t < MR * NR ? acc[t0 + t] : _mm512_setzero_ps();
+    _mm512_store_ps(sums + t0, hsum16x16(v));
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; ++r) y[i * ldy + r] = sums[i * NR + r];
+}
+
+template <int NR>
+DSV3_TARGET_AVX512 void dot_rows_bf16(const uint16_t* xb, int64_t ldx, int64_t m, const uint16_t* w, int64_t k,
+                                      float* y, int64_t ldy) {
+  constexpr int kM = 6;
+  int64_t i = 0;
+  for (; i + kM <= m; i += kM) dot_tile_bf16<kM, NR>(xb + i * ldx, ldx, w, k, y + i * ldy, ldy);
+  switch (m - i) {
+    case 1: return dot_tile_bf16<1, NR>(xb + i * ldx, ldx, w, k, y + i * ldy, ldy);
+    case 2: return dot_tile_bf16<2, NR>(xb + i * ldx, ldx, w, k, y + i * ldy, ldy);
+    case 3: return dot_tile_bf16<3, NR>(xb + i * ldx, ldx, w, k, y + i * ldy, ldy);
+    case 4: return dot_tile_bf16<4, NR>(xb + i * ldx, ldx, w, k, y + i * ldy, ldy);
+    case 5: return dot_tile_bf16<5, NR>(xb + i * ldx, ldx, w, k, y + i * ldy, ldy);
+    default: return;
+  }
+}
+
+// Rows of x up to which the bf16 GEMM takes the dot-product form (x then fits in L2 next to W's rows).
+constexpr int64_t kDotMaxRows = 64;
+
+DSV3_TARGET_AVX512 void gemm_bf16_dot(const uint16_t* xb, int64_t m0, int64_t m1, const WeightRef& w, float* y,
+                                      int64_t n0, int64_t n1) {
+  const int64_t k = w.k, n = w.n, kp = (k + 1) & ~int64_t(1);
+  const uint16_t* wd = static_cast<const uint16_t*>(w.data);
+  const uint16_t* x0 = xb + m0 * kp;
+  float* y0 = y + m0 * n;
+  int64_t o = n0;
+  for (; o + 4 <= n1; o += 4) dot_rows_bf16<4>(x0, kp, m1 - m0, wd + o * k, k, y0 + o, n);
+  for (; o < n1; ++o) dot_rows_bf16<1>(x0, kp, m1 - m0, wd + o * k, k, y0 + o, n);
+}
+
 DSV3_TARGET_AVX512 void gemm_bf16_pairs(const uint16_t* xb, int64_t m0, int64_t m1, const WeightRef& w, float* y,
                                         int64_t n0, int64_t n1) {
   const int64_t k = w.k, n = w.n, kp = (k + 1) & ~int64_t(1);
+  if (m1 - m0 <= kDotMaxRows) return gemm_bf16_dot(xb, m0, m1, w, y, n0, n1);
   const int64_t panels = (n1 - n0 + kNr - 1) / kNr;
   constexpr int64_t kKc2 = 2 * kKc;  // bf16 values per k slice
   auto* buf = reinterpret_cast<uint32_t*>(thread_scratch(0, size_t(panels * (kKc2 / 2) * kNr)));
