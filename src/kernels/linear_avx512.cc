@@ -24,6 +24,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/internal.h"
 #include "kernels/vmath.h"
@@ -529,37 +530,57 @@ constexpr UkernelBf16Fn kUkernelsBf16[] = {nullptr,          ukernel_bf16<1>,  u
 static_assert(sizeof(kUkernelsBf16) / sizeof(kUkernelsBf16[0]) == kMr + 1);
 
 // The dot-product form for few rows of x (a routed expert's share of a prefill batch): no panel. MR rows
-// of x against NR rows of W, both read straight from their row-major bf16 storage 32 values at a time;
-// vdpbf16ps leaves each (x row, W row) pair's partial sums in 16 lanes, reduced once at the end. W's NR
-// rows (16 KiB at k = 2048, NR = 4) stay in L1 while every MR-row block of x (in L2) passes them.
-template <int MR, int NR>
-DSV3_TARGET_AVX512 void dot_tile_bf16(const uint16_t* xb, int64_t ldx, const uint16_t* w, int64_t k, float* y,
-                                      int64_t ldy) {
+// of x against NR rows of BF16 W, W read straight from its row-major storage one 64-byte line at a time;
+// each (x row, W row) pair's partial sums stay in 16 lanes, reduced once at the end. W's NR rows (16 KiB
+// at k = 2048, NR = 4) stay in L1 while every MR-row block of x (in L2) passes them. Two kinds of x:
+//   kBf16x  x rounded to bf16 (opt-in), products by vdpbf16ps on W's raw bf16 pairs
+//   else    x exact fp32 in W's line order (permute_x), W decoded in registers (Line<BF16>), fp32 FMAs
+template <int MR, int NR, bool kBf16x>
+DSV3_TARGET_AVX512 void dot_tile(const void* xv, int64_t ldx, const uint16_t* w, int64_t k, float* y, int64_t ldy) {
   __m512 acc[MR * NR];
 #pragma GCC unroll 32
   for (int t = 0; t < MR * NR; ++t) acc[t] = _mm512_setzero_ps();
   int64_t j = 0;
-  for (; j + 32 <= k; j += 32) {
-    __m512bh wv[NR];
+  if constexpr (kBf16x) {
+    const auto* xb = static_cast<const uint16_t*>(xv);
+    for (; j < k; j += 32) {
+      const __mmask32 mk = k - j >= 32 ? ~__mmask32(0) : __mmask32((uint64_t(1) << (k - j)) - 1);
+      __m512bh wr[NR];
 #pragma GCC unroll 4
-    for (int r = 0; r < NR; ++r) wv[r] = (__m512bh)_mm512_loadu_si512(w + r * k + j);
+      for (int r = 0; r < NR; ++r) wr[r] = (__m512bh)_mm512_maskz_loadu_epi16(mk, w + r * k + j);
 #pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) {
-      const __m512bh xv = (__m512bh)_mm512_loadu_si512(xb + i * ldx + j);
+      for (int i = 0; i < MR; ++i) {
+        const __m512bh xi = (__m512bh)_mm512_maskz_loadu_epi16(mk, xb + i * ldx + j);
 #pragma GCC unroll 4
-      for (int r = 0; r < NR; ++r) acc[i * NR + r] = _mm512_dpbf16_ps(acc[i * NR + r], xv, wv[r]);
+        for (int r = 0; r < NR; ++r) acc[i * NR + r] = _mm512_dpbf16_ps(acc[i * NR + r], xi, wr[r]);
+      }
     }
-  }
-  if (j < k) {
-    const __mmask32 mk = __mmask32((uint64_t(1) << (k - j)) - 1);
-    __m512bh wv[NR];
+  } else {
+    const auto* xp = static_cast<const float*>(xv);
+    constexpr int64_t L = kLine<DType::BF16>;
+    for (; j + L <= k; j += L) {
+      __m512 wr[NR][2];
 #pragma GCC unroll 4
-    for (int r = 0; r < NR; ++r) wv[r] = (__m512bh)_mm512_maskz_loadu_epi16(mk, w + r * k + j);
+      for (int r = 0; r < NR; ++r) Line<DType::BF16>::load(w + r * k + j, wr[r]);
 #pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) {
-      const __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(mk, xb + i * ldx + j);
+      for (int i = 0; i < MR; ++i) {
+        const __m512 x0 = _mm512_loadu_ps(xp + i * ldx + j), x1 = _mm512_loadu_ps(xp + i * ldx + j + 16);
 #pragma GCC unroll 4
-      for (int r = 0; r < NR; ++r) acc[i * NR + r] = _mm512_dpbf16_ps(acc[i * NR + r], xv, wv[r]);
+        for (int r = 0; r < NR; ++r)
+          acc[i * NR + r] = _mm512_fmadd_ps(wr[r][1], x1, _mm512_fmadd_ps(wr[r][0], x0, acc[i * NR + r]));
+      }
+    }
+    for (; j < k; j += 16) {  // the tail, in natural order in both
+      const __mmask16 mk = k - j >= 16 ? __mmask16(0xffff) : tail_mask(k - j);
+      __m512 wr[NR];
+#pragma GCC unroll 4
+      for (int r = 0; r < NR; ++r) wr[r] = Dec<DType::BF16>::load(w + r * k + j, mk);
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i) {
+        const __m512 xi = _mm512_maskz_loadu_ps(mk, xp + i * ldx + j);
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; ++r) acc[i * NR + r] = _mm512_fmadd_ps(wr[r], xi, acc[i * NR + r]);
+      }
     }
   }
   // Horizontal sums, 16 accumulators at a time.
@@ -577,40 +598,47 @@ DSV3_TARGET_AVX512 void dot_tile_bf16(const uint16_t* xb, int64_t ldx, const uin
     for (int r = 0; r < NR; ++r) y[i * ldy + r] = sums[i * NR + r];
 }
 
-template <int NR>
-DSV3_TARGET_AVX512 void dot_rows_bf16(const uint16_t* xb, int64_t ldx, int64_t m, const uint16_t* w, int64_t k,
-                                      float* y, int64_t ldy) {
-  constexpr int kM = 6;
+// All m rows of x against NR rows of W, MR rows at a time (6 for bf16 x, 4 for fp32 x: registers).
+template <int NR, bool kBf16x>
+DSV3_TARGET_AVX512 void dot_rows(const void* x, int64_t ldx, int64_t m, const uint16_t* w, int64_t k, float* y,
+                                 int64_t ldy) {
+  using Elem = std::conditional_t<kBf16x, uint16_t, float>;
+  constexpr int kM = kBf16x ? 6 : 4;
+  const Elem* xe = static_cast<const Elem*>(x);
   int64_t i = 0;
-  for (; i + kM <= m; i += kM) dot_tile_bf16<kM, NR>(xb + i * ldx, ldx, w, k, y + i * ldy, ldy);
+  for (; i + kM <= m; i += kM) dot_tile<kM, NR, kBf16x>(xe + i * ldx, ldx, w, k, y + i * ldy, ldy);
   switch (m - i) {
-    case 1: return dot_tile_bf16<1, NR>(xb + i * ldx, ldx, w, k, y + i * ldy, ldy);
-    case 2: return dot_tile_bf16<2, NR>(xb + i * ldx, ldx, w, k, y + i * ldy, ldy);
-    case 3: return dot_tile_bf16<3, NR>(xb + i * ldx, ldx, w, k, y + i * ldy, ldy);
-    case 4: return dot_tile_bf16<4, NR>(xb + i * ldx, ldx, w, k, y + i * ldy, ldy);
-    case 5: return dot_tile_bf16<5, NR>(xb + i * ldx, ldx, w, k, y + i * ldy, ldy);
+    case 1: return dot_tile<1, NR, kBf16x>(xe + i * ldx, ldx, w, k, y + i * ldy, ldy);
+    case 2: return dot_tile<2, NR, kBf16x>(xe + i * ldx, ldx, w, k, y + i * ldy, ldy);
+    case 3: return dot_tile<3, NR, kBf16x>(xe + i * ldx, ldx, w, k, y + i * ldy, ldy);
+    case 4: if constexpr (kM > 4) return dot_tile<4, NR, kBf16x>(xe + i * ldx, ldx, w, k, y + i * ldy, ldy); return;
+    case 5: if constexpr (kM > 5) return dot_tile<5, NR, kBf16x>(xe + i * ldx, ldx, w, k, y + i * ldy, ldy); return;
     default: return;
   }
 }
 
-// Rows of x up to which the bf16 GEMM takes the dot-product form (x then fits in L2 next to W's rows).
-constexpr int64_t kDotMaxRows = 64;
-
-DSV3_TARGET_AVX512 void gemm_bf16_dot(const uint16_t* xb, int64_t m0, int64_t m1, const WeightRef& w, float* y,
-                                      int64_t n0, int64_t n1) {
-  const int64_t k = w.k, n = w.n, kp = (k + 1) & ~int64_t(1);
+// Rows [m0, m1) × columns [n0, n1) of y over BF16 W in the dot-product form; x: bf16 [m, kp] (kBf16x) or
+// fp32 in line order [m, k].
+template <bool kBf16x>
+DSV3_TARGET_AVX512 void gemm_dot(const void* x, int64_t m0, int64_t m1, const WeightRef& w, float* y, int64_t n0,
+                                 int64_t n1) {
+  const int64_t k = w.k, n = w.n, ldx = kBf16x ? (k + 1) & ~int64_t(1) : k;
   const uint16_t* wd = static_cast<const uint16_t*>(w.data);
-  const uint16_t* x0 = xb + m0 * kp;
+  const void* x0 = kBf16x ? static_cast<const void*>(static_cast<const uint16_t*>(x) + m0 * ldx)
+                          : static_cast<const void*>(static_cast<const float*>(x) + m0 * ldx);
   float* y0 = y + m0 * n;
   int64_t o = n0;
-  for (; o + 4 <= n1; o += 4) dot_rows_bf16<4>(x0, kp, m1 - m0, wd + o * k, k, y0 + o, n);
-  for (; o < n1; ++o) dot_rows_bf16<1>(x0, kp, m1 - m0, wd + o * k, k, y0 + o, n);
+  for (; o + 4 <= n1; o += 4) dot_rows<4, kBf16x>(x0, ldx, m1 - m0, wd + o * k, k, y0 + o, n);
+  for (; o < n1; ++o) dot_rows<1, kBf16x>(x0, ldx, m1 - m0, wd + o * k, k, y0 + o, n);
 }
+
+// Rows of x up to which GEMMs over BF16 W take the dot-product form (x then fits in L2 next to W's rows).
+constexpr int64_t kDotMaxRows = 64;
 
 DSV3_TARGET_AVX512 void gemm_bf16_pairs(const uint16_t* xb, int64_t m0, int64_t m1, const WeightRef& w, float* y,
                                         int64_t n0, int64_t n1) {
   const int64_t k = w.k, n = w.n, kp = (k + 1) & ~int64_t(1);
-  if (m1 - m0 <= kDotMaxRows) return gemm_bf16_dot(xb, m0, m1, w, y, n0, n1);
+  if (m1 - m0 <= kDotMaxRows) return gemm_dot<true>(xb, m0, m1, w, y, n0, n1);
   const int64_t panels = (n1 - n0 + kNr - 1) / kNr;
   constexpr int64_t kKc2 = 2 * kKc;  // bf16 values per k slice
   auto* buf = reinterpret_cast<uint32_t*>(thread_scratch(0, size_t(panels * (kKc2 / 2) * kNr)));
@@ -661,6 +689,7 @@ void gemm_avx512(const float* x, int64_t m0, int64_t m1, const WeightRef& w, flo
                  const uint16_t* xb16) {
   if (w.quant != Quant::None) return gemm_typed<DType::F32, true>(x, m0, m1, w, y, n0, n1);
   if (xb16 && w.dtype == DType::BF16) return gemm_bf16_pairs(xb16, m0, m1, w, y, n0, n1);
+  if (w.dtype == DType::BF16 && m1 - m0 <= kDotMaxRows) return gemm_dot<false>(x, m0, m1, w, y, n0, n1);
   switch (w.dtype) {
     case DType::F32: return gemm_typed<DType::F32>(x, m0, m1, w, y, n0, n1);
     case DType::BF16: return gemm_typed<DType::BF16>(x, m0, m1, w, y, n0, n1);

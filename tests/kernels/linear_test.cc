@@ -33,7 +33,7 @@ struct TestInput {
   }
 };
 
-const int64_t kMs[] = {1, 2, 3, 7, 65};
+const int64_t kMs[] = {1, 2, 3, 7, 23, 65};  // 23: the GEMM dot-product form (17..64 rows)
 const int64_t kSizes[] = {1, 7, 63, 65, 127, 129, 320, 576};
 const DType kDtypes[] = {DType::F32, DType::BF16, DType::F16, DType::F8_E4M3};
 
