@@ -23,6 +23,8 @@
 #   OUT [/tmp/vs_llamacpp.md]  JSON [/tmp/vs_llamacpp.json]
 #   BW_GBPS [measured]: the bandwidth (GB/s, 1e9) that the bandwidth fraction divides by
 #   REPORT_ONLY [unset]: set to 1 to skip steps 1-4 and rebuild the table from an earlier run's $JSON (+ $JSON.env)
+#   BF16_ACT [0]: 1 adds a dsv3 BF16 entry with --bf16-activations (prefill with bf16-rounded activations, as
+#     llama.cpp does for BF16 weights; not the exact path)
 #   INT8 [auto]: auto = include dsv3 int8 vs llama.cpp Q8_0 when `dsv3 quantize` exists; 0 = never
 #   WAIT_POLICIES [default]: one dsv3 entry per OpenMP wait policy listed (default = libgomp's own, spinning
 #     then sleeping; passive; active), e.g. "default passive" on a machine shared with other work, where
@@ -126,6 +128,9 @@ ENTRIES=()
 for p in "${PRESETS[@]}"; do
   ENTRIES+=("llama.cpp:$p:BF16=$MODELS/$p-bf16.gguf")
   dsv3_entries "$p:BF16" "$MODELS/$p-hf"
+  if [[ ${BF16_ACT:-0} == 1 ]]; then  # the opt-in bf16 activations (prefill), default wait policy
+    ENTRIES+=("dsv3-bf16act:$p:BF16=$(dsv3_exec "$MODELS/$p-hf") --bf16-activations")
+  fi
   if [[ -f "$MODELS/$p-int8/config.json" ]]; then
     ENTRIES+=("llama.cpp:$p:Q8_0=$MODELS/$p-q8_0.gguf")
     dsv3_entries "$p:INT8" "$MODELS/$p-int8"
@@ -187,7 +192,7 @@ for name in by:
         if peer in by:
             ratio_pp = fmt(pp / med(peer, "pp_tps"), 2)
             ratio_tg = fmt(tg / med(peer, "tg_tps"), 2)
-    eng = eng.replace("dsv3-", "dsv3, OMP_WAIT_POLICY=")
+    eng = "dsv3 --bf16-activations" if eng == "dsv3-bf16act" else eng.replace("dsv3-", "dsv3, OMP_WAIT_POLICY=")
     print(f"| {preset} | {wt} | {eng} | {fmt(pp)} | {fmt(tg)} ({per_round}) | {fmt(bpt / 1e6)} | {fmt(gbps)} | "
           f"{fmt(100 * gbps / bw, 0)}% | ≤ {load} | {ratio_pp} | {ratio_tg} |")
 print("\ntg column: median (each round's mean). Weight bytes per token: llama.cpp from the GGUF tensor table "
