@@ -9,8 +9,7 @@
 #   4. bench_llamacpp.py: every entry pp$PP / tg$TG, $REPS repetitions, the whole list $ROUNDS times
 #      round-robin; llama.cpp through llama_peer, dsv3 through `exec:dsv3 bench ... --tg-empty --json`
 #      (both: $THREADS threads, prefill = one $PP-token batch from an empty cache, decode = $TG single-token
-#      steps from an empty cache, weights in RAM: llama_peer --load none, dsv3 mmap'ed and pre-faulted by its
-#      warm-up run)
+#      steps from an empty cache, weights in RAM: llama_peer --load none, dsv3 --no-mmap ($DSV3_FLAGS))
 #   5. a Markdown side-by-side (medians over rounds, dsv3 ÷ llama.cpp ratios, bandwidth fractions, the CPU
 #      load of other processes) printed and written to $OUT, ready to paste into docs/PERF.md
 #
@@ -23,6 +22,8 @@
 #   OUT [/tmp/vs_llamacpp.md]  JSON [/tmp/vs_llamacpp.json]
 #   BW_GBPS [measured]: the bandwidth (GB/s, 1e9) that the bandwidth fraction divides by
 #   REPORT_ONLY [unset]: set to 1 to skip steps 1-4 and rebuild the table from an earlier run's $JSON (+ $JSON.env)
+#   DSV3_FLAGS [--no-mmap]: added to every dsv3 entry; the default reads the weights into RAM as llama_peer's
+#     --load none does (mmap'ed weights get evicted from this VM's page cache between and during runs)
 #   BF16_ACT [0]: 1 adds a dsv3 BF16 entry with --bf16-activations (prefill with bf16-rounded activations, as
 #     llama.cpp does for BF16 weights; not the exact path)
 #   INT8 [auto]: auto = include dsv3 int8 vs llama.cpp Q8_0 when `dsv3 quantize` exists; 0 = never
@@ -115,9 +116,10 @@ log "bandwidth roofline: $BW_GBPS GB/s"
 
 # 4. the interleaved run
 dsv3_exec() {  # the exec: entry for a model dir (THREADS/PP/TG/REPS come from bench_llamacpp.py)
-  echo "exec:'$DSV3' bench --model '$1' --threads \$THREADS --prompt \$PP --gen \$TG --reps \$REPS --tg-empty --json"
+  echo "exec:'$DSV3' bench --model '$1' --threads \$THREADS --prompt \$PP --gen \$TG --reps \$REPS --tg-empty --json $DSV3_FLAGS"
 }
 WAIT_POLICIES=${WAIT_POLICIES:-default}
+DSV3_FLAGS=${DSV3_FLAGS---no-mmap}
 dsv3_entries() {  # name suffix, model dir
   for w in $WAIT_POLICIES; do
     if [[ $w == default ]]; then ENTRIES+=("dsv3:$1=$(dsv3_exec "$2")")
@@ -147,10 +149,10 @@ BW_AFTER=""
 # 5. the side-by-side
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 DIRTY=$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo "+local changes" || true)
-printf 'BW_GBPS=%q BW_SRC=%q BW_AFTER=%q START=%q END=%q COMMIT=%q DIRTY=%q\n' "$BW_GBPS" "$BW_SRC" "$BW_AFTER" \
-  "$START" "$END" "$COMMIT" "$DIRTY" >"$JSON.env"
+printf 'BW_GBPS=%q BW_SRC=%q BW_AFTER=%q START=%q END=%q COMMIT=%q DIRTY=%q DSV3_FLAGS=%q\n' "$BW_GBPS" "$BW_SRC" \
+  "$BW_AFTER" "$START" "$END" "$COMMIT" "$DIRTY" "$DSV3_FLAGS" >"$JSON.env"
 fi  # REPORT_ONLY
-export BW_GBPS BW_SRC BW_AFTER COMMIT DIRTY START END THREADS PP TG REPS ROUNDS DSV3 JSON
+export BW_GBPS BW_SRC BW_AFTER COMMIT DIRTY START END THREADS PP TG REPS ROUNDS DSV3 JSON DSV3_FLAGS
 $PY - "$JSON" >"$OUT" <<'EOF'
 import json, os, statistics, sys, platform
 E = os.environ
@@ -172,7 +174,7 @@ print(f"Machine: {cpu}, {ncpu} cores, {mem:.0f} GiB; dsv3 {E['COMMIT']}{E['DIRTY
       f"llama.cpp {next((r.get('llama_cpp') for r in res if r.get('llama_cpp')), 'llama_peer')}.  ")
 print(f"Run {E['START']} – {E['END']}: {E['THREADS']} threads, pp{E['PP']} / tg{E['TG']} (both from an empty cache), "
       f"{E['REPS']} reps per entry, the list {E['ROUNDS']}× round-robin; figures are medians over the rounds of each "
-      f"entry's mean.  ")
+      f"entry's mean; every dsv3 entry with `{E.get('DSV3_FLAGS', '')}`.  ")
 after = f"; {E['BW_AFTER']} GB/s after the run" if E.get("BW_AFTER") else ""
 print(f"Bandwidth roofline: {bw} GB/s ({E['BW_GBPS']} GB/s: {E['BW_SRC']}{after}; the higher one is used). "
       f"Bandwidth fraction = weight bytes read per decoded token × tg t/s ÷ roofline.\n")

@@ -1,5 +1,5 @@
 // dsv3 bench --model DIR [--prompt N] [--gen N] [--reps N] [--batch B] [--threads T] [--tg-empty] [--json]
-//            [--bf16-activations]
+//            [--bf16-activations] [--no-mmap]
 // Prefill and decode throughput of the forward pass on a model directory: `reps` runs, medians reported.
 // Decode steps run B sequences together (one token each per step), as continuous batching does.
 // By default decoding continues the prefilled prompt; --tg-empty decodes from an empty cache instead, as
@@ -16,6 +16,7 @@
 #include "cli/command.h"
 #include "cli/gen_flags.h"
 #include "core/error.h"
+#include "io/safetensors.h"
 #include "kernels/linear.h"
 #include "model/transformer.h"
 
@@ -124,6 +125,7 @@ int run(const Options& o) {
                      {"reps", o.reps},
                      {"tg_from_empty_cache", o.tg_empty},
                      {"bf16_activations", kernels::default_bf16_activations()},
+                     {"mmap", io::load_mode() == io::LoadMode::Mmap},
                      {"pp_tps", pp},
                      {"tg_tps", tg},
                      {"pp_tps_sd", stddev(prefill_tps)},
@@ -153,7 +155,7 @@ Registrar reg("bench", "Measure prefill and decode tokens/s", [](CLI::App& app) 
   app.add_option("--threads", o->threads, "Threads (default: OMP_NUM_THREADS or every core)");
   app.add_flag("--tg-empty", o->tg_empty, "Decode from an empty cache (llama-bench's tg) instead of after the prompt");
   app.add_flag("--json", o->json, "Print one JSON object");
-  add_bf16_activations_flag(app);
+  add_engine_flags(app);
   return [o] { return run(*o); };
 });
 

@@ -5,14 +5,18 @@
 #include <filesystem>
 #include <random>
 
+#include "io/safetensors.h"
 #include "kernels/linear.h"
 
 namespace dsv3::cli {
 
-void add_bf16_activations_flag(CLI::App& app) {
+void add_engine_flags(CLI::App& app) {
   app.add_flag_callback("--bf16-activations", [] { kernels::set_default_bf16_activations(true); },
                         "Prefill with BF16 weights: round activations to bf16 and multiply with vdpbf16ps (about 2x "
                         "faster, ~4e-3 relative error per product; default exact fp32)");
+  app.add_flag_callback("--no-mmap", [] { io::set_load_mode(io::LoadMode::Read); },
+                        "Read the weights into memory at load instead of mapping the files (slower start; the "
+                        "weights cannot be evicted from the page cache under the process)");
 }
 
 void GenFlags::add_to(CLI::App& app) {
@@ -33,7 +37,7 @@ void GenFlags::add_to(CLI::App& app) {
   app.add_option("--stop", stop, "Stop string (repeatable)");
   app.add_flag("--ignore-eos", ignore_eos, "Keep generating after end-of-sequence (benchmarks)");
   app.add_flag("--stats", stats, "Print prefill/decode tokens/s (and MTP acceptance) to stderr");
-  add_bf16_activations_flag(app);
+  add_engine_flags(app);
 }
 
 runtime::SamplingParams GenFlags::sampling() const {

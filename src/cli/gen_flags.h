@@ -34,9 +34,11 @@ struct GenFlags {
   runtime::EngineOptions engine() const;
 };
 
-// --bf16-activations (generate, chat, serve, bench): prefill matmuls over BF16 weights with x rounded to
-// bf16 (vdpbf16ps, as llama.cpp does for BF16 models); off = exact fp32 activations (kernels/linear.h).
-void add_bf16_activations_flag(CLI::App& app);
+// Flags of every command that runs the model (generate, chat, serve, bench):
+//   --bf16-activations  prefill matmuls over BF16 weights with x rounded to bf16 (vdpbf16ps, as llama.cpp
+//                       does for BF16 models); off = exact fp32 activations (kernels/linear.h)
+//   --no-mmap           read the weights into the process's memory instead of mapping the files (io::LoadMode)
+void add_engine_flags(CLI::App& app);
 
 // A model ready to generate with: the tokenizer when the directory has tokenizer.json, and the
 // end-of-sequence ids (the tokenizer's eos token and config.json's eos_token_id).

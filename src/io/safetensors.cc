@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -268,6 +269,40 @@ ParsedHeader parse_safetensors_header(const uint8_t* bytes, size_t size, const s
 // ---------------------------------------------------------------------------------------------------------
 // SafetensorsFile
 
+namespace {
+
+std::atomic<LoadMode> g_load_mode{LoadMode::Mmap};
+
+// The file's bytes in fresh anonymous memory (read-only once filled); closes fd.
+void* read_whole(int fd, const std::string& path, size_t size) {
+  void* m = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) {
+    int err = errno;
+    ::close(fd);
+    fail("{}: cannot allocate {} bytes to read it into: {}", path, size, std::strerror(err));
+  }
+  size_t off = 0;
+  while (off < size) {
+    const ssize_t r = ::pread(fd, static_cast<char*>(m) + off, size - off, off_t(off));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      int err = r < 0 ? errno : 0;
+      ::close(fd);
+      ::munmap(m, size);
+      fail("{}: read failed at byte {} of {}: {}", path, off, size, r < 0 ? std::strerror(err) : "unexpected end of file");
+    }
+    off += size_t(r);
+  }
+  ::close(fd);
+  ::mprotect(m, size, PROT_READ);
+  return m;
+}
+
+}  // namespace
+
+void set_load_mode(LoadMode mode) { g_load_mode.store(mode, std::memory_order_relaxed); }
+LoadMode load_mode() { return g_load_mode.load(std::memory_order_relaxed); }
+
 std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) fail("{}: cannot open: {}", path, errno_str());
@@ -288,10 +323,15 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     ::close(fd);
     parse_safetensors_header(nullptr, size, path);  // throws the "empty" / "too small" message
   }
-  void* m = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  int err = errno;
-  ::close(fd);
-  if (m == MAP_FAILED) fail("{}: mmap of {} bytes failed: {}", path, size, std::strerror(err));
+  void* m = nullptr;
+  if (load_mode() == LoadMode::Mmap) {
+    m = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int err = errno;
+    ::close(fd);
+    if (m == MAP_FAILED) fail("{}: mmap of {} bytes failed: {}", path, size, std::strerror(err));
+  } else {
+    m = read_whole(fd, path, size);
+  }
   f->map_ = m;
   f->map_size_ = size;
 

@@ -33,7 +33,17 @@ struct ParsedHeader {
 // numel * dtype size; entries do not overlap. Pure function (the fuzz target drives it).
 ParsedHeader parse_safetensors_header(const uint8_t* bytes, size_t size, const std::string& label);
 
-// One mmap'd .safetensors file. Views point into the mapping and stay valid while the file is open.
+// How SafetensorsFile::open brings a file into memory. Mmap (the default): the page cache, shared between
+// processes, nothing read until touched. Read (`--no-mmap`): the whole file read into the process's own
+// anonymous memory at open — what llama.cpp's `--no-mmap` does; on a VM whose page cache gets reclaimed
+// under the process (DAMON, ballooning), the weights then stay resident instead of being re-read.
+enum class LoadMode : uint8_t { Mmap, Read };
+// The mode every later open() uses (process-wide; commands set it from `--no-mmap`).
+void set_load_mode(LoadMode mode);
+LoadMode load_mode();
+
+// One mmap'd (or read, see LoadMode) .safetensors file. Views point into the mapping and stay valid while
+// the file is open.
 class SafetensorsFile {
  public:
   static std::shared_ptr<SafetensorsFile> open(const std::string& path);

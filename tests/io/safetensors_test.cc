@@ -159,6 +159,27 @@ TEST_F(SafetensorsTest, RoundTripAllDtypes) {
     EXPECT_EQ(de.path().filename().string().find(".tmp."), std::string::npos) << de.path();
 }
 
+TEST_F(SafetensorsTest, ReadModeGivesTheSameTensors) {
+  // LoadMode::Read (`--no-mmap`): the file read into anonymous memory; the same views, and the same
+  // refusals of a truncated file.
+  auto ts = sample_tensors();
+  std::string p = path("model.safetensors");
+  write_safetensors(p, to_write(ts), {{"format", "pt"}});
+  set_load_mode(LoadMode::Read);
+  auto f = SafetensorsFile::open(p);
+  for (const auto& o : ts) {
+    const TensorView* v = f->find(o.name);
+    ASSERT_NE(v, nullptr) << o.name;
+    expect_same(*v, o);
+  }
+  EXPECT_EQ(f->metadata().at("format"), "pt");
+  std::string raw = read_bytes(p);
+  write_bytes(path("trunc.safetensors"), raw.substr(0, raw.size() - 3));
+  expect_open_error(path("trunc.safetensors"), {"trunc.safetensors", "truncated"});
+  expect_open_error(path("does_not_exist.safetensors"), {"does_not_exist.safetensors"});
+  set_load_mode(LoadMode::Mmap);
+}
+
 TEST_F(SafetensorsTest, ZeroTensors) {
   std::string p = path("nothing.safetensors");
   write_safetensors(p, {});
