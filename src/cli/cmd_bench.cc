@@ -137,7 +137,7 @@ int run(const Options& o) {
   } else {
     std::printf("model %s, %d threads, batch %lld, median of %lld runs%s\n", o.model.c_str(), omp_get_max_threads(),
                 (long long)o.batch, (long long)o.reps,
-                kernels::default_bf16_activations() ? ", bf16 activations in prefill" : "");
+                kernels::default_bf16_activations() ? ", bf16 activations" : "");
     std::printf("prefill  pp%-5lld %10.1f tok/s\n", (long long)o.prompt, pp);
     std::printf("decode   tg%-5lld %10.1f tok/s   (%.1f MB of weights per token: %.1f GB/s)\n", (long long)o.gen, tg,
                 bpt / 1e6, bpt * tg / 1e9);

@@ -12,8 +12,8 @@ namespace dsv3::cli {
 
 void add_engine_flags(CLI::App& app) {
   app.add_flag_callback("--bf16-activations", [] { kernels::set_default_bf16_activations(true); },
-                        "Prefill with BF16 weights: round activations to bf16 and multiply with vdpbf16ps (about 2x "
-                        "faster, ~4e-3 relative error per product; default exact fp32)");
+                        "Matmuls over BF16 weights round their input to bf16 and use vdpbf16ps, as llama.cpp does "
+                        "(faster prefill and decode, ~4e-3 relative error per product; default exact fp32)");
   app.add_flag_callback("--no-mmap", [] { io::set_load_mode(io::LoadMode::Read); },
                         "Read the weights into memory at load instead of mapping the files (slower start; the "
                         "weights cannot be evicted from the page cache under the process)");

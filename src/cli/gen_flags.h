@@ -35,8 +35,8 @@ struct GenFlags {
 };
 
 // Flags of every command that runs the model (generate, chat, serve, bench):
-//   --bf16-activations  prefill matmuls over BF16 weights with x rounded to bf16 (vdpbf16ps, as llama.cpp
-//                       does for BF16 models); off = exact fp32 activations (kernels/linear.h)
+//   --bf16-activations  matmuls over BF16 weights with x rounded to bf16 (vdpbf16ps, as llama.cpp does for
+//                       BF16 models); off = exact fp32 activations (kernels/linear.h)
 //   --no-mmap           read the weights into the process's memory instead of mapping the files (io::LoadMode)
 void add_engine_flags(CLI::App& app);
 

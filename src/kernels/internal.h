@@ -41,6 +41,8 @@ void round_bf16_avx512(const float* x, int64_t m, int64_t k, uint16_t* out);
 
 // BF16 only: the GEMV of gemv_avx512 with x already in the weights' line order (permute_rows_avx512).
 void gemv_permuted_avx512(const float* xp, int64_t m, const WeightRef& w, float* y, int64_t n0, int64_t n1);
+// BF16 only, AVX-512 BF16: the GEMV with x rounded to bf16 (round_bf16_avx512, [m, kp]), by vdpbf16ps.
+void gemv_bf16x_avx512(const uint16_t* xb, int64_t m, const WeightRef& w, float* y, int64_t n0, int64_t n1);
 
 // ---- block-quantized linear (quant.cc, quant_avx512.cc, quant_avx2.cc; kernels/quant.h) ----
 // x quantized for the GEMV kernels. Compact layout (scalar, AVX2): q [m, kl = qblocks(k) · 32] in natural
@@ -72,13 +74,15 @@ void gemv_q_avx512(const QActs& xa, int64_t m, const WeightRef& w, float* y, int
 // share one prepared input. Buffers grow and are kept, so steady-state use allocates nothing.
 class GemvInput {
  public:
-  void prepare(const float* x, int64_t m, const WeightRef& like);
+  // bf16_x: BF16 weights on a CPU with AVX-512 BF16 take x rounded to bf16 (vdpbf16ps), the opt-in of
+  // LinearOptions::bf16_activations; ignored elsewhere.
+  void prepare(const float* x, int64_t m, const WeightRef& like, bool bf16_x = false);
   // Columns [n0, n1) of y[m, w.n] = x · wᵀ, on the calling thread; w of the kind prepare() was given.
   void rows(const WeightRef& w, float* y, int64_t n0, int64_t n1) const;
   int64_t m() const { return m_; }
 
  private:
-  enum class Path : uint8_t { Scalar, Avx2, Avx512, Avx512Permuted, QuantScalar, QuantAvx2, QuantAvx512 };
+  enum class Path : uint8_t { Scalar, Avx2, Avx512, Avx512Permuted, Avx512Bf16x, QuantScalar, QuantAvx2, QuantAvx512 };
   Path path_ = Path::Scalar;
   const float* x_ = nullptr;
   int64_t m_ = 0;

@@ -130,9 +130,9 @@ bool quantizes_x(Isa isa, int64_t m) {
 // The GEMV regime: x prepared once by the calling thread (detail::GemvInput), then the output columns split
 // into chunks taken dynamically (a thread that loses its core to another process does not hold the call up
 // by a whole half).
-void run_gemv(const float* x, int64_t m, const WeightRef& w, float* y) {
+void run_gemv(const float* x, int64_t m, const WeightRef& w, float* y, bool bf16_x) {
   static thread_local detail::GemvInput in;
-  in.prepare(x, m, w);
+  in.prepare(x, m, w, bf16_x);
   const int nt = threads_for(weight_bytes(w), kGemvParallelBytes);
   if (nt == 1) {
     in.rows(w, y, 0, w.n);
@@ -192,7 +192,7 @@ void linear(const float* x, int64_t m, const WeightRef& w, float* y, const Linea
   // Few rows: one pass over W with the decoded rows applied to every input row (no panel, no
   // transposes); more: the panel GEMM, whose decode cost is amortised over the rows.
   if (m <= gemv_max_rows(isa)) {
-    run_gemv(x, m, w, y);
+    run_gemv(x, m, w, y, opt.bf16_activations);
     return;
   }
   if (w.quant != Quant::None && quantizes_x(isa, m)) {
@@ -228,7 +228,7 @@ namespace detail {
 
 void GemvInput::Free::operator()(float* p) const { std::free(p); }
 
-void GemvInput::prepare(const float* x, int64_t m, const WeightRef& like) {
+void GemvInput::prepare(const float* x, int64_t m, const WeightRef& like, bool bf16_x) {
   const Isa isa = active_isa();
   x_ = x;
   m_ = m;
@@ -251,6 +251,12 @@ void GemvInput::prepare(const float* x, int64_t m, const WeightRef& like) {
       prepare_qacts_compact(x, m, like.k, buf, &qa_);
       path_ = isa == Isa::Scalar ? Path::QuantScalar : Path::QuantAvx2;
     }
+  } else if (bf16_x && isa == Isa::Avx512 && like.dtype == DType::BF16 && has_avx512_bf16()) {
+    const int64_t kp = (like.k + 1) & ~int64_t(1);
+    auto* xb = reinterpret_cast<uint16_t*>(grow(size_t(m * kp + 1) / 2 + 16));
+    round_bf16_avx512(x, m, like.k, xb);
+    x_ = reinterpret_cast<const float*>(xb);
+    path_ = Path::Avx512Bf16x;
   } else if (isa == Isa::Avx512 && like.dtype == DType::BF16) {
     float* xp = grow(size_t(m * like.k));
     permute_rows_avx512(like, x, m, xp);
@@ -264,6 +270,7 @@ void GemvInput::prepare(const float* x, int64_t m, const WeightRef& like) {
 void GemvInput::rows(const WeightRef& w, float* y, int64_t n0, int64_t n1) const {
   switch (path_) {
     case Path::Avx512Permuted: return gemv_permuted_avx512(x_, m_, w, y, n0, n1);
+    case Path::Avx512Bf16x: return gemv_bf16x_avx512(reinterpret_cast<const uint16_t*>(x_), m_, w, y, n0, n1);
     case Path::Avx512: return gemv_avx512(x_, m_, w, y, n0, n1);
     case Path::Avx2: return gemv_avx2(x_, m_, w, y, n0, n1);
     case Path::QuantAvx512: return gemv_q_avx512(qa_, m_, w, y, n0, n1);

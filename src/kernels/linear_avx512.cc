@@ -547,6 +547,8 @@ DSV3_TARGET_AVX512 void dot_tile(const void* xv, int64_t ldx, const uint16_t* w,
       const __mmask32 mk = k - j >= 32 ? ~__mmask32(0) : __mmask32((uint64_t(1) << (k - j)) - 1);
       __m512bh wr[NR];
 #pragma GCC unroll 4
+      for (int r = 0; r < NR; ++r) _mm_prefetch((const char*)(w + (NR + r) * k + j), _MM_HINT_T0);  // next rows
+#pragma GCC unroll 4
       for (int r = 0; r < NR; ++r) wr[r] = (__m512bh)_mm512_maskz_loadu_epi16(mk, w + r * k + j);
 #pragma GCC unroll 8
       for (int i = 0; i < MR; ++i) {
@@ -560,6 +562,8 @@ DSV3_TARGET_AVX512 void dot_tile(const void* xv, int64_t ldx, const uint16_t* w,
     constexpr int64_t L = kLine<DType::BF16>;
     for (; j + L <= k; j += L) {
       __m512 wr[NR][2];
+#pragma GCC unroll 4
+      for (int r = 0; r < NR; ++r) _mm_prefetch((const char*)(w + (NR + r) * k + j), _MM_HINT_T0);  // next rows
 #pragma GCC unroll 4
       for (int r = 0; r < NR; ++r) Line<DType::BF16>::load(w + r * k + j, wr[r]);
 #pragma GCC unroll 8
@@ -668,6 +672,10 @@ void gemv_avx512(const float* x, int64_t m, const WeightRef& w, float* y, int64_
 
 void gemv_permuted_avx512(const float* xp, int64_t m, const WeightRef& w, float* y, int64_t n0, int64_t n1) {
   gemv_multi<DType::BF16>(xp, m, w, y, n0, n1);
+}
+
+void gemv_bf16x_avx512(const uint16_t* xb, int64_t m, const WeightRef& w, float* y, int64_t n0, int64_t n1) {
+  gemm_dot<true>(xb, 0, m, w, y, n0, n1);
 }
 
 bool gemm_permutes_x_avx512(const WeightRef& w) {

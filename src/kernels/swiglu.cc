@@ -81,6 +81,7 @@ void swiglu_experts(std::span<const SwigluExpert> experts, int64_t d, float* out
   }
   if (!fusable) return unfused(experts, d, out, s);
 
+  const bool bf16_x = default_bf16_activations();  // as linear() would (kernels/linear.h)
   const int nt = bytes < kParallelBytes || omp_in_parallel() ? 1 : std::max(1, omp_get_max_threads());
   if (s.xin.size() < size_t(ne)) s.xin.resize(size_t(ne));
   if (s.hin.size() < size_t(ne)) s.hin.resize(size_t(ne));
@@ -106,7 +107,7 @@ void swiglu_experts(std::span<const SwigluExpert> experts, int64_t d, float* out
 #pragma omp for schedule(static)
     for (int64_t e = 0; e < ne; ++e) {
       const SwigluExpert& x = experts[size_t(e)];
-      s.xin[size_t(e)].prepare(x.x, x.m, x.w1);
+      s.xin[size_t(e)].prepare(x.x, x.m, x.w1, bf16_x);
     }
     // Gate and up projections, chunk by chunk of the intermediate rows, SiLU applied as each chunk ends.
 #pragma omp for schedule(dynamic, 1)
@@ -125,7 +126,7 @@ void swiglu_experts(std::span<const SwigluExpert> experts, int64_t d, float* out
 #pragma omp for schedule(static)
     for (int64_t e = 0; e < ne; ++e) {
       const SwigluExpert& x = experts[size_t(e)];
-      s.hin[size_t(e)].prepare(act + act_at[e], x.m, x.w2);
+      s.hin[size_t(e)].prepare(act + act_at[e], x.m, x.w2, bf16_x);
     }
     // Down projections: each chunk of the hidden dimension runs every expert, summing into out in order.
 #pragma omp for schedule(dynamic, 1)

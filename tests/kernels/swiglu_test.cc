@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "kernels/isa.h"
 #include "kernels/ops.h"
 #include "test_util.h"
 #include "test_weights.h"
@@ -145,6 +146,28 @@ TEST(Swiglu, BitIdenticalToUnfusedLinear) {
       EXPECT_EQ(fused, unfused) << isa_name(isa) << " " << format_name(dt);
     }
   }
+}
+
+TEST(Swiglu, Bf16ActivationsOptIn) {
+  // The process-wide opt-in (kernels::set_default_bf16_activations): BF16 experts multiply bf16-rounded x
+  // and h. Near the exact reference, and not equal to it (the option took effect).
+  if (!has_avx512_bf16()) GTEST_SKIP() << "no AVX-512 BF16 on this CPU";
+  const int64_t d = 320, inter = 300;
+  std::vector<std::unique_ptr<ExpertData>> data;
+  std::vector<SwigluExpert> experts;
+  for (uint32_t e = 0; e < 3; ++e) {
+    data.push_back(std::make_unique<ExpertData>(DType::BF16, d, inter, 1 + e, 4, 200 + 10 * e));
+    experts.push_back(data.back()->view(true));
+  }
+  std::vector<float> got(size_t(4 * d), 0.0f), want(size_t(4 * d), 0.0f);
+  SwigluScratch s;
+  set_default_bf16_activations(true);
+  swiglu_experts(experts, d, got.data(), s);
+  set_default_bf16_activations(false);
+  swiglu_experts_ref(experts, d, want.data());
+  const double e = rel_err(got, want);
+  EXPECT_LE(e, 1e-2);
+  EXPECT_GT(e, 1e-6);
 }
 
 TEST(Swiglu, MixedFormatsTakeTheUnfusedPath) {

@@ -112,15 +112,15 @@ TEST_P(Reference, SequencesBatchedTogetherMatchTheirOwnReferences) {
 INSTANTIATE_TEST_SUITE_P(Cases, Reference, ::testing::Values("v3_tiny", "v2lite_tiny", "v3_fp8", "v3_mtp"));
 
 TEST(Model, Bf16ActivationsStayNearTheReference) {
-  // `--bf16-activations`: prefill matmuls over BF16 weights with x rounded to bf16. Not the exact path
-  // (the default, checked above at 1e-4), but within the rounding of bf16 activations of it.
+  // `--bf16-activations`: matmuls over BF16 weights with x rounded to bf16. Not the exact path (the
+  // default, checked above at 1e-4), but within the rounding of bf16 activations of it.
   DSV3_REQUIRE_CASE("v3_tiny");
   if (!kernels::has_avx512_bf16()) GTEST_SKIP() << "no AVX-512 BF16 on this CPU (the option is then a no-op)";
   const std::string dir = testing::testdata_dir() + "/v3_tiny";
   auto model = Model::load(dir);
   const int64_t V = model->config().vocab_size;
   const auto seqs = read_ids(dir + "/ids.txt");
-  size_t s = 0;  // the longest sequence: more than 16 rows reach the GEMM regime the option changes
+  size_t s = 0;  // the longest sequence: more than 16 rows reach the GEMM regime as well as the GEMV one
   for (size_t i = 1; i < seqs.size(); ++i)
     if (seqs[i].size() > seqs[s].size()) s = i;
   const int64_t n = int64_t(seqs[s].size());
