@@ -16,7 +16,8 @@ Moe::Moe(const ModelConfig& c, const MoeWeights& w)
 void Moe::forward(const float* x, int64_t m, float* out, RoutingRecord* record) {
   const int64_t D = c_.hidden_size, E = rp_.n_experts, K = rp_.top_k;
   logits_.resize(size_t(m * E));
-  kernels::linear(x, m, w_.gate, logits_.data());
+  // Exact even under --bf16-activations: the gate is small, and a rounded score flips near-tied expert choices.
+  kernels::linear(x, m, w_.gate, logits_.data(), kernels::LinearOptions{});
   experts_.resize(size_t(m * K));
   gates_.resize(size_t(m * K));
   route_scratch_.resize(size_t(rp_.scratch_floats()));
