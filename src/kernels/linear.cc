@@ -81,23 +81,26 @@ int threads_for(int64_t work, int64_t threshold) {
   return work < threshold || omp_in_parallel() ? 1 : std::max(1, omp_get_max_threads());
 }
 
-// Isa::Scalar: rows of W decoded one at a time into per-thread scratch, applied to every input row.
-void linear_scalar(const float* x, int64_t m, const WeightRef& w, float* y) {
-  const int nt = threads_for(weight_bytes(w) * std::max<int64_t>(1, m / 4), kGemvParallelBytes);
-#pragma omp parallel num_threads(nt)
-  {
-    float* wr = detail::thread_scratch(3, size_t(w.k));
-#pragma omp for schedule(static)
-    for (int64_t o = 0; o < w.n; ++o) {
-      weight_row(w, o, wr);
-      for (int64_t i = 0; i < m; ++i) {
-        const float* xi = x + i * w.k;
-        float acc = 0.0f;
-        for (int64_t j = 0; j < w.k; ++j) acc += xi[j] * wr[j];
-        y[i * w.n + o] = acc;
-      }
+// Columns [n0, n1) of y = x·Wᵀ with the rows of W decoded one at a time into per-thread scratch, each
+// applied to every input row (Isa::Scalar).
+void scalar_rows(const float* x, int64_t m, const WeightRef& w, float* y, int64_t n0, int64_t n1) {
+  float* wr = detail::thread_scratch(3, size_t(w.k));
+  for (int64_t o = n0; o < n1; ++o) {
+    weight_row(w, o, wr);
+    for (int64_t i = 0; i < m; ++i) {
+      const float* xi = x + i * w.k;
+      float acc = 0.0f;
+      for (int64_t j = 0; j < w.k; ++j) acc += xi[j] * wr[j];
+      y[i * w.n + o] = acc;
     }
   }
+}
+
+void linear_scalar(const float* x, int64_t m, const WeightRef& w, float* y) {
+  const int nt = threads_for(weight_bytes(w) * std::max<int64_t>(1, m / 4), kGemvParallelBytes);
+  const int64_t chunk = 16;
+#pragma omp parallel for schedule(static) num_threads(nt)
+  for (int64_t o = 0; o < w.n; o += chunk) scalar_rows(x, m, w, y, o, std::min(w.n, o + chunk));
 }
 
 int64_t gemv_max_rows(Isa isa) { return isa == Isa::Avx2 ? kGemvMaxRowsAvx2 : kGemvMaxRowsAvx512; }
@@ -276,19 +279,7 @@ void GemvInput::rows(const WeightRef& w, float* y, int64_t n0, int64_t n1) const
     case Path::QuantAvx512: return gemv_q_avx512(qa_, m_, w, y, n0, n1);
     case Path::QuantAvx2: return gemv_q_avx2(qa_, m_, w, y, n0, n1);
     case Path::QuantScalar: return gemv_q_scalar(qa_, m_, w, y, n0, n1);
-    case Path::Scalar: {
-      float* wr = thread_scratch(3, size_t(w.k));
-      for (int64_t o = n0; o < n1; ++o) {
-        weight_row(w, o, wr);
-        for (int64_t i = 0; i < m_; ++i) {
-          const float* xi = x_ + i * w.k;
-          float acc = 0.0f;
-          for (int64_t j = 0; j < w.k; ++j) acc += xi[j] * wr[j];
-          y[i * w.n + o] = acc;
-        }
-      }
-      return;
-    }
+    case Path::Scalar: return scalar_rows(x_, m_, w, y, n0, n1);
   }
 }
 
