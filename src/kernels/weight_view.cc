@@ -31,6 +31,15 @@ bool row_slice(const WeightRef& w, int64_t r0, int64_t n, WeightRef* out) {
   return true;
 }
 
+WeightRef rows_or_copy(const WeightRef& w, int64_t r0, int64_t n, std::vector<float>& copy) {
+  WeightRef s;
+  copy.clear();
+  if (row_slice(w, r0, n, &s)) return s;
+  copy.resize(size_t(n * w.k));
+  for (int64_t i = 0; i < n; ++i) weight_row(w, r0 + i, copy.data() + i * w.k);
+  return {.dtype = DType::F32, .data = copy.data(), .n = n, .k = w.k};
+}
+
 WeightRef transposed_rows(const WeightRef& w, int64_t r0, int64_t n, std::vector<uint8_t>& data,
                           std::vector<float>& scales) {
   const bool fp8 = is_fp8(w);

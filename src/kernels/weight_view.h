@@ -13,6 +13,10 @@ namespace dsv3::kernels {
 // the format cannot express it: FP8 with r0 not on a scale block.
 bool row_slice(const WeightRef& w, int64_t r0, int64_t n, WeightRef* out);
 
+// Rows [r0, r0 + n) of w: row_slice's view where the format allows it, else a float32 copy in `copy`
+// (keep it alive, unmoved).
+WeightRef rows_or_copy(const WeightRef& w, int64_t r0, int64_t n, std::vector<float>& copy);
+
 // The transpose of rows [r0, r0 + n) of w: T[j, d] = w[r0 + d, j], shape [w.k, n], exactly. Stored in w's
 // dtype where the format allows (F32, BF16, F16; FP8 with r0 on a scale block, its scale grid transposed
 // too), else as float32 (Int8 / Int4, whose blocks run along the other axis, and unaligned FP8). `data`

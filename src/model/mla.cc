@@ -12,23 +12,15 @@
 namespace dsv3 {
 
 Mla::Mla(const ModelConfig& c, const MlaWeights& w) : c_(c), w_(w), scale_(float(c.softmax_scale())) {
-  const int64_t H = c.num_attention_heads, C = c.kv_lora_rank, dn = c.qk_nope_head_dim, dv = c.v_head_dim;
+  const int64_t H = c.num_attention_heads, dn = c.qk_nope_head_dim, dv = c.v_head_dim;
   uk_.resize(size_t(H));
   uv_.resize(size_t(H));
   uk_data_.resize(size_t(H));
   uk_scales_.resize(size_t(H));
-  bool views = true;
+  uv_copy_.resize(size_t(H));
   for (int64_t h = 0; h < H; ++h) {
     uk_[size_t(h)] = kernels::transposed_rows(w.wkv_b, h * (dn + dv), dn, uk_data_[size_t(h)], uk_scales_[size_t(h)]);
-    views = views && kernels::row_slice(w.wkv_b, h * (dn + dv) + dn, dv, &uv_[size_t(h)]);
-  }
-  if (!views) {  // FP8 whose value rows do not start on a scale block: a float32 copy
-    uv_f32_.resize(size_t(H * dv * C));
-    for (int64_t h = 0; h < H; ++h) {
-      for (int64_t v = 0; v < dv; ++v)
-        kernels::weight_row(w.wkv_b, h * (dn + dv) + dn + v, uv_f32_.data() + (h * dv + v) * C);
-      uv_[size_t(h)] = {.dtype = DType::F32, .data = uv_f32_.data() + h * dv * C, .n = dv, .k = C};
-    }
+    uv_[size_t(h)] = kernels::rows_or_copy(w.wkv_b, h * (dn + dv) + dn, dv, uv_copy_[size_t(h)]);
   }
 }
 

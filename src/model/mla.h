@@ -45,7 +45,7 @@ class Mla {
   std::vector<kernels::WeightRef> uk_, uv_;
   std::vector<std::vector<uint8_t>> uk_data_;  // per head (kernels::transposed_rows)
   std::vector<std::vector<float>> uk_scales_;
-  std::vector<float> uv_f32_;
+  std::vector<std::vector<float>> uv_copy_;  // per head, FP8 rows off the scale blocks (kernels::rows_or_copy)
   float scale_;
   // Scratch, grown on demand and reused (no allocation per decoded token).
   std::vector<float> qa_, q_, kv_, attn_, thread_scratch_;

@@ -61,6 +61,15 @@ TEST(WeightView, Fp8KeepsItsFormatOnScaleBlocks) {
   expect_transposed(w.ref, 32, 40, DType::F8_E4M3, "fp8 aligned");
   expect_transposed(w.ref, 64, 36, DType::F8_E4M3, "fp8 aligned, ragged");
   expect_transposed(w.ref, 8, 20, DType::F32, "fp8 unaligned");
+  // rows_or_copy: the view where there is one, else float32 rows with the same values.
+  for (auto [r0, n] : {std::pair<int64_t, int64_t>{32, 40}, {8, 20}}) {
+    std::vector<float> copy;
+    const WeightRef r = rows_or_copy(w.ref, r0, n, copy);
+    EXPECT_EQ(r.dtype, r0 % 16 == 0 ? DType::F8_E4M3 : DType::F32) << r0;
+    EXPECT_EQ(copy.empty(), r0 % 16 == 0) << r0;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < w.ref.k; ++j) ASSERT_EQ(r.at(i, j), w.ref.at(r0 + i, j)) << r0 << " (" << i << ", " << j << ")";
+  }
 }
 
 TEST(WeightView, BlockQuantized) {
