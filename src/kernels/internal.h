@@ -84,7 +84,8 @@ class GemvInput {
  private:
   enum class Path : uint8_t { Scalar, Avx2, Avx512, Avx512Permuted, Avx512Bf16x, QuantScalar, QuantAvx2, QuantAvx512 };
   Path path_ = Path::Scalar;
-  const float* x_ = nullptr;
+  const float* x_ = nullptr;      // x as the float kernels read it (given, or permuted into the buffer)
+  const uint16_t* xb_ = nullptr;  // Avx512Bf16x: x rounded to bf16 [m, kp] in the buffer
   int64_t m_ = 0;
   QActs qa_;
   float* buf_ = nullptr;  // 64-byte aligned, cap_ floats

@@ -258,7 +258,7 @@ void GemvInput::prepare(const float* x, int64_t m, const WeightRef& like, bool b
     const int64_t kp = (like.k + 1) & ~int64_t(1);
     auto* xb = reinterpret_cast<uint16_t*>(grow(size_t(m * kp + 1) / 2 + 16));
     round_bf16_avx512(x, m, like.k, xb);
-    x_ = reinterpret_cast<const float*>(xb);
+    xb_ = xb;
     path_ = Path::Avx512Bf16x;
   } else if (isa == Isa::Avx512 && like.dtype == DType::BF16) {
     float* xp = grow(size_t(m * like.k));
@@ -273,7 +273,7 @@ void GemvInput::prepare(const float* x, int64_t m, const WeightRef& like, bool b
 void GemvInput::rows(const WeightRef& w, float* y, int64_t n0, int64_t n1) const {
   switch (path_) {
     case Path::Avx512Permuted: return gemv_permuted_avx512(x_, m_, w, y, n0, n1);
-    case Path::Avx512Bf16x: return gemv_bf16x_avx512(reinterpret_cast<const uint16_t*>(x_), m_, w, y, n0, n1);
+    case Path::Avx512Bf16x: return gemv_bf16x_avx512(xb_, m_, w, y, n0, n1);
     case Path::Avx512: return gemv_avx512(x_, m_, w, y, n0, n1);
     case Path::Avx2: return gemv_avx2(x_, m_, w, y, n0, n1);
     case Path::QuantAvx512: return gemv_q_avx512(qa_, m_, w, y, n0, n1);

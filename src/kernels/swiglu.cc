@@ -93,8 +93,9 @@ void swiglu_experts(std::span<const SwigluExpert> experts, int64_t d, float* out
   item[0] = 0;
   for (int64_t e = 0; e < ne; ++e) {
     const SwigluExpert& x = experts[size_t(e)];
+    const int64_t chunk = detail::gemv_chunk(x.w1, 1);
     act_at[e + 1] = act_at[e] + x.m * (2 * x.w1.n + d);
-    item[e + 1] = item[e] + (x.w1.n + detail::gemv_chunk(x.w1, 1) - 1) / detail::gemv_chunk(x.w1, 1);
+    item[e + 1] = item[e] + (x.w1.n + chunk - 1) / chunk;
   }
   if (s.act.size() < size_t(act_at[ne])) s.act.resize(size_t(act_at[ne]));
   float* act = s.act.data();
