@@ -403,18 +403,7 @@ DSV3_TARGET_AVX512 void ukernel(int64_t kc, const float* a, int64_t lda, const f
       c1[i] = _mm512_fmadd_ps(av, b1, c1[i]);
     }
   }
-  const __mmask16 m0 = nr >= 16 ? __mmask16(0xffff) : tail_mask(nr);
-  const __mmask16 m1 = nr >= 32 ? __mmask16(0xffff) : nr > 16 ? tail_mask(nr - 16) : __mmask16(0);
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i) {
-    float* ci = c + i * ldc;
-    if (accumulate) {
-      c0[i] = _mm512_add_ps(c0[i], _mm512_maskz_loadu_ps(m0, ci));
-      c1[i] = _mm512_add_ps(c1[i], _mm512_maskz_loadu_ps(m1, ci + 16));
-    }
-    _mm512_mask_storeu_ps(ci, m0, c0[i]);
-    _mm512_mask_storeu_ps(ci + 16, m1, c1[i]);
-  }
+  store_tile32<MR>(c0, c1, c, ldc, nr, accumulate);
 }
 
 using UkernelFn = void (*)(int64_t, const float*, int64_t, const float*, float*, int64_t, int, bool);
@@ -508,18 +497,7 @@ DSV3_TARGET_AVX512 void ukernel_bf16(int64_t kq, const uint16_t* a, int64_t lda,
       c1[i] = _mm512_dpbf16_ps(c1[i], av, b1);
     }
   }
-  const __mmask16 m0 = nr >= 16 ? __mmask16(0xffff) : tail_mask(nr);
-  const __mmask16 m1 = nr >= 32 ? __mmask16(0xffff) : nr > 16 ? tail_mask(nr - 16) : __mmask16(0);
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i) {
-    float* ci = c + i * ldc;
-    if (accumulate) {
-      c0[i] = _mm512_add_ps(c0[i], _mm512_maskz_loadu_ps(m0, ci));
-      c1[i] = _mm512_add_ps(c1[i], _mm512_maskz_loadu_ps(m1, ci + 16));
-    }
-    _mm512_mask_storeu_ps(ci, m0, c0[i]);
-    _mm512_mask_storeu_ps(ci + 16, m1, c1[i]);
-  }
+  store_tile32<MR>(c0, c1, c, ldc, nr, accumulate);
 }
 
 using UkernelBf16Fn = void (*)(int64_t, const uint16_t*, int64_t, const uint32_t*, float*, int64_t, int, bool);
@@ -535,7 +513,7 @@ static_assert(sizeof(kUkernelsBf16) / sizeof(kUkernelsBf16[0]) == kMr + 1);
 // at k = 2048, NR = 4) stay in L1 while every MR-row block of x (in L2) passes them. Two kinds of x:
 //   kBf16x  x rounded to bf16 (opt-in), products by vdpbf16ps on W's raw bf16 pairs
 //   else    x exact fp32 in W's line order (permute_x), W decoded in registers (Line<BF16>), fp32 FMAs
-template <int MR, int NR, bool kBf16x>
+template <int MR, int NR, bool kBf16x, bool kPf>
 DSV3_TARGET_AVX512 void dot_tile(const void* xv, int64_t ldx, const uint16_t* w, int64_t k, float* y, int64_t ldy) {
   __m512 acc[MR * NR];
 #pragma GCC unroll 32
@@ -547,7 +525,7 @@ DSV3_TARGET_AVX512 void dot_tile(const void* xv, int64_t ldx, const uint16_t* w,
       const __mmask32 mk = k - j >= 32 ? ~__mmask32(0) : __mmask32((uint64_t(1) << (k - j)) - 1);
       __m512bh wr[NR];
 #pragma GCC unroll 4
-      for (int r = 0; r < NR; ++r) _mm_prefetch((const char*)(w + (NR + r) * k + j), _MM_HINT_T0);  // next rows
+      for (int r = 0; r < NR && kPf; ++r) _mm_prefetch((const char*)(w + (NR + r) * k + j), _MM_HINT_T0);
 #pragma GCC unroll 4
       for (int r = 0; r < NR; ++r) wr[r] = (__m512bh)_mm512_maskz_loadu_epi16(mk, w + r * k + j);
 #pragma GCC unroll 8
@@ -563,7 +541,7 @@ DSV3_TARGET_AVX512 void dot_tile(const void* xv, int64_t ldx, const uint16_t* w,
     for (; j + L <= k; j += L) {
       __m512 wr[NR][2];
 #pragma GCC unroll 4
-      for (int r = 0; r < NR; ++r) _mm_prefetch((const char*)(w + (NR + r) * k + j), _MM_HINT_T0);  // next rows
+      for (int r = 0; r < NR && kPf; ++r) _mm_prefetch((const char*)(w + (NR + r) * k + j), _MM_HINT_T0);
 #pragma GCC unroll 4
       for (int r = 0; r < NR; ++r) Line<DType::BF16>::load(w + r * k + j, wr[r]);
 #pragma GCC unroll 8
@@ -602,6 +580,20 @@ DSV3_TARGET_AVX512 void dot_tile(const void* xv, int64_t ldx, const uint16_t* w,
     for (int r = 0; r < NR; ++r) y[i * ldy + r] = sums[i * NR + r];
 }
 
+// The last m < MR rows of x (none: nothing).
+template <int NR, bool kBf16x, bool kPf, typename Elem>
+DSV3_TARGET_AVX512 void dot_tail(const Elem* x, int64_t ldx, int64_t m, const uint16_t* w, int64_t k, float* y,
+                                 int64_t ldy) {
+  switch (m) {
+    case 1: return dot_tile<1, NR, kBf16x, kPf>(x, ldx, w, k, y, ldy);
+    case 2: return dot_tile<2, NR, kBf16x, kPf>(x, ldx, w, k, y, ldy);
+    case 3: return dot_tile<3, NR, kBf16x, kPf>(x, ldx, w, k, y, ldy);
+    case 4: return dot_tile<4, NR, kBf16x, kPf>(x, ldx, w, k, y, ldy);
+    case 5: return dot_tile<5, NR, kBf16x, kPf>(x, ldx, w, k, y, ldy);
+    default: return;
+  }
+}
+
 // All m rows of x against NR rows of W, MR rows at a time (6 for bf16 x, 4 for fp32 x: registers).
 template <int NR, bool kBf16x>
 DSV3_TARGET_AVX512 void dot_rows(const void* x, int64_t ldx, int64_t m, const uint16_t* w, int64_t k, float* y,
@@ -609,16 +601,11 @@ DSV3_TARGET_AVX512 void dot_rows(const void* x, int64_t ldx, int64_t m, const ui
   using Elem = std::conditional_t<kBf16x, uint16_t, float>;
   constexpr int kM = kBf16x ? 6 : 4;
   const Elem* xe = static_cast<const Elem*>(x);
-  int64_t i = 0;
-  for (; i + kM <= m; i += kM) dot_tile<kM, NR, kBf16x>(xe + i * ldx, ldx, w, k, y + i * ldy, ldy);
-  switch (m - i) {
-    case 1: return dot_tile<1, NR, kBf16x>(xe + i * ldx, ldx, w, k, y + i * ldy, ldy);
-    case 2: return dot_tile<2, NR, kBf16x>(xe + i * ldx, ldx, w, k, y + i * ldy, ldy);
-    case 3: return dot_tile<3, NR, kBf16x>(xe + i * ldx, ldx, w, k, y + i * ldy, ldy);
-    case 4: if constexpr (kM > 4) return dot_tile<4, NR, kBf16x>(xe + i * ldx, ldx, w, k, y + i * ldy, ldy); return;
-    case 5: if constexpr (kM > 5) return dot_tile<5, NR, kBf16x>(xe + i * ldx, ldx, w, k, y + i * ldy, ldy); return;
-    default: return;
-  }
+  if (m < kM) return dot_tail<NR, kBf16x, true>(xe, ldx, m, w, k, y, ldy);
+  dot_tile<kM, NR, kBf16x, true>(xe, ldx, w, k, y, ldy);
+  int64_t i = kM;
+  for (; i + kM <= m; i += kM) dot_tile<kM, NR, kBf16x, false>(xe + i * ldx, ldx, w, k, y + i * ldy, ldy);
+  dot_tail<NR, kBf16x, false>(xe + i * ldx, ldx, m - i, w, k, y + i * ldy, ldy);
 }
 
 // Rows [m0, m1) × columns [n0, n1) of y over BF16 W in the dot-product form; x: bf16 [m, kp] (kBf16x) or

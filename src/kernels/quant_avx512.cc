@@ -366,17 +366,7 @@ DSV3_TARGET_VNNI void q_ukernel(int64_t nb, const int8_t* xq, const float* xd, c
       f1[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a1[i]), _mm512_mul_ps(s1, dd), f1[i]);
     }
   }
-  const __mmask16 m0 = mask16(nr), m1 = mask16(std::max(0, nr - 16));
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i) {
-    float* yi = y + i * ldy;
-    if (accumulate) {
-      f0[i] = _mm512_add_ps(f0[i], _mm512_maskz_loadu_ps(m0, yi));
-      f1[i] = _mm512_add_ps(f1[i], _mm512_maskz_loadu_ps(m1, yi + 16));
-    }
-    _mm512_mask_storeu_ps(yi, m0, f0[i]);
-    _mm512_mask_storeu_ps(yi + 16, m1, f1[i]);
-  }
+  store_tile32<MR>(f0, f1, y, ldy, nr, accumulate);
 }
 
 using QUkernelFn = void (*)(int64_t, const int8_t*, const float*, const int32_t*, int64_t, int64_t, int32_t,

@@ -8,6 +8,8 @@
 
 #include <immintrin.h>
 
+#include <cstdint>
+
 #include "kernels/internal.h"
 
 namespace dsv3::kernels::detail {
@@ -61,6 +63,24 @@ DSV3_INLINE_AVX2 float hmax256(__m256 v) {
   s = _mm_max_ps(s, _mm_movehl_ps(s, s));
   s = _mm_max_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
+}
+
+// The end of an MR × 32 GEMM micro-kernel: rows i of the tile (c0[i] = columns 0-15, c1[i] = 16-31) stored to
+// c + i · ldc, only the first nr (<= 32) columns, added to what is there when `accumulate`.
+template <int MR>
+DSV3_INLINE_AVX512 void store_tile32(__m512 c0[MR], __m512 c1[MR], float* c, int64_t ldc, int nr, bool accumulate) {
+  const __mmask16 m0 = nr >= 16 ? __mmask16(0xffff) : __mmask16((1u << nr) - 1u);
+  const __mmask16 m1 = nr >= 32 ? __mmask16(0xffff) : nr > 16 ? __mmask16((1u << (nr - 16)) - 1u) : __mmask16(0);
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+    float* ci = c + i * ldc;
+    if (accumulate) {
+      c0[i] = _mm512_add_ps(c0[i], _mm512_maskz_loadu_ps(m0, ci));
+      c1[i] = _mm512_add_ps(c1[i], _mm512_maskz_loadu_ps(m1, ci + 16));
+    }
+    _mm512_mask_storeu_ps(ci, m0, c0[i]);
+    _mm512_mask_storeu_ps(ci + 16, m1, c1[i]);
+  }
 }
 
 // Lane i of the result = Σ of the 16 lanes of v[i] (45 shuffles/adds for 16 sums).
