@@ -10,6 +10,7 @@
 #include "cli/command.h"
 #include "io/safetensors.h"
 #include "model/config.h"
+#include "model/schema.h"
 
 namespace dsv3::cli {
 namespace {

@@ -76,13 +76,6 @@ struct ModelConfig {
 ModelConfig parse_config(const nlohmann::json& j, const std::string& label = "config.json");
 ModelConfig load_config(const std::string& path);  // a config.json file, or a directory holding one
 
-// Parameter counts of the architecture the config describes (weights only, no scales).
-struct ParamCounts {
-  int64_t total_main = 0;   // embedding + layers + final norm + head (MTP modules excluded)
-  int64_t activated = 0;    // per token in the main model, head included, embedding (a lookup) excluded
-  int64_t mtp = 0;          // all MTP modules, excluding their shared embedding/head
-  // Not counted anywhere: FP8 weight_scale_inv and the routers' e_score_correction_bias (see config.cc).
-};
-ParamCounts count_params(const ModelConfig& c);
+// Parameter counts: count_params in model/schema.h (the weight schema knows every tensor).
 
 }  // namespace dsv3

@@ -11,70 +11,6 @@ namespace dsv3 {
 
 namespace {
 
-std::string layer_prefix(int64_t l) { return fmt::format("model.layers.{}.", l); }
-
-void add_ffn(std::vector<WeightSpec>& out, const std::string& p, int64_t hidden, int64_t inter) {
-  out.push_back({p + "gate_proj.weight", {inter, hidden}, WeightRole::Linear});
-  out.push_back({p + "up_proj.weight", {inter, hidden}, WeightRole::Linear});
-  out.push_back({p + "down_proj.weight", {hidden, inter}, WeightRole::Linear});
-}
-
-void add_layer(std::vector<WeightSpec>& out, const ModelConfig& c, int64_t l) {
-  const std::string p = layer_prefix(l);
-  const int64_t D = c.hidden_size, H = c.num_attention_heads;
-  out.push_back({p + "input_layernorm.weight", {D}, WeightRole::Norm});
-  const std::string a = p + "self_attn.";
-  if (c.q_lora_rank > 0) {
-    out.push_back({a + "q_a_proj.weight", {c.q_lora_rank, D}, WeightRole::Linear});
-    out.push_back({a + "q_a_layernorm.weight", {c.q_lora_rank}, WeightRole::Norm});
-    out.push_back({a + "q_b_proj.weight", {H * c.qk_head_dim(), c.q_lora_rank}, WeightRole::Linear});
-  } else {
-    out.push_back({a + "q_proj.weight", {H * c.qk_head_dim(), D}, WeightRole::Linear});
-  }
-  out.push_back({a + "kv_a_proj_with_mqa.weight", {c.kv_lora_rank + c.qk_rope_head_dim, D}, WeightRole::Linear});
-  out.push_back({a + "kv_a_layernorm.weight", {c.kv_lora_rank}, WeightRole::Norm});
-  out.push_back(
-      {a + "kv_b_proj.weight", {H * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank}, WeightRole::Linear});
-  out.push_back({a + "o_proj.weight", {D, H * c.v_head_dim}, WeightRole::Linear});
-  out.push_back({p + "post_attention_layernorm.weight", {D}, WeightRole::Norm});
-  if (c.is_moe_layer(l)) {
-    const int64_t E = c.n_routed_experts;
-    out.push_back({p + "mlp.gate.weight", {E, D}, WeightRole::Gate});
-    if (c.topk_method == TopkMethod::NoauxTc)
-      out.push_back({p + "mlp.gate.e_score_correction_bias", {E}, WeightRole::Bias});
-    for (int64_t e = 0; e < E; ++e) add_ffn(out, fmt::format("{}mlp.experts.{}.", p, e), D, c.moe_intermediate_size);
-    if (c.n_shared_experts > 0)
-      add_ffn(out, p + "mlp.shared_experts.", D, c.n_shared_experts * c.moe_intermediate_size);
-  } else {
-    add_ffn(out, p + "mlp.", D, c.intermediate_size);
-  }
-}
-
-}  // namespace
-
-std::vector<WeightSpec> enumerate_weights(const ModelConfig& c) {
-  std::vector<WeightSpec> out;
-  const int64_t V = c.vocab_size, D = c.hidden_size;
-  out.push_back({"model.embed_tokens.weight", {V, D}, WeightRole::Embedding});
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) add_layer(out, c, l);
-  out.push_back({"model.norm.weight", {D}, WeightRole::Norm});
-  if (!c.tie_word_embeddings) out.push_back({"lm_head.weight", {V, D}, WeightRole::Head});
-  for (int64_t k = 0; k < c.num_nextn_predict_layers; ++k) {
-    const int64_t l = c.num_hidden_layers + k;
-    const std::string p = layer_prefix(l);
-    out.push_back({p + "enorm.weight", {D}, WeightRole::Norm});
-    out.push_back({p + "hnorm.weight", {D}, WeightRole::Norm});
-    out.push_back({p + "eh_proj.weight", {D, 2 * D}, WeightRole::Linear});
-    add_layer(out, c, l);
-    out.push_back({p + "shared_head.norm.weight", {D}, WeightRole::Norm});
-    out.push_back({p + "embed_tokens.weight", {V, D}, WeightRole::Embedding, /*optional=*/true});
-    out.push_back({p + "shared_head.head.weight", {V, D}, WeightRole::Head, /*optional=*/true});
-  }
-  return out;
-}
-
-namespace {
-
 class Binder {
  public:
   Binder(const ModelConfig& c, const TensorLookup& lookup, const std::string& label, ModelWeights& w)
@@ -204,47 +140,22 @@ class Binder {
     return v.data();
   }
 
-  FfnWeights ffn(const std::string& p, int64_t hidden, int64_t inter) {
-    return {.w1 = mat(p + "gate_proj.weight", inter, hidden),
-            .w2 = mat(p + "down_proj.weight", hidden, inter),
-            .w3 = mat(p + "up_proj.weight", inter, hidden)};
-  }
-
-  LayerWeights layer(int64_t l) {
-    const ModelConfig& c = c_;
-    const std::string p = layer_prefix(l), a = p + "self_attn.";
-    const int64_t D = c.hidden_size, H = c.num_attention_heads;
-    LayerWeights lw;
-    lw.attn_norm = vec(p + "input_layernorm.weight", D);
-    lw.ffn_norm = vec(p + "post_attention_layernorm.weight", D);
-    MlaWeights& m = lw.attn;
-    if (c.q_lora_rank > 0) {
-      m.wq_a = mat(a + "q_a_proj.weight", c.q_lora_rank, D);
-      m.q_norm = vec(a + "q_a_layernorm.weight", c.q_lora_rank);
-      m.wq_b = mat(a + "q_b_proj.weight", H * c.qk_head_dim(), c.q_lora_rank);
-    } else {
-      m.wq = mat(a + "q_proj.weight", H * c.qk_head_dim(), D);
+  // The schema's visitor: each tensor bound by its role.
+  void operator()(const WeightSpec& s, kernels::WeightRef& r) {
+    if (s.optional && !find(s.name)) return;  // the main model's copy stands in (visit_model)
+    const int64_t n = s.shape[0], k = s.shape[1];
+    switch (s.role) {
+      case WeightRole::Linear:
+        r = mat(s.name, n, k);
+        break;
+      case WeightRole::Head:
+        r = mat(s.name, n, k, /*fp8_ok=*/false);
+        break;
+      default:  // Embedding, Gate: as stored (F32 / BF16 / F16)
+        r = mat(s.name, n, k, /*fp8_ok=*/false, /*quant_ok=*/false);
     }
-    m.wkv_a = mat(a + "kv_a_proj_with_mqa.weight", c.kv_lora_rank + c.qk_rope_head_dim, D);
-    m.kv_norm = vec(a + "kv_a_layernorm.weight", c.kv_lora_rank);
-    m.wkv_b = mat(a + "kv_b_proj.weight", H * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank);
-    m.wo = mat(a + "o_proj.weight", D, H * c.v_head_dim);
-    lw.is_moe = c.is_moe_layer(l);
-    if (lw.is_moe) {
-      MoeWeights& e = lw.moe;
-      const int64_t E = c.n_routed_experts;
-      e.gate = mat(p + "mlp.gate.weight", E, D, /*fp8_ok=*/false, /*quant_ok=*/false);
-      if (c.topk_method == TopkMethod::NoauxTc) e.bias = vec(p + "mlp.gate.e_score_correction_bias", E);
-      e.experts.reserve(size_t(E));
-      for (int64_t i = 0; i < E; ++i)
-        e.experts.push_back(ffn(fmt::format("{}mlp.experts.{}.", p, i), D, c.moe_intermediate_size));
-      e.has_shared = c.n_shared_experts > 0;
-      if (e.has_shared) e.shared = ffn(p + "mlp.shared_experts.", D, c.n_shared_experts * c.moe_intermediate_size);
-    } else {
-      lw.mlp = ffn(p + "mlp.", D, c.intermediate_size);
-    }
-    return lw;
   }
+  void operator()(const WeightSpec& s, const float*& v) { v = vec(s.name, s.shape[0]); }
 
  private:
   const ModelConfig& c_;
@@ -255,37 +166,16 @@ class Binder {
 
 }  // namespace
 
-ModelWeights bind_weights(const ModelConfig& c, const TensorLookup& lookup, const std::string& label) {
+ModelWeights bind_weights(const ModelConfig& c, const TensorLookup& lookup, const std::string& label,
+                          const SchemaScope& scope) {
   ModelWeights w;
   Binder b(c, lookup, label, w);
-  const int64_t V = c.vocab_size, D = c.hidden_size;
-  w.embed = b.mat("model.embed_tokens.weight", V, D, /*fp8_ok=*/false, /*quant_ok=*/false);
-  w.layers.reserve(size_t(c.num_hidden_layers));
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) w.layers.push_back(b.layer(l));
-  w.norm = b.vec("model.norm.weight", D);
-  if (c.tie_word_embeddings) {
-    w.head = w.embed;
-  } else {
-    w.head = b.mat("lm_head.weight", V, D, /*fp8_ok=*/false);
-  }
-  for (int64_t k = 0; k < c.num_nextn_predict_layers; ++k) {
-    const int64_t l = c.num_hidden_layers + k;
-    const std::string p = layer_prefix(l);
-    MtpWeights m;
-    m.enorm = b.vec(p + "enorm.weight", D);
-    m.hnorm = b.vec(p + "hnorm.weight", D);
-    m.eh_proj = b.mat(p + "eh_proj.weight", D, 2 * D);
-    m.layer = b.layer(l);
-    m.head_norm = b.vec(p + "shared_head.norm.weight", D);
-    m.embed = b.find(p + "embed_tokens.weight") ? b.mat(p + "embed_tokens.weight", V, D, false, false) : w.embed;
-    m.head = b.find(p + "shared_head.head.weight") ? b.mat(p + "shared_head.head.weight", V, D, false) : w.head;
-    w.mtp.push_back(std::move(m));
-  }
+  visit_model(c, w, b, scope);
   return w;
 }
 
-ModelWeights bind_weights(const ModelConfig& c, const io::Checkpoint& ckpt) {
-  return bind_weights(c, [&](const std::string& n) { return ckpt.find(n); }, ckpt.dir());
+ModelWeights bind_weights(const ModelConfig& c, const io::Checkpoint& ckpt, const SchemaScope& scope) {
+  return bind_weights(c, [&](const std::string& n) { return ckpt.find(n); }, ckpt.dir(), scope);
 }
 
 }  // namespace dsv3

@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "io/safetensors.h"
+#include "model/schema.h"
 
 namespace dsv3 {
 namespace {
