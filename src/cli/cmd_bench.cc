@@ -27,6 +27,7 @@ struct Options {
   std::string model;
   int64_t prompt = 128, gen = 64, reps = 3, batch = 1, threads = 0;
   bool json = false, tg_empty = false;
+  ModelOptions model_options;  // --bf16-activations, --no-mmap
 };
 
 double median(std::vector<double> v) {
@@ -70,7 +71,8 @@ int run(const Options& o) {
   if (o.prompt < 1 || o.gen < 1 || o.reps < 1 || o.batch < 1) fail("--prompt, --gen, --reps and --batch must be >= 1");
   if (o.threads < 0) fail("--threads must be >= 0");
   if (o.threads > 0) omp_set_num_threads(int(o.threads));
-  auto model = Model::load(o.model);
+  auto model = Model::load(o.model, o.model_options);
+  const ModelOptions& mo = model->options();
   const ModelConfig& c = model->config();
   const int64_t V = c.vocab_size;
   // Deterministic pseudo-random prompt ids.
@@ -124,8 +126,8 @@ int run(const Options& o) {
                      {"batch", o.batch},
                      {"reps", o.reps},
                      {"tg_from_empty_cache", o.tg_empty},
-                     {"bf16_activations", kernels::default_bf16_activations()},
-                     {"mmap", io::load_mode() == io::LoadMode::Mmap},
+                     {"bf16_activations", mo.bf16_activations},
+                     {"mmap", mo.load_mode == io::LoadMode::Mmap},
                      {"pp_tps", pp},
                      {"tg_tps", tg},
                      {"pp_tps_sd", stddev(prefill_tps)},
@@ -135,9 +137,9 @@ int run(const Options& o) {
                      {"bytes_per_token", bpt}};
     std::printf("%s\n", j.dump().c_str());
   } else {
-    std::printf("model %s, %d threads, batch %lld, median of %lld runs%s\n", o.model.c_str(), omp_get_max_threads(),
-                (long long)o.batch, (long long)o.reps,
-                kernels::default_bf16_activations() ? ", bf16 activations" : "");
+    std::printf("model %s, %d threads, batch %lld, median of %lld runs%s%s\n", o.model.c_str(), omp_get_max_threads(),
+                (long long)o.batch, (long long)o.reps, mo.bf16_activations ? ", bf16 activations" : "",
+                mo.load_mode == io::LoadMode::Read ? ", weights read into memory (no mmap)" : "");
     std::printf("prefill  pp%-5lld %10.1f tok/s\n", (long long)o.prompt, pp);
     std::printf("decode   tg%-5lld %10.1f tok/s   (%.1f MB of weights per token: %.1f GB/s)\n", (long long)o.gen, tg,
                 bpt / 1e6, bpt * tg / 1e9);
@@ -155,7 +157,7 @@ Registrar reg("bench", "Measure prefill and decode tokens/s", [](CLI::App& app) 
   app.add_option("--threads", o->threads, "Threads (default: OMP_NUM_THREADS or every core)");
   app.add_flag("--tg-empty", o->tg_empty, "Decode from an empty cache (llama-bench's tg) instead of after the prompt");
   app.add_flag("--json", o->json, "Print one JSON object");
-  add_engine_flags(app);
+  add_engine_flags(app, o->model_options);
   return [o] { return run(*o); };
 });
 

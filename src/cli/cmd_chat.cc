@@ -24,7 +24,7 @@ struct Options {
 };
 
 int run(const Options& o) {
-  GenModel g = load_gen_model(o.gen.model);
+  GenModel g = load_gen_model(o.gen.model, o.gen.options);
   if (!g.tokenizer) fail("{} has no tokenizer.json: chat needs one", o.gen.model);
   io::ChatTemplate tmpl;
   if (std::filesystem::exists(std::filesystem::path(o.gen.model) / "tokenizer_config.json"))

@@ -70,7 +70,7 @@ int run_batch(const Options& o, GenModel& g, runtime::Engine& engine, const runt
 
 int run(const Options& o) {
   if (o.prompt.empty() == o.ids.empty()) fail("give exactly one of --prompt and --ids");
-  GenModel g = load_gen_model(o.gen.model);
+  GenModel g = load_gen_model(o.gen.model, o.gen.options);
   runtime::Engine engine(*g.model, o.gen.engine());
   runtime::GenerationRequest req;
   if (!o.ids.empty()) {

@@ -25,7 +25,7 @@ Registrar reg("serve", "OpenAI-compatible HTTP server (chat/completions, SSE str
   app.add_option("--spec", o->spec, "Speculative decoding: none | mtp (default none)")
       ->check(CLI::IsMember({"none", "mtp"}));
   app.add_option("--draft", o->draft, "MTP draft depth (default 1)")->check(CLI::PositiveNumber);
-  add_engine_flags(app);
+  add_engine_flags(app, o->model_options);
   app.add_option("--prefill-chunk", o->prefill_chunk, "Prompt tokens per engine step (default 512)")
       ->check(CLI::PositiveNumber);
   return [o] { return run(*o); };

@@ -5,16 +5,13 @@
 #include <filesystem>
 #include <random>
 
-#include "io/safetensors.h"
-#include "kernels/linear.h"
-
 namespace dsv3::cli {
 
-void add_engine_flags(CLI::App& app) {
-  app.add_flag_callback("--bf16-activations", [] { kernels::set_default_bf16_activations(true); },
-                        "Matmuls over BF16 weights round their input to bf16 and use vdpbf16ps, as llama.cpp does "
-                        "(faster prefill and decode, ~4e-3 relative error per product; default exact fp32)");
-  app.add_flag_callback("--no-mmap", [] { io::set_load_mode(io::LoadMode::Read); },
+void add_engine_flags(CLI::App& app, ModelOptions& options) {
+  app.add_flag("--bf16-activations", options.bf16_activations,
+               "Matmuls over BF16 weights round their input to bf16 and use vdpbf16ps, as llama.cpp does "
+               "(faster prefill and decode, ~4e-3 relative error per product; default exact fp32)");
+  app.add_flag_callback("--no-mmap", [&options] { options.load_mode = io::LoadMode::Read; },
                         "Read the weights into memory at load instead of mapping the files (slower start; the "
                         "weights cannot be evicted from the page cache under the process)");
 }
@@ -37,7 +34,7 @@ void GenFlags::add_to(CLI::App& app) {
   app.add_option("--stop", stop, "Stop string (repeatable)");
   app.add_flag("--ignore-eos", ignore_eos, "Keep generating after end-of-sequence (benchmarks)");
   app.add_flag("--stats", stats, "Print prefill/decode tokens/s (and MTP acceptance) to stderr");
-  add_engine_flags(app);
+  add_engine_flags(app, options);
 }
 
 runtime::SamplingParams GenFlags::sampling() const {
@@ -58,9 +55,9 @@ runtime::EngineOptions GenFlags::engine() const {
   return {.spec = runtime::parse_spec_mode(spec), .draft = draft, .max_context = ctx};
 }
 
-GenModel load_gen_model(const std::string& dir) {
+GenModel load_gen_model(const std::string& dir, const ModelOptions& options) {
   GenModel g;
-  g.model = Model::load(dir);
+  g.model = Model::load(dir, options);
   if (std::filesystem::exists(std::filesystem::path(dir) / "tokenizer.json")) g.tokenizer = io::Tokenizer::load(dir);
   for (int64_t id : g.model->config().eos_token_ids) g.eos_ids.push_back(int32_t(id));
   if (g.tokenizer && g.tokenizer->eos_id()) g.eos_ids.push_back(*g.tokenizer->eos_id());

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "io/tokenizer.h"
+#include "model/options.h"
 #include "model/transformer.h"
 #include "runtime/generator.h"
 #include "runtime/sampler.h"
@@ -28,17 +29,20 @@ struct GenFlags {
   int64_t ctx = 0;
   bool stats = false, ignore_eos = false;
   std::vector<std::string> stop;
+  ModelOptions options;  // --bf16-activations, --no-mmap
 
   void add_to(CLI::App& app);
   runtime::SamplingParams sampling() const;  // a random seed when --seed is absent
   runtime::EngineOptions engine() const;
 };
 
-// Flags of every command that runs the model (generate, chat, serve, bench):
+// Flags of every command that runs the model (generate, chat, serve, bench), filling `options` (which must
+// outlive the parse):
 //   --bf16-activations  matmuls over BF16 weights with x rounded to bf16 (vdpbf16ps, as llama.cpp does for
-//                       BF16 models); off = exact fp32 activations (kernels/linear.h)
-//   --no-mmap           read the weights into the process's memory instead of mapping the files (io::LoadMode)
-void add_engine_flags(CLI::App& app);
+//                       BF16 models); off = exact fp32 activations (ModelOptions::bf16_activations)
+//   --no-mmap           read the weights into the process's memory instead of mapping the files
+//                       (ModelOptions::load_mode = io::LoadMode::Read)
+void add_engine_flags(CLI::App& app, ModelOptions& options);
 
 // A model ready to generate with: the tokenizer when the directory has tokenizer.json, and the
 // end-of-sequence ids (the tokenizer's eos token and config.json's eos_token_id).
@@ -47,7 +51,7 @@ struct GenModel {
   std::optional<io::Tokenizer> tokenizer;
   std::vector<int32_t> eos_ids;
 };
-GenModel load_gen_model(const std::string& dir);
+GenModel load_gen_model(const std::string& dir, const ModelOptions& options);
 
 // "prefill: ... tok/s", "decode: ... tok/s" and, with MTP, acceptance, on stderr.
 void print_stats(const runtime::SequenceStats& s, bool speculative);

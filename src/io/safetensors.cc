@@ -15,7 +15,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -271,8 +270,6 @@ ParsedHeader parse_safetensors_header(const uint8_t* bytes, size_t size, const s
 
 namespace {
 
-std::atomic<LoadMode> g_load_mode{LoadMode::Mmap};
-
 // The file's bytes in fresh anonymous memory (read-only once filled); closes fd.
 void* read_whole(int fd, const std::string& path, size_t size) {
   void* m = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -300,10 +297,7 @@ void* read_whole(int fd, const std::string& path, size_t size) {
 
 }  // namespace
 
-void set_load_mode(LoadMode mode) { g_load_mode.store(mode, std::memory_order_relaxed); }
-LoadMode load_mode() { return g_load_mode.load(std::memory_order_relaxed); }
-
-std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
+std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path, LoadMode mode) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) fail("{}: cannot open: {}", path, errno_str());
   struct stat st;
@@ -324,7 +318,7 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     parse_safetensors_header(nullptr, size, path);  // throws the "empty" / "too small" message
   }
   void* m = nullptr;
-  if (load_mode() == LoadMode::Mmap) {
+  if (mode == LoadMode::Mmap) {
     m = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
     int err = errno;
     ::close(fd);
@@ -360,7 +354,7 @@ const TensorView* SafetensorsFile::find(const std::string& name) const {
 // ---------------------------------------------------------------------------------------------------------
 // Checkpoint
 
-Checkpoint Checkpoint::open(const std::string& dir) {
+Checkpoint Checkpoint::open(const std::string& dir, LoadMode mode) {
   Checkpoint c;
   c.dir_ = dir;
   std::error_code ec;
@@ -368,7 +362,7 @@ Checkpoint Checkpoint::open(const std::string& dir) {
   const fs::path d(dir);
 
   auto add_file = [&](const std::string& path) {
-    auto f = SafetensorsFile::open(path);
+    auto f = SafetensorsFile::open(path, mode);
     size_t idx = c.files_.size();
     c.files_.push_back(f);
     for (const auto& [name, view] : f->tensors()) {

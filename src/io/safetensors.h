@@ -37,16 +37,14 @@ ParsedHeader parse_safetensors_header(const uint8_t* bytes, size_t size, const s
 // processes, nothing read until touched. Read (`--no-mmap`): the whole file read into the process's own
 // anonymous memory at open — what llama.cpp's `--no-mmap` does; on a VM whose page cache gets reclaimed
 // under the process (DAMON, ballooning), the weights then stay resident instead of being re-read.
+// A parameter of each open (a model's ModelOptions::load_mode), not a process-wide setting.
 enum class LoadMode : uint8_t { Mmap, Read };
-// The mode every later open() uses (process-wide; commands set it from `--no-mmap`).
-void set_load_mode(LoadMode mode);
-LoadMode load_mode();
 
 // One mmap'd (or read, see LoadMode) .safetensors file. Views point into the mapping and stay valid while
 // the file is open.
 class SafetensorsFile {
  public:
-  static std::shared_ptr<SafetensorsFile> open(const std::string& path);
+  static std::shared_ptr<SafetensorsFile> open(const std::string& path, LoadMode mode = LoadMode::Mmap);
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;
@@ -69,7 +67,7 @@ class SafetensorsFile {
 // neither exists) every *.safetensors in the directory. A tensor name present in two files is an error.
 class Checkpoint {
  public:
-  static Checkpoint open(const std::string& dir);
+  static Checkpoint open(const std::string& dir, LoadMode mode = LoadMode::Mmap);  // every file in `mode`
 
   const std::string& dir() const { return dir_; }
   const TensorView* find(const std::string& name) const;  // nullptr when absent

@@ -5,7 +5,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdlib>
 #include <new>
 #include <vector>
@@ -216,16 +215,7 @@ void linear(const float* x, int64_t m, const WeightRef& w, float* y, const Linea
   run_gemm(isa, x, m, w, y, xb16);
 }
 
-namespace {
-std::atomic<bool> g_bf16_activations{false};
-}  // namespace
-
-void set_default_bf16_activations(bool on) { g_bf16_activations.store(on, std::memory_order_relaxed); }
-bool default_bf16_activations() { return g_bf16_activations.load(std::memory_order_relaxed); }
-
-void linear(const float* x, int64_t m, const WeightRef& w, float* y) {
-  linear(x, m, w, y, LinearOptions{.bf16_activations = default_bf16_activations()});
-}
+void linear(const float* x, int64_t m, const WeightRef& w, float* y) { linear(x, m, w, y, LinearOptions{}); }
 
 namespace detail {
 

@@ -44,6 +44,8 @@ struct WeightRef {
 // integers, as llama.cpp does for Q8_0 / Q4_0 — in the GEMV regime always, in the GEMM regime with AVX-512
 // VNNI (vpdpbusd); elsewhere the GEMM keeps x exact (fp32 times the decoded weight). See kernels/quant.h,
 // linear_qact_ref and linear_quantizes_x.
+// The 4-argument form is the exact one (LinearOptions{}); a model passes its own options (model/options.h)
+// to the 5-argument form — there is no process-wide setting.
 void linear(const float* x, int64_t m, const WeightRef& w, float* y);
 
 struct LinearOptions {
@@ -55,10 +57,6 @@ struct LinearOptions {
   bool bf16_activations = false;
 };
 void linear(const float* x, int64_t m, const WeightRef& w, float* y, const LinearOptions& opt);
-// The options the 4-argument linear() uses, process-wide: every model forward pass goes through it.
-// Commands turn bf16 activations on with `--bf16-activations`; off by default.
-void set_default_bf16_activations(bool on);
-bool default_bf16_activations();
 // The plain scalar reference the fast paths are tested against.
 void linear_ref(const float* x, int64_t m, const WeightRef& w, float* y);
 

@@ -50,17 +50,18 @@ void add_rows(const SwigluExpert& e, const float* y, int64_t d, int64_t n0, int6
 }
 
 // Experts whose shapes or kinds do not allow the fused path (or too many rows): linear() per projection.
-void unfused(std::span<const SwigluExpert> experts, int64_t d, float* out, SwigluScratch::Impl& s) {
+void unfused(std::span<const SwigluExpert> experts, int64_t d, float* out, SwigluScratch::Impl& s,
+             const LinearOptions& opt) {
   for (const SwigluExpert& e : experts) {
     const int64_t inter = e.w1.n;
     s.act.resize(std::max(s.act.size(), size_t(e.m * (2 * inter + d))));
     float* g = s.act.data();
     float* u = g + e.m * inter;
     float* y = u + e.m * inter;
-    linear(e.x, e.m, e.w1, g);
-    linear(e.x, e.m, e.w3, u);
+    linear(e.x, e.m, e.w1, g, opt);
+    linear(e.x, e.m, e.w3, u, opt);
     silu_mul(g, u, e.m * inter, g);
-    linear(g, e.m, e.w2, y);
+    linear(g, e.m, e.w2, y, opt);
     add_rows(e, y, d, 0, d, out);
   }
 }
@@ -69,7 +70,8 @@ void unfused(std::span<const SwigluExpert> experts, int64_t d, float* out, Swigl
 
 int64_t swiglu_max_rows() { return detail::gemv_max_rows(); }
 
-void swiglu_experts(std::span<const SwigluExpert> experts, int64_t d, float* out, SwigluScratch& scratch) {
+void swiglu_experts(std::span<const SwigluExpert> experts, int64_t d, float* out, SwigluScratch& scratch,
+                    const LinearOptions& opt) {
   SwigluScratch::Impl& s = scratch.impl();
   const int64_t ne = int64_t(experts.size());
   if (ne == 0 || d <= 0) return;
@@ -79,9 +81,9 @@ void swiglu_experts(std::span<const SwigluExpert> experts, int64_t d, float* out
     fusable = fusable && e.m <= swiglu_max_rows() && same_kind(e.w1, e.w3) && e.w2.n == d && e.w2.k == e.w1.n;
     bytes += weight_bytes(e.w1) + weight_bytes(e.w3) + weight_bytes(e.w2);
   }
-  if (!fusable) return unfused(experts, d, out, s);
+  if (!fusable) return unfused(experts, d, out, s, opt);
 
-  const bool bf16_x = default_bf16_activations();  // as linear() would (kernels/linear.h)
+  const bool bf16_x = opt.bf16_activations;  // as linear() with `opt` would (kernels/linear.h)
   const int nt = bytes < kParallelBytes || omp_in_parallel() ? 1 : std::max(1, omp_get_max_threads());
   if (s.xin.size() < size_t(ne)) s.xin.resize(size_t(ne));
   if (s.hin.size() < size_t(ne)) s.hin.resize(size_t(ne));

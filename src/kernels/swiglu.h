@@ -46,8 +46,11 @@ class SwigluScratch {
 int64_t swiglu_max_rows();
 
 // out [*, d] += the experts' outputs as above. Every expert's m <= swiglu_max_rows() and its weights'
-// shapes consistent with d (checked by the caller: model/ffn.cc, model/moe.cc).
-void swiglu_experts(std::span<const SwigluExpert> experts, int64_t d, float* out, SwigluScratch& s);
+// shapes consistent with d (checked by the caller: model/ffn.cc, model/expert_executor.cc). `opt` as
+// linear()'s (the caller's model options; {} = exact): with bf16_activations, BF16 experts multiply
+// bf16-rounded x and h.
+void swiglu_experts(std::span<const SwigluExpert> experts, int64_t d, float* out, SwigluScratch& s,
+                    const LinearOptions& opt = {});
 
 // The reference: per expert linear_qact_ref where linear() quantizes x (else linear_ref) and silu_mul_ref, the same accumulation into out.
 void swiglu_experts_ref(std::span<const SwigluExpert> experts, int64_t d, float* out);

@@ -16,7 +16,9 @@ struct FfnScratch {
   kernels::SwigluScratch fused;  // the decode regime (kernels/swiglu.h)
 };
 
-// x: [m, hidden] → y: [m, hidden]. Few rows (decode): one fused pass, kernels::swiglu_experts.
-void ffn_forward(const FfnWeights& w, const float* x, int64_t m, float* y, FfnScratch& s);
+// x: [m, hidden] → y: [m, hidden]. Few rows (decode): one fused pass, kernels::swiglu_experts. `lin`: the
+// options of the three projections (the model's, model/options.h; {} = exact).
+void ffn_forward(const FfnWeights& w, const float* x, int64_t m, float* y, FfnScratch& s,
+                 const kernels::LinearOptions& lin = {});
 
 }  // namespace dsv3

@@ -11,7 +11,8 @@
 
 namespace dsv3 {
 
-Mla::Mla(const ModelConfig& c, const MlaWeights& w) : c_(c), w_(w), scale_(float(c.softmax_scale())) {
+Mla::Mla(const ModelConfig& c, const MlaWeights& w, const kernels::LinearOptions& lin)
+    : c_(c), w_(w), lin_(lin), scale_(float(c.softmax_scale())) {
   const int64_t H = c.num_attention_heads, dn = c.qk_nope_head_dim, dv = c.v_head_dim;
   uk_.resize(size_t(H));
   uv_.resize(size_t(H));
@@ -33,16 +34,16 @@ void Mla::forward(const float* x, const Batch& b, int64_t layer, const RopeTable
   q_.resize(size_t(m * H * qk));
   if (c_.q_lora_rank > 0) {
     qa_.resize(size_t(m * c_.q_lora_rank));
-    kernels::linear(x, m, w_.wq_a, qa_.data());
+    kernels::linear(x, m, w_.wq_a, qa_.data(), lin_);
     kernels::rmsnorm(qa_.data(), w_.q_norm, m, c_.q_lora_rank, eps, qa_.data());
-    kernels::linear(qa_.data(), m, w_.wq_b, q_.data());
+    kernels::linear(qa_.data(), m, w_.wq_b, q_.data(), lin_);
   } else {
-    kernels::linear(x, m, w_.wq, q_.data());
+    kernels::linear(x, m, w_.wq, q_.data(), lin_);
   }
 
   // Latent and rope key [m, C + R] → cache rows (kv_norm(c_kv), rope(k_pe)).
   kv_.resize(size_t(m * W));
-  kernels::linear(x, m, w_.wkv_a, kv_.data());
+  kernels::linear(x, m, w_.wkv_a, kv_.data(), lin_);
   for (int64_t r = 0; r < m; ++r) {
     float* dst = b.cache[size_t(r)]->row(layer, b.pos[size_t(r)]);
     const float* src = kv_.data() + r * W;
@@ -72,14 +73,14 @@ void Mla::forward(const float* x, const Batch& b, int64_t layer, const RopeTable
     const float* rows = b.cache[size_t(r)]->layer_rows(layer);
     for (int64_t h = g * heads_per_group; h < std::min(H, (g + 1) * heads_per_group); ++h) {
       const float* qh = q_.data() + (r * H + h) * qk;
-      kernels::linear(qh, 1, uk_[size_t(h)], qfull);
+      kernels::linear(qh, 1, uk_[size_t(h)], qfull, lin_);
       std::memcpy(qfull + C, qh + dn, size_t(R) * sizeof(float));
       kernels::rope_pairs(qfull + C, R, rope.at(pos));
       kernels::latent_attention(qfull, 1, rows, pos + 1, W, C, R, scale_, olat, scores);
-      kernels::linear(olat, 1, uv_[size_t(h)], attn_.data() + (r * H + h) * dv);
+      kernels::linear(olat, 1, uv_[size_t(h)], attn_.data() + (r * H + h) * dv, lin_);
     }
   }
-  kernels::linear(attn_.data(), m, w_.wo, out);
+  kernels::linear(attn_.data(), m, w_.wo, out, lin_);
 }
 
 }  // namespace dsv3

@@ -25,7 +25,8 @@ namespace dsv3 {
 
 class Mla {
  public:
-  Mla(const ModelConfig& c, const MlaWeights& w);
+  // `lin`: the options of every projection (the model's, model/options.h; {} = exact).
+  Mla(const ModelConfig& c, const MlaWeights& w, const kernels::LinearOptions& lin = {});
   Mla(const Mla&) = delete;  // uk_ points into this object's own buffers
   Mla& operator=(const Mla&) = delete;
 
@@ -36,6 +37,7 @@ class Mla {
  private:
   const ModelConfig& c_;
   MlaWeights w_;
+  kernels::LinearOptions lin_;
   // kv_b_proj split per head for the absorbed form, both halves as plain y = x·Wᵀ products for
   // kernels::linear: the key half transposed, uk_[h] [C, dn] (q_nope → latent query), and the value half,
   // uv_[h] [dv, C] (latent output → head output). The value half is a view of kv_b's own rows in their

@@ -9,15 +9,21 @@
 
 namespace dsv3 {
 
-std::unique_ptr<Model> Model::load(const std::string& dir) {
+std::unique_ptr<Model> Model::load(const std::string& dir, const ModelOptions& options) {
   ModelConfig config = load_config(dir);
-  auto ckpt = std::make_shared<io::Checkpoint>(io::Checkpoint::open(dir));
+  auto ckpt = std::make_shared<io::Checkpoint>(io::Checkpoint::open(dir, options.load_mode));
   ModelWeights w = bind_weights(config, *ckpt);
-  return std::make_unique<Model>(std::move(config), std::move(w), ckpt);
+  return std::make_unique<Model>(std::move(config), std::move(w), ckpt, options);
 }
 
-Model::Model(ModelConfig config, ModelWeights weights, std::shared_ptr<const void> keepalive)
-    : config_(std::move(config)), weights_(std::move(weights)), keepalive_(std::move(keepalive)), rope_(config_) {
+Model::Model(ModelConfig config, ModelWeights weights, std::shared_ptr<const void> keepalive,
+             const ModelOptions& options)
+    : config_(std::move(config)),
+      weights_(std::move(weights)),
+      keepalive_(std::move(keepalive)),
+      options_(options),
+      lin_(options.linear()),
+      rope_(config_) {
   for (const LayerWeights& lw : weights_.layers) blocks_.push_back(make_block(lw));
   for (const MtpWeights& mw : weights_.mtp) mtp_.push_back(make_block(mw.layer));
 }
@@ -25,7 +31,7 @@ Model::Model(ModelConfig config, ModelWeights weights, std::shared_ptr<const voi
 Model::Block Model::make_block(const LayerWeights& lw) {
   Block b;
   b.w = &lw;
-  b.attn = std::make_unique<Mla>(config_, lw.attn);
+  b.attn = std::make_unique<Mla>(config_, lw.attn, lin_);
   if (lw.is_moe)
     b.moe = std::make_unique<Moe>(config_, lw.moe);
   else
@@ -98,7 +104,7 @@ void Model::run_block(Block& blk, int64_t cache_layer, float* h, const Batch& b,
     if (opt.routing) rec = &opt.routing->emplace_back();
     blk.moe->forward(xn_.data(), m, tmp_.data(), rec);
   } else {
-    ffn_forward(blk.mlp, xn_.data(), m, tmp_.data(), ffn_);
+    ffn_forward(blk.mlp, xn_.data(), m, tmp_.data(), ffn_, lin_);
   }
   for (int64_t i = 0; i < m * D; ++i) h[i] += tmp_[size_t(i)];
 }
@@ -108,7 +114,7 @@ void Model::project_logits(const float* normed, std::span<const SeqChunk> chunks
   if (which == LogitRows::None || !logits_out) return;
   const int64_t D = config_.hidden_size;
   if (which == LogitRows::All) {
-    kernels::linear(normed, m, head, logits_out);
+    kernels::linear(normed, m, head, logits_out, lin_);
     return;
   }
   sel_.resize(chunks.size() * size_t(D));
@@ -118,7 +124,7 @@ void Model::project_logits(const float* normed, std::span<const SeqChunk> chunks
     if (chunks[c].n == 0) fail("forward: LastOfEachChunk needs every chunk to hold a token");
     std::memcpy(sel_.data() + c * size_t(D), normed + (row - 1) * D, size_t(D) * sizeof(float));
   }
-  kernels::linear(sel_.data(), int64_t(chunks.size()), head, logits_out);
+  kernels::linear(sel_.data(), int64_t(chunks.size()), head, logits_out, lin_);
 }
 
 void Model::forward(std::span<const int32_t> tokens, std::span<const SeqChunk> chunks, float* hidden_out,
@@ -157,7 +163,7 @@ void Model::mtp_forward(int64_t k, std::span<const int32_t> next_tokens, const f
     kernels::rmsnorm(hidden_in + r * D, mw.hnorm, 1, D, eps, cat_.data() + r * 2 * D + D);
   }
   h_.resize(size_t(m * D));
-  kernels::linear(cat_.data(), m, mw.eh_proj, h_.data());
+  kernels::linear(cat_.data(), m, mw.eh_proj, h_.data(), lin_);
   run_block(mtp_[size_t(k)], k, h_.data(), b, opt);
   for (const SeqChunk& ch : chunks) ch.cache->advance(ch.n);
   if (hidden_out) std::memcpy(hidden_out, h_.data(), size_t(m * D) * sizeof(float));

@@ -20,6 +20,7 @@
 #include "model/kv_cache.h"
 #include "model/mla.h"
 #include "model/moe.h"
+#include "model/options.h"
 #include "model/rope.h"
 #include "model/weights.h"
 
@@ -40,15 +41,18 @@ struct ForwardOptions {
 
 class Model {
  public:
-  // Loads config.json and the safetensors weights of a model directory (mmap'd; FP8 used as stored).
-  static std::unique_ptr<Model> load(const std::string& dir);
+  // Loads config.json and the safetensors weights of a model directory (mmap'd unless options.load_mode
+  // says Read; FP8 used as stored).
+  static std::unique_ptr<Model> load(const std::string& dir, const ModelOptions& options = {});
   // Builds a model over weights bound elsewhere (e.g. a trainer's buffers); `keepalive` owns their memory.
-  Model(ModelConfig config, ModelWeights weights, std::shared_ptr<const void> keepalive = nullptr);
+  Model(ModelConfig config, ModelWeights weights, std::shared_ptr<const void> keepalive = nullptr,
+        const ModelOptions& options = {});
   Model(const Model&) = delete;  // blocks hold references into the config and weights
   Model& operator=(const Model&) = delete;
 
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
+  const ModelOptions& options() const { return options_; }
   int64_t num_mtp() const { return int64_t(mtp_.size()); }
 
   KvCache new_cache(int64_t capacity) const;      // main model: num_hidden_layers layers
@@ -86,6 +90,8 @@ class Model {
   ModelConfig config_;
   ModelWeights weights_;
   std::shared_ptr<const void> keepalive_;
+  ModelOptions options_;
+  kernels::LinearOptions lin_;  // options_.linear(): every matmul but the MoE router gate
   RopeTable rope_;
   std::vector<Block> blocks_;
   std::vector<Block> mtp_;

@@ -50,7 +50,7 @@ class Server {
  public:
   Server(const ServerOptions& o) : opt_(o) {
     namespace fs = std::filesystem;
-    model_ = Model::load(o.model_dir);
+    model_ = Model::load(o.model_dir, o.model_options);
     const ModelConfig& c = model_->config();
     if (fs::exists(fs::path(o.model_dir) / "tokenizer.json")) {
       tokenizer_ = io::Tokenizer::load(o.model_dir);

@@ -13,6 +13,8 @@
 #include <cstdint>
 #include <string>
 
+#include "model/options.h"
+
 namespace dsv3::server {
 
 struct ServerOptions {
@@ -28,6 +30,7 @@ struct ServerOptions {
   std::string spec = "none";     // none | mtp
   int64_t draft = 1;
   int64_t prefill_chunk = 512;
+  ModelOptions model_options;    // --bf16-activations, --no-mmap
 };
 
 // Loads the model, binds, prints "dsv3 serve: listening on http://HOST:PORT" to stderr and serves until

@@ -63,10 +63,11 @@ std::string read_file(const std::string& p) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-// Expects SafetensorsFile::open(p) to throw a dsv3::Error whose message contains every one of `parts`.
-void expect_open_error(const std::string& p, std::initializer_list<std::string> parts) {
+// Expects SafetensorsFile::open(p, mode) to throw a dsv3::Error whose message contains every one of `parts`.
+void expect_open_error(const std::string& p, std::initializer_list<std::string> parts,
+                       LoadMode mode = LoadMode::Mmap) {
   try {
-    SafetensorsFile::open(p);
+    SafetensorsFile::open(p, mode);
     ADD_FAILURE() << p << ": expected a dsv3::Error";
   } catch (const Error& e) {
     std::string msg = e.what();
@@ -165,8 +166,7 @@ TEST_F(SafetensorsTest, ReadModeGivesTheSameTensors) {
   auto ts = sample_tensors();
   std::string p = path("model.safetensors");
   write_safetensors(p, to_write(ts), {{"format", "pt"}});
-  set_load_mode(LoadMode::Read);
-  auto f = SafetensorsFile::open(p);
+  auto f = SafetensorsFile::open(p, LoadMode::Read);
   for (const auto& o : ts) {
     const TensorView* v = f->find(o.name);
     ASSERT_NE(v, nullptr) << o.name;
@@ -175,9 +175,15 @@ TEST_F(SafetensorsTest, ReadModeGivesTheSameTensors) {
   EXPECT_EQ(f->metadata().at("format"), "pt");
   std::string raw = read_bytes(p);
   write_bytes(path("trunc.safetensors"), raw.substr(0, raw.size() - 3));
-  expect_open_error(path("trunc.safetensors"), {"trunc.safetensors", "truncated"});
-  expect_open_error(path("does_not_exist.safetensors"), {"does_not_exist.safetensors"});
-  set_load_mode(LoadMode::Mmap);
+  expect_open_error(path("trunc.safetensors"), {"trunc.safetensors", "truncated"}, LoadMode::Read);
+  expect_open_error(path("does_not_exist.safetensors"), {"does_not_exist.safetensors"}, LoadMode::Read);
+  // A checkpoint opened in Read mode: its files read too, the same tensors.
+  Checkpoint c = Checkpoint::open(dir_, LoadMode::Read);
+  for (const auto& o : ts) {
+    const TensorView* v = c.find(o.name);
+    ASSERT_NE(v, nullptr) << o.name;
+    expect_same(*v, o);
+  }
 }
 
 TEST_F(SafetensorsTest, ZeroTensors) {

@@ -149,8 +149,8 @@ TEST(Swiglu, BitIdenticalToUnfusedLinear) {
 }
 
 TEST(Swiglu, Bf16ActivationsOptIn) {
-  // The process-wide opt-in (kernels::set_default_bf16_activations): BF16 experts multiply bf16-rounded x
-  // and h. Near the exact reference, and not equal to it (the option took effect).
+  // The opt-in (LinearOptions::bf16_activations, a model's option): BF16 experts multiply bf16-rounded x
+  // and h. Near the exact reference, and not equal to it (the option took effect); without it, exact.
   if (!has_avx512_bf16()) GTEST_SKIP() << "no AVX-512 BF16 on this CPU";
   const int64_t d = 320, inter = 300;
   std::vector<std::unique_ptr<ExpertData>> data;
@@ -159,15 +159,15 @@ TEST(Swiglu, Bf16ActivationsOptIn) {
     data.push_back(std::make_unique<ExpertData>(DType::BF16, d, inter, 1 + e, 4, 200 + 10 * e));
     experts.push_back(data.back()->view(true));
   }
-  std::vector<float> got(size_t(4 * d), 0.0f), want(size_t(4 * d), 0.0f);
+  std::vector<float> got(size_t(4 * d), 0.0f), exact(size_t(4 * d), 0.0f), want(size_t(4 * d), 0.0f);
   SwigluScratch s;
-  set_default_bf16_activations(true);
-  swiglu_experts(experts, d, got.data(), s);
-  set_default_bf16_activations(false);
+  swiglu_experts(experts, d, got.data(), s, {.bf16_activations = true});
+  swiglu_experts(experts, d, exact.data(), s);  // the same scratch, default options: exact again
   swiglu_experts_ref(experts, d, want.data());
   const double e = rel_err(got, want);
   EXPECT_LE(e, 1e-2);
   EXPECT_GT(e, 1e-6);
+  EXPECT_LE(rel_err(exact, want), 2e-6);
 }
 
 TEST(Swiglu, MixedFormatsTakeTheUnfusedPath) {

@@ -112,12 +112,14 @@ TEST_P(Reference, SequencesBatchedTogetherMatchTheirOwnReferences) {
 INSTANTIATE_TEST_SUITE_P(Cases, Reference, ::testing::Values("v3_tiny", "v2lite_tiny", "v3_fp8", "v3_mtp"));
 
 TEST(Model, Bf16ActivationsStayNearTheReference) {
-  // `--bf16-activations`: matmuls over BF16 weights with x rounded to bf16. Not the exact path (the
-  // default, checked above at 1e-4), but within the rounding of bf16 activations of it.
+  // `--bf16-activations` (ModelOptions::bf16_activations): matmuls over BF16 weights with x rounded to
+  // bf16. Not the exact path (the default, checked above at 1e-4), but within the rounding of bf16
+  // activations of it.
   DSV3_REQUIRE_CASE("v3_tiny");
   if (!kernels::has_avx512_bf16()) GTEST_SKIP() << "no AVX-512 BF16 on this CPU (the option is then a no-op)";
   const std::string dir = testing::testdata_dir() + "/v3_tiny";
-  auto model = Model::load(dir);
+  auto model = Model::load(dir, {.bf16_activations = true});
+  EXPECT_TRUE(model->options().bf16_activations);
   const int64_t V = model->config().vocab_size;
   const auto seqs = read_ids(dir + "/ids.txt");
   size_t s = 0;  // the longest sequence: more than 16 rows reach the GEMM regime as well as the GEMV one
@@ -128,13 +130,57 @@ TEST(Model, Bf16ActivationsStayNearTheReference) {
   std::vector<float> logits(size_t(n * V));
   KvCache cache = model->new_cache(n);
   SeqChunk ch{&cache, n};
-  kernels::set_default_bf16_activations(true);
   model->forward(seqs[s], {&ch, 1}, nullptr, logits.data());
-  kernels::set_default_bf16_activations(false);
   const auto want = read_f32(dir + "/logits_" + std::to_string(s) + ".f32");
   const double e = rel_err(logits.data(), want.data(), want.size());
   EXPECT_LE(e, 2e-2);
   EXPECT_GT(e, kTol) << "the option changed nothing: is the GEMM regime reached?";
+}
+
+TEST(Model, TwoModelsWithDifferentOptionsLiveSideBySide) {
+  // Options belong to a model, not to the process: an exact model (its weights read into memory,
+  // `--no-mmap`) and a bf16-activations one (mapped) over the same checkpoint, their forwards interleaved
+  // — a prefill long enough for the GEMM regime, then one-token decode steps taking turns. Each gives its
+  // own numbers: the exact one DeepSeek's logits to 1e-4, the other the bf16 rounding of them.
+  DSV3_REQUIRE_CASE("v3_tiny");
+  const std::string dir = testing::testdata_dir() + "/v3_tiny";
+  auto exact = Model::load(dir, {.load_mode = io::LoadMode::Read});
+  auto fast = Model::load(dir, {.bf16_activations = true});
+  EXPECT_FALSE(exact->options().bf16_activations);
+  EXPECT_EQ(exact->options().load_mode, io::LoadMode::Read);
+  EXPECT_TRUE(fast->options().bf16_activations);
+  EXPECT_EQ(fast->options().load_mode, io::LoadMode::Mmap);
+  const int64_t V = exact->config().vocab_size;
+  const auto seqs = read_ids(dir + "/ids.txt");
+  size_t s = 0;  // the longest sequence
+  for (size_t i = 1; i < seqs.size(); ++i)
+    if (seqs[i].size() > seqs[s].size()) s = i;
+  const std::span<const int32_t> ids(seqs[s]);
+  const int64_t n = int64_t(ids.size()), split = n - 3;
+  ASSERT_GT(split, 16);
+  const auto want = read_f32(dir + "/logits_" + std::to_string(s) + ".f32");
+  ASSERT_EQ(want.size(), size_t(n * V));
+  KvCache exact_cache = exact->new_cache(n), fast_cache = fast->new_cache(n);
+  std::vector<float> exact_logits(size_t(n * V)), fast_logits(size_t(n * V));
+  SeqChunk ec{&exact_cache, split}, fc{&fast_cache, split};
+  exact->forward(ids.first(size_t(split)), {&ec, 1}, nullptr, exact_logits.data());
+  fast->forward(ids.first(size_t(split)), {&fc, 1}, nullptr, fast_logits.data());
+  for (int64_t i = split; i < n; ++i) {
+    SeqChunk e1{&exact_cache, 1}, f1{&fast_cache, 1};
+    fast->forward(ids.subspan(size_t(i), 1), {&f1, 1}, nullptr, fast_logits.data() + i * V);
+    exact->forward(ids.subspan(size_t(i), 1), {&e1, 1}, nullptr, exact_logits.data() + i * V);
+  }
+  EXPECT_LE(rel_err(exact_logits.data(), want.data(), want.size()), kTol);
+  if (!kernels::has_avx512_bf16()) {  // the option is then a no-op: both models exact
+    EXPECT_LE(rel_err(fast_logits.data(), want.data(), want.size()), kTol);
+    GTEST_SKIP() << "no AVX-512 BF16 on this CPU: the bf16 model computes exactly too";
+  }
+  const double e = rel_err(fast_logits.data(), want.data(), want.size());
+  EXPECT_LE(e, 2e-2);
+  EXPECT_GT(e, kTol) << "the bf16 model computed exactly: did the options reach its matmuls?";
+  // The decode rows alone (the GEMV regime) differ too.
+  const size_t tail = size_t(split * V);
+  EXPECT_GT(rel_err(fast_logits.data() + tail, want.data() + tail, want.size() - tail), kTol);
 }
 
 TEST(Model, RejectsOutOfRangeTokenIds) {

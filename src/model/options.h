@@ -1,0 +1,24 @@
+// Per-model options: what one Model instance computes with and how its weights are brought in. Passed to
+// Model::load (and the Model constructor), never process-wide switches (DESIGN.md, model/): two models with
+// different options live side by side in one process. Commands fill it from --bf16-activations / --no-mmap
+// (cli/gen_flags.h).
+#pragma once
+
+#include "io/safetensors.h"
+#include "kernels/linear.h"
+
+namespace dsv3 {
+
+struct ModelOptions {
+  // Matmuls over BF16 weights round their input to bf16 (kernels::LinearOptions::bf16_activations): MLA,
+  // dense and expert FFNs, eh_proj, the head. The MoE router gate stays exact whatever this says (rounded
+  // scores flip near-tied experts). Off: every product exact fp32, the reference's numerics (1e-4).
+  bool bf16_activations = false;
+  // How the safetensors files are brought into memory (io::LoadMode; Read = `--no-mmap`).
+  io::LoadMode load_mode = io::LoadMode::Mmap;
+
+  // The options of the model's matmuls (those this struct covers; the router gate uses LinearOptions{}).
+  kernels::LinearOptions linear() const { return {.bf16_activations = bf16_activations}; }
+};
+
+}  // namespace dsv3
