@@ -98,14 +98,16 @@ void Engine::prefill(std::span<Sequence* const> seqs) {
     const int64_t take = chunks[i].n, start = s->prefilled, n = int64_t(s->request.prompt.size());
     s->prefilled += take;
     if (spec) {  // MTP rows (h[p], t[p+1]) of this chunk; the last prompt row waits for the sampled token
-      s->mtp_hidden.insert(s->mtp_hidden.end(), hidden_.begin() + row * D, hidden_.begin() + (row + take) * D);
-      for (int64_t p = start; p < start + take && p + 1 < n; ++p) s->mtp_next.push_back(s->request.prompt[size_t(p + 1)]);
+      const std::span<const int32_t> prompt(s->request.prompt);
+      const int64_t known = std::min(start + take, n - 1) - start;  // rows whose t[p+1] is a prompt token
+      s->mtp_pending.append_hidden(start, std::span<const float>(hidden_).subspan(size_t(row * D), size_t(take * D)));
+      s->mtp_pending.append_next(start, prompt.subspan(size_t(start + 1), size_t(known)));
     }
     row += take;
     if (!s->prefilling()) {
       const float* lg = logits_.data() + int64_t(i) * V;
       const int32_t tok = s->sampler.sample(lg);
-      if (spec) s->mtp_next.push_back(tok);
+      if (spec) s->mtp_pending.append_next(n - 1, tok);
       s->emit(tok, lg, V);
     }
   }
@@ -117,13 +119,10 @@ void Engine::prefill(std::span<Sequence* const> seqs) {
     std::vector<float> hid;
     for (Sequence* s : in) {
       if (s->done()) continue;
-      const int64_t rows = int64_t(s->mtp_next.size()) - (s->prefilling() ? 0 : 1);
+      const int64_t rows = s->mtp_pending.complete() - (s->prefilling() ? 0 : 1);
       if (rows <= 0) continue;
+      s->mtp_pending.take(rows, s->mtp_cache.length(), next, hid);
       mchunks.push_back({&s->mtp_cache, rows});
-      next.insert(next.end(), s->mtp_next.begin(), s->mtp_next.begin() + rows);
-      hid.insert(hid.end(), s->mtp_hidden.begin(), s->mtp_hidden.begin() + rows * D);
-      s->mtp_next.erase(s->mtp_next.begin(), s->mtp_next.begin() + rows);
-      s->mtp_hidden.erase(s->mtp_hidden.begin(), s->mtp_hidden.begin() + rows * D);
     }
     if (!mchunks.empty())
       model_.mtp_forward(0, next, hid.data(), mchunks, nullptr, nullptr, {.logits = LogitRows::None});

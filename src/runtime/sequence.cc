@@ -63,6 +63,7 @@ Sequence::Sequence(const Model& model, GenerationRequest req, TokenCallback cb, 
     cache = model.new_cache(cap);
     if (speculative) mtp_cache = model.new_mtp_cache(cap);
   }
+  if (speculative) mtp_pending = MtpPending(c.hidden_size, keep);  // the MTP cache holds rows 0..keep-1
   stats.prompt_tokens = n;
 }
 

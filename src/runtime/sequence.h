@@ -5,8 +5,8 @@
 //   tokens = prompt + generated; the main cache holds tokens[0..n) and tokens[n] = tokens.back() is the last
 //   emitted token, not yet run through the model ("pending").
 //   With MTP speculation the MTP cache holds rows 0..L-1 (row i = (h[i], t[i+1]), h = the main model's final
-//   hidden state after model.norm) and mtp_hidden / mtp_next hold the rows L..n-1 not yet fed to it; the last
-//   of them pairs h[n-1] with the pending token, so the next draft step drafts t[n+1].
+//   hidden state after model.norm) and mtp_pending holds the rows L..n-1 not yet fed to it, all complete; the
+//   last of them pairs h[n-1] with the pending token, so the next draft step drafts t[n+1].
 #pragma once
 
 #include <atomic>
@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "model/kv_cache.h"
+#include "runtime/mtp_pending.h"
 #include "runtime/sampler.h"
 
 namespace dsv3 {
@@ -70,8 +71,7 @@ struct Sequence {
   std::vector<int32_t> tokens;  // prompt + generated
   int64_t prefilled = 0;        // prompt tokens already in the cache
   int64_t reused = 0;           // of which taken over from a previous sequence
-  std::vector<float> mtp_hidden;  // [r, hidden] pending MTP rows (see above)
-  std::vector<int32_t> mtp_next;  // [r]
+  MtpPending mtp_pending;       // MTP rows L..n-1 (see above); without speculation it has no width
   FinishReason finish = FinishReason::None;
   std::atomic<bool> cancelled{false};  // set from any thread; the engine finishes the sequence at its next step
   SequenceStats stats;

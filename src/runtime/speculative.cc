@@ -70,13 +70,12 @@ SpecStepStats speculative_step(Model& model, std::span<Sequence* const> seqs, in
       if (ks[i] < j) continue;
       who.push_back(i);
       if (j == 1) {
-        const int64_t rows = int64_t(s->mtp_next.size());
-        if (rows < 1 || int64_t(s->mtp_hidden.size()) != rows * D) fail("speculative step: no pending MTP row");
+        const int64_t rows = s->mtp_pending.complete();
+        if (rows < 1 || rows != s->mtp_pending.rows())
+          fail("speculative step: {} pending MTP rows, {} of them with their next token (need at least one, all)",
+               s->mtp_pending.rows(), rows);
+        s->mtp_pending.take(rows, s->mtp_cache.length(), next, hid_in);
         chunks.push_back({&s->mtp_cache, rows});
-        next.insert(next.end(), s->mtp_next.begin(), s->mtp_next.end());
-        hid_in.insert(hid_in.end(), s->mtp_hidden.begin(), s->mtp_hidden.end());
-        s->mtp_next.clear();
-        s->mtp_hidden.clear();
       } else {
         chunks.push_back({&s->mtp_cache, 1});
         next.push_back(drafts[i].back());
@@ -137,10 +136,11 @@ SpecStepStats speculative_step(Model& model, std::span<Sequence* const> seqs, in
       ++st.emitted;
       s->emit(v.next, lg + v.accepted * V, V);
     }
-    if (!s->done()) {
-      s->mtp_hidden.insert(s->mtp_hidden.end(), hid_out.begin() + r0 * D, hid_out.begin() + (r0 + v.accepted + 1) * D);
-      s->mtp_next.insert(s->mtp_next.end(), drafts[i].begin(), drafts[i].begin() + v.accepted);
-      s->mtp_next.push_back(v.next);
+    if (!s->done()) {  // rows n0..n0+a: h from the verify forward, paired with d1..da and the verifier's token
+      const std::span<const float> kept = std::span<const float>(hid_out).subspan(size_t(r0 * D));
+      s->mtp_pending.append_hidden(n0, kept.first(size_t((v.accepted + 1) * D)));
+      s->mtp_pending.append_next(n0, std::span<const int32_t>(drafts[i]).first(size_t(v.accepted)));
+      s->mtp_pending.append_next(n0 + v.accepted, v.next);
     }
     r0 += k + 1;
   }
