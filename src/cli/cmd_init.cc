@@ -1,7 +1,7 @@
 // dsv3 init --config CONFIG.json --out DIR [--seed N] [--dtype f32|bf16|fp8] [--std S]
 #include "cli/command.h"
 #include "model/config.h"
-#include "model/init.h"
+#include "tools/init.h"
 
 namespace dsv3::cli {
 namespace {

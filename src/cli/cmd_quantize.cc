@@ -13,7 +13,8 @@
 #include "cli/command.h"
 #include "cli/ids.h"
 #include "core/error.h"
-#include "model/quantize.h"
+#include "tools/divergence.h"
+#include "tools/quantize.h"
 
 namespace dsv3::cli {
 namespace {

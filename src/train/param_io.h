@@ -12,7 +12,7 @@
 
 #include "io/safetensors.h"
 #include "model/config.h"
-#include "model/init.h"
+#include "tools/init.h"
 #include "train/params.h"
 
 namespace dsv3::train {

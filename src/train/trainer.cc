@@ -14,7 +14,7 @@
 #include "io/dataset.h"
 #include "io/safetensors.h"
 #include "io/tokenizer.h"
-#include "model/init.h"
+#include "tools/init.h"
 #include "train/adamw.h"
 #include "train/balance.h"
 #include "train/checkpoint.h"

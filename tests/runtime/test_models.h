@@ -18,7 +18,7 @@
 
 #include "io/bpe_trainer.h"
 #include "model/config.h"
-#include "model/init.h"
+#include "tools/init.h"
 
 namespace dsv3::testing_models {
 

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "core/dtype.h"
-#include "model/init.h"
+#include "tools/init.h"
 #include "train/adamw.h"
 #include "train/fp8_quant.h"
 #include "train/linear_grad.h"

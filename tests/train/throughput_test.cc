@@ -12,7 +12,7 @@
 #include <random>
 
 #include "model/config.h"
-#include "model/init.h"
+#include "tools/init.h"
 #include "train/step.h"
 
 namespace dsv3::train {

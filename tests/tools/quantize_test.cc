@@ -9,7 +9,8 @@
 //  - int4, 16 levels: step ≈ amax/7.5, e ≈ 8.5%, ~75× bf16's; bound 120× and at least 3× int8's (int4 that
 //    came out as accurate as int8 would mean the conversion did not happen).
 // KL bounds follow from the relative error δ of the logits z: KL ≈ ½ Var_p(δz) ≤ ½ (δ‖z‖∞)².
-#include "model/quantize.h"
+#include "tools/divergence.h"
+#include "tools/quantize.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -22,8 +23,8 @@
 
 #include "core/error.h"
 #include "io/safetensors.h"
-#include "model/init.h"
-#include "testdata.h"
+#include "tools/init.h"
+#include "../model/testdata.h"
 
 namespace dsv3 {
 namespace {

@@ -1,4 +1,4 @@
-#include "model/init.h"
+#include "tools/init.h"
 
 #include <cmath>
 #include <cstring>

@@ -8,8 +8,7 @@
 // goes straight into the logits, and it is ~1% of a V3 token's weight traffic (llama.cpp's Q4_0 likewise
 // keeps output.weight at higher precision). Kept as stored: embeddings (a row lookup, no bandwidth to
 // save), the router gate (tiny; expert selection is discontinuous in its output), RMSNorm weights and
-// e_score_correction_bias (vectors). kv_b is quantized too: it is decoded to fp32 once at load (mla.cc),
-// so it costs accuracy only, not speed, but it halves its share of the file. --type bf16 converts every
+// e_score_correction_bias (vectors). kv_b is quantized too (MLA reads it in its stored dtype, kernels/weight_view.h). --type bf16 converts every
 // matrix (embeddings, gate and heads included) to BF16 and keeps vectors as stored.
 #pragma once
 
@@ -43,29 +42,5 @@ struct QuantizeReport {
 // and the tokenizer files (tokenizer.json, tokenizer_config.json, special_tokens_map.json,
 // generation_config.json). Holds at most one output shard in memory.
 QuantizeReport quantize_model(const std::string& in_dir, const std::string& out_dir, const QuantizeOptions& opt);
-
-// ---- divergence of a converted model from the exact path
-
-struct LogitDivergence {
-  int64_t rows = 0;
-  double max_rel_err = 0;          // max over rows of max_j |got − ref| / max_j |ref|
-  double rel_l2 = 0;               // ‖got − ref‖ / ‖ref‖ over all rows
-  double top1_agree = 0;           // fraction of rows whose argmax agrees
-  double kl_mean = 0, kl_max = 0;  // KL(softmax(ref) ‖ softmax(got)) per row, nats
-};
-// Compares logits [rows, vocab].
-LogitDivergence compare_logits(const float* got, const float* ref, int64_t rows, int64_t vocab);
-
-struct DivergenceOptions {
-  int64_t sequences = 4, length = 24;  // random token sequences (ignored when ids is given)
-  uint64_t seed = 1;
-  std::vector<std::vector<int32_t>> ids;
-};
-struct DivergenceReport {
-  LogitDivergence prefill;  // every position of each sequence in one forward (GEMM regime; exact x without VNNI)
-  LogitDivergence decode;   // one token per forward (GEMV regime: int8 x with quantized weights)
-};
-// Runs `test` and `ref` (same config shape) over the same sequences; logits of `test` against `ref`.
-DivergenceReport measure_divergence(Model& test, Model& ref, const DivergenceOptions& opt);
 
 }  // namespace dsv3
