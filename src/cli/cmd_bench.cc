@@ -16,9 +16,9 @@
 #include "cli/command.h"
 #include "cli/gen_flags.h"
 #include "core/error.h"
-#include "io/safetensors.h"
 #include "kernels/linear.h"
 #include "model/transformer.h"
+#include "runtime/model_bundle.h"
 
 namespace dsv3::cli {
 namespace {
@@ -71,7 +71,8 @@ int run(const Options& o) {
   if (o.prompt < 1 || o.gen < 1 || o.reps < 1 || o.batch < 1) fail("--prompt, --gen, --reps and --batch must be >= 1");
   if (o.threads < 0) fail("--threads must be >= 0");
   if (o.threads > 0) omp_set_num_threads(int(o.threads));
-  auto model = Model::load(o.model, o.model_options);
+  runtime::ModelBundle bundle = runtime::ModelBundle::load(o.model, o.model_options);
+  Model* model = bundle.model.get();
   const ModelOptions& mo = model->options();
   const ModelConfig& c = model->config();
   const int64_t V = c.vocab_size;

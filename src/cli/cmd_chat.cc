@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <filesystem>
 #include <iostream>
 
 #include "cli/command.h"
@@ -24,11 +23,9 @@ struct Options {
 };
 
 int run(const Options& o) {
-  GenModel g = load_gen_model(o.gen.model, o.gen.options);
+  runtime::ModelBundle g = runtime::ModelBundle::load(o.gen.model, o.gen.options);
   if (!g.tokenizer) fail("{} has no tokenizer.json: chat needs one", o.gen.model);
-  io::ChatTemplate tmpl;
-  if (std::filesystem::exists(std::filesystem::path(o.gen.model) / "tokenizer_config.json"))
-    tmpl = io::ChatTemplate::load(o.gen.model);
+  const io::ChatTemplate tmpl = g.chat_template.value_or(io::ChatTemplate{});  // none: DeepSeek-V3's
   runtime::Engine engine(*g.model, o.gen.engine());
   const bool tty = ::isatty(STDIN_FILENO);
   const bool spec = engine.options().spec == runtime::SpecMode::Mtp;

@@ -22,8 +22,8 @@ struct Options {
 };
 
 // --batch N: N sequences stepped together; texts printed at the end.
-int run_batch(const Options& o, GenModel& g, runtime::Engine& engine, const runtime::GenerationRequest& base,
-              bool text) {
+int run_batch(const Options& o, runtime::ModelBundle& g, runtime::Engine& engine,
+              const runtime::GenerationRequest& base, bool text) {
   std::vector<std::unique_ptr<runtime::Sequence>> seqs;
   std::vector<std::optional<runtime::TextStream>> ts(size_t(o.batch));
   std::vector<std::string> out(size_t(o.batch));
@@ -70,7 +70,7 @@ int run_batch(const Options& o, GenModel& g, runtime::Engine& engine, const runt
 
 int run(const Options& o) {
   if (o.prompt.empty() == o.ids.empty()) fail("give exactly one of --prompt and --ids");
-  GenModel g = load_gen_model(o.gen.model, o.gen.options);
+  runtime::ModelBundle g = runtime::ModelBundle::load(o.gen.model, o.gen.options);
   runtime::Engine engine(*g.model, o.gen.engine());
   runtime::GenerationRequest req;
   if (!o.ids.empty()) {

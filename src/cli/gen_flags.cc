@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <filesystem>
 #include <random>
 
 namespace dsv3::cli {
@@ -53,17 +52,6 @@ runtime::SamplingParams GenFlags::sampling() const {
 
 runtime::EngineOptions GenFlags::engine() const {
   return {.spec = runtime::parse_spec_mode(spec), .draft = draft, .max_context = ctx};
-}
-
-GenModel load_gen_model(const std::string& dir, const ModelOptions& options) {
-  GenModel g;
-  g.model = Model::load(dir, options);
-  if (std::filesystem::exists(std::filesystem::path(dir) / "tokenizer.json")) g.tokenizer = io::Tokenizer::load(dir);
-  for (int64_t id : g.model->config().eos_token_ids) g.eos_ids.push_back(int32_t(id));
-  if (g.tokenizer && g.tokenizer->eos_id()) g.eos_ids.push_back(*g.tokenizer->eos_id());
-  std::sort(g.eos_ids.begin(), g.eos_ids.end());
-  g.eos_ids.erase(std::unique(g.eos_ids.begin(), g.eos_ids.end()), g.eos_ids.end());
-  return g;
 }
 
 void print_stats(const runtime::SequenceStats& s, bool speculative) {

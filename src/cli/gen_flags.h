@@ -8,10 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "io/tokenizer.h"
 #include "model/options.h"
-#include "model/transformer.h"
 #include "runtime/generator.h"
+#include "runtime/model_bundle.h"
 #include "runtime/sampler.h"
 
 namespace dsv3::cli {
@@ -37,21 +36,12 @@ struct GenFlags {
 };
 
 // Flags of every command that runs the model (generate, chat, serve, bench), filling `options` (which must
-// outlive the parse):
+// outlive the parse) for runtime::ModelBundle::load:
 //   --bf16-activations  matmuls over BF16 weights with x rounded to bf16 (vdpbf16ps, as llama.cpp does for
 //                       BF16 models); off = exact fp32 activations (ModelOptions::bf16_activations)
 //   --no-mmap           read the weights into the process's memory instead of mapping the files
 //                       (ModelOptions::load_mode = io::LoadMode::Read)
 void add_engine_flags(CLI::App& app, ModelOptions& options);
-
-// A model ready to generate with: the tokenizer when the directory has tokenizer.json, and the
-// end-of-sequence ids (the tokenizer's eos token and config.json's eos_token_id).
-struct GenModel {
-  std::unique_ptr<Model> model;
-  std::optional<io::Tokenizer> tokenizer;
-  std::vector<int32_t> eos_ids;
-};
-GenModel load_gen_model(const std::string& dir, const ModelOptions& options);
 
 // "prefill: ... tok/s", "decode: ... tok/s" and, with MTP, acceptance, on stderr.
 void print_stats(const runtime::SequenceStats& s, bool speculative);

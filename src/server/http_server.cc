@@ -15,8 +15,8 @@
 #include "core/error.h"
 #include "io/chat_template.h"
 #include "io/tokenizer.h"
-#include "model/transformer.h"
 #include "runtime/generator.h"
+#include "runtime/model_bundle.h"
 #include "runtime/scheduler.h"
 #include "server/openai_api.h"
 
@@ -48,28 +48,22 @@ bool same_key(const std::string& a, const std::string& b) {
 
 class Server {
  public:
-  Server(const ServerOptions& o) : opt_(o) {
+  Server(const ServerOptions& o) : opt_(o), bundle_(runtime::ModelBundle::load(o.model_dir, o.model_options)) {
     namespace fs = std::filesystem;
-    model_ = Model::load(o.model_dir, o.model_options);
-    const ModelConfig& c = model_->config();
-    if (fs::exists(fs::path(o.model_dir) / "tokenizer.json")) {
-      tokenizer_ = io::Tokenizer::load(o.model_dir);
-      if (fs::exists(fs::path(o.model_dir) / "tokenizer_config.json")) chat_ = io::ChatTemplate::load(o.model_dir);
-    }
-    for (int64_t id : c.eos_token_ids) eos_.push_back(int32_t(id));
-    if (tokenizer_ && tokenizer_->eos_id()) eos_.push_back(*tokenizer_->eos_id());
+    const ModelConfig& c = bundle_.model->config();
+    chat_ = bundle_.chat_template.value_or(io::ChatTemplate{});  // none: DeepSeek-V3's
     if (o.ctx < 2) fail("--ctx must be >= 2, got {}", o.ctx);
     engine_ = std::make_unique<runtime::Engine>(
-        *model_, runtime::EngineOptions{.spec = runtime::parse_spec_mode(o.spec),
-                                        .draft = o.draft,
-                                        .prefill_chunk = o.prefill_chunk,
-                                        .max_context = o.ctx});
+        *bundle_.model, runtime::EngineOptions{.spec = runtime::parse_spec_mode(o.spec),
+                                               .draft = o.draft,
+                                               .prefill_chunk = o.prefill_chunk,
+                                               .max_context = o.ctx});
     scheduler_ = std::make_unique<runtime::Scheduler>(
-        *engine_, tokenizer_ ? &*tokenizer_ : nullptr,
+        *engine_, bundle_.tokenizer ? &*bundle_.tokenizer : nullptr,
         runtime::SchedulerOptions{.parallel = o.parallel, .max_queue = o.max_queue});
     name_ = o.model_name.empty() ? fs::path(o.model_dir).lexically_normal().filename().string() : o.model_name;
     if (name_.empty()) name_ = fs::path(o.model_dir).lexically_normal().parent_path().filename().string();
-    api_ctx_ = {.tokenizer = tokenizer_ ? &*tokenizer_ : nullptr,
+    api_ctx_ = {.tokenizer = bundle_.tokenizer ? &*bundle_.tokenizer : nullptr,
                 .chat_template = &chat_,
                 .context = engine_->max_context(),
                 .vocab_size = c.vocab_size};
@@ -154,7 +148,7 @@ class Server {
     ApiRequest r;
     std::shared_ptr<Job> job;
     try {
-      if (ep == Endpoint::Chat && !tokenizer_)
+      if (ep == Endpoint::Chat && !bundle_.tokenizer)
         throw ApiError(400, "this model has no tokenizer.json, so chat is unavailable; use /v1/completions with "
                             "token ids", "invalid_request_error", "messages");
       r = parse_request(ep, req.body, api_ctx_);
@@ -162,7 +156,7 @@ class Server {
       g.prompt = r.prompt;
       g.sampling = r.sampling;
       g.max_tokens = r.max_tokens;
-      g.eos_ids = eos_;
+      g.eos_ids = bundle_.eos_ids;
       g.ignore_eos = r.ignore_eos;
       try {
         job = scheduler_->submit(std::move(g), r.stop);
@@ -238,7 +232,7 @@ class Server {
   }
 
   json logprobs_of(Relay& r, const std::vector<runtime::TokenLogprobs>& lps, const std::string& text) {
-    const io::Tokenizer* tok = tokenizer_ ? &*tokenizer_ : nullptr;
+    const io::Tokenizer* tok = bundle_.tokenizer ? &*bundle_.tokenizer : nullptr;
     if (r.req.endpoint == Endpoint::Chat) return chat_logprobs_json(tok, lps);
     json j = completion_logprobs_json(tok, lps, r.text_offset);
     r.text_offset += int64_t(text.size());
@@ -351,10 +345,8 @@ class Server {
   }
 
   ServerOptions opt_;
-  std::unique_ptr<Model> model_;
-  std::optional<io::Tokenizer> tokenizer_;
-  io::ChatTemplate chat_;
-  std::vector<int32_t> eos_;
+  runtime::ModelBundle bundle_;  // model, tokenizer, eos ids
+  io::ChatTemplate chat_;        // the bundle's, else DeepSeek-V3's
   std::unique_ptr<runtime::Engine> engine_;
   std::unique_ptr<runtime::Scheduler> scheduler_;
   std::string name_;

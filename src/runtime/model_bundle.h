@@ -1,0 +1,36 @@
+// A servable model directory, loaded in one place: what generate, chat, serve and bench (and the HTTP
+// server) need beside the weights.
+//
+//   model          config.json + safetensors, with the caller's ModelOptions (bf16 activations, load mode)
+//   tokenizer      tokenizer.json, when the directory has one
+//   chat_template  tokenizer_config.json's template, when the directory has that file
+//   eos_ids        config.json's eos_token_id (one id or a list) and the tokenizer's eos token: sorted,
+//                  without duplicates — the ids that end a generation
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "io/chat_template.h"
+#include "io/tokenizer.h"
+#include "model/options.h"
+#include "model/transformer.h"
+
+namespace dsv3::runtime {
+
+struct ModelBundle {
+  std::string dir;
+  std::unique_ptr<Model> model;
+  std::optional<io::Tokenizer> tokenizer;
+  std::optional<io::ChatTemplate> chat_template;
+  std::vector<int32_t> eos_ids;
+
+  // Throws dsv3::Error naming `dir` when it is not a directory, and the file's own error (config.json,
+  // safetensors, tokenizer.json, tokenizer_config.json) when one is present but unreadable or invalid.
+  static ModelBundle load(const std::string& dir, const ModelOptions& options = {});
+};
+
+}  // namespace dsv3::runtime
