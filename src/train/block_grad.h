@@ -6,12 +6,11 @@
 #include <cstdint>
 #include <vector>
 
-#include "model/config.h"
-#include "model/rope.h"
 #include "train/ffn_grad.h"
 #include "train/layout.h"
 #include "train/mla_grad.h"
 #include "train/moe_grad.h"
+#include "train/step_context.h"
 
 namespace dsv3::train {
 
@@ -27,14 +26,10 @@ struct BlockActs {
   MoeActs moe;               // MoE layers
 };
 
-// h [B·T, hidden]: the residual stream, updated in place (h_in → h_out). `prec`: the precision of the
-// layer's MLA projections and MLP / expert linear layers (train/fp8_recipe.h).
-void block_forward(const ModelConfig& c, const RopeTable& rope, const LayerP& w, int64_t B, int64_t T,
-                   BalanceMode balance, float* h, BlockActs& a, const LinearPrecision& prec = {});
+// h [B·T, hidden]: the residual stream, updated in place (h_in → h_out); B, T = ctx.batch, ctx.seq_len.
+void block_forward(const StepContext& ctx, const LayerP& w, float* h, BlockActs& a);
 
 // dh [B·T, hidden]: ∂L/∂h_out on entry, ∂L/∂h_in on return. Weight gradients accumulate into g.
-void block_backward(const ModelConfig& c, const RopeTable& rope, const LayerP& w, const LayerG& g, int64_t B,
-                    int64_t T, const BlockActs& a, float balance_weight, float* dh,
-                    const LinearPrecision& prec = {});
+void block_backward(const StepContext& ctx, const LayerP& w, const LayerG& g, const BlockActs& a, float* dh);
 
 }  // namespace dsv3::train

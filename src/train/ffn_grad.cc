@@ -6,9 +6,9 @@
 
 namespace dsv3::train {
 
-void ffn_forward(const FfnP& w, int64_t hidden, const float* x, int64_t m, float* y, FfnActs& a,
-                 const LinearPrecision& prec) {
-  const int64_t I = w.inter, n = m * I;
+void ffn_forward(const StepContext& ctx, const FfnP& w, const float* x, int64_t m, float* y, FfnActs& a) {
+  const int64_t hidden = ctx.config.hidden_size, I = w.inter, n = m * I;
+  const LinearPrecision& prec = ctx.linear;
   a.gate.resize(size_t(n));
   a.up.resize(size_t(n));
   a.sig.resize(size_t(n));
@@ -28,9 +28,10 @@ void ffn_forward(const FfnP& w, int64_t hidden, const float* x, int64_t m, float
   linear_forward(a.act.data(), w.w2, m, hidden, I, y, prec);
 }
 
-void ffn_backward(const FfnP& w, const FfnG& g, int64_t hidden, const float* x, int64_t m, const FfnActs& a,
-                  const float* dy, float* dx, const LinearPrecision& prec) {
-  const int64_t I = w.inter, n = m * I;
+void ffn_backward(const StepContext& ctx, const FfnP& w, const FfnG& g, const float* x, int64_t m,
+                  const FfnActs& a, const float* dy, float* dx) {
+  const int64_t hidden = ctx.config.hidden_size, I = w.inter, n = m * I;
+  const LinearPrecision& prec = ctx.linear;
   std::vector<float> da(size_t(n), 0.0f), du(static_cast<size_t>(n));
   linear_backward(dy, a.act.data(), w.w2, m, hidden, I, da.data(), g.w2, prec);
   float* dg = da.data();  // overwritten in place: da → dg

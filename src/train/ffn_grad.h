@@ -7,8 +7,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "train/fp8_recipe.h"
 #include "train/layout.h"
+#include "train/step_context.h"
 
 namespace dsv3::train {
 
@@ -19,13 +19,12 @@ struct FfnActs {
   std::vector<float> act;   // [m, inter] a = silu(g) ⊙ u
 };
 
-// x [m, hidden] → y [m, hidden] (overwritten).
-// `prec`: the precision of the three linear layers (train/fp8_recipe.h).
-void ffn_forward(const FfnP& w, int64_t hidden, const float* x, int64_t m, float* y, FfnActs& a,
-                 const LinearPrecision& prec = {});
+// x [m, hidden] → y [m, hidden] (overwritten). m is explicit, not ctx.rows(): an expert runs over the rows
+// routed to it. The three linear layers run in ctx.linear (train/fp8_recipe.h).
+void ffn_forward(const StepContext& ctx, const FfnP& w, const float* x, int64_t m, float* y, FfnActs& a);
 
 // dy [m, hidden]; dx [m, hidden] += ∂L/∂x (skipped when null); weight gradients accumulate into g.
-void ffn_backward(const FfnP& w, const FfnG& g, int64_t hidden, const float* x, int64_t m, const FfnActs& a,
-                  const float* dy, float* dx, const LinearPrecision& prec = {});
+void ffn_backward(const StepContext& ctx, const FfnP& w, const FfnG& g, const float* x, int64_t m,
+                  const FfnActs& a, const float* dy, float* dx);
 
 }  // namespace dsv3::train

@@ -43,10 +43,11 @@ void rope_pairs_backward(float* x, int64_t d, const float* cos_sin) {
 
 }  // namespace
 
-void mla_forward(const ModelConfig& c, const RopeTable& rope, const MlaP& w, const float* x, int64_t B, int64_t T,
-                 float* out, MlaActs& a, const LinearPrecision& prec) {
-  const Dims d = dims(c);
-  const int64_t m = B * T;
+void mla_forward(const StepContext& ctx, const MlaP& w, const float* x, float* out, MlaActs& a) {
+  const Dims d = dims(ctx.config);
+  const RopeTable& rope = ctx.rope;
+  const LinearPrecision& prec = ctx.linear;
+  const int64_t B = ctx.batch, T = ctx.seq_len, m = ctx.rows();
   const int64_t ldq = d.H * d.qk, ldkv = d.H * d.kvw, ldo = d.H * d.dv;
 
   // Queries [m, H, qk].
@@ -103,11 +104,12 @@ void mla_forward(const ModelConfig& c, const RopeTable& rope, const MlaP& w, con
   linear_forward(a.o.data(), w.wo, m, d.D, d.H * d.dv, out, prec);
 }
 
-void mla_backward(const ModelConfig& c, const RopeTable& rope, const MlaP& w, const MlaG& g, const float* x,
-                  int64_t B, int64_t T, const MlaActs& a, const float* dout, float* dx,
-                  const LinearPrecision& prec) {
-  const Dims d = dims(c);
-  const int64_t m = B * T;
+void mla_backward(const StepContext& ctx, const MlaP& w, const MlaG& g, const float* x, const MlaActs& a,
+                  const float* dout, float* dx) {
+  const Dims d = dims(ctx.config);
+  const RopeTable& rope = ctx.rope;
+  const LinearPrecision& prec = ctx.linear;
+  const int64_t B = ctx.batch, T = ctx.seq_len, m = ctx.rows();
   const int64_t ldq = d.H * d.qk, ldkv = d.H * d.kvw, ldo = d.H * d.dv;
 
   // out = wo(o)

@@ -13,10 +13,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "model/config.h"
-#include "model/rope.h"
-#include "train/fp8_recipe.h"
 #include "train/layout.h"
+#include "train/step_context.h"
 
 namespace dsv3::train {
 
@@ -34,14 +32,13 @@ struct MlaActs {
   std::vector<float> o;        // [m, H * dv] attention output before wo
 };
 
-// x [B·T, hidden] (already attn_norm'ed) → out [B·T, hidden]. rope must cover positions [0, T). `prec`: the
-// precision of the projections wq_a, wq_b / wq, wkv_a, wkv_b, wo (attention itself stays float32).
-void mla_forward(const ModelConfig& c, const RopeTable& rope, const MlaP& w, const float* x, int64_t B, int64_t T,
-                 float* out, MlaActs& a, const LinearPrecision& prec = {});
+// x [B·T, hidden] (already attn_norm'ed) → out [B·T, hidden]; B, T = ctx.batch, ctx.seq_len, and ctx.rope
+// must cover positions [0, T). The projections wq_a, wq_b / wq, wkv_a, wkv_b, wo run in ctx.linear
+// (attention itself stays float32).
+void mla_forward(const StepContext& ctx, const MlaP& w, const float* x, float* out, MlaActs& a);
 
 // dout [B·T, hidden]; dx [B·T, hidden] += ∂L/∂x; weight gradients accumulate into g.
-void mla_backward(const ModelConfig& c, const RopeTable& rope, const MlaP& w, const MlaG& g, const float* x,
-                  int64_t B, int64_t T, const MlaActs& a, const float* dout, float* dx,
-                  const LinearPrecision& prec = {});
+void mla_backward(const StepContext& ctx, const MlaP& w, const MlaG& g, const float* x, const MlaActs& a,
+                  const float* dout, float* dx);
 
 }  // namespace dsv3::train

@@ -7,10 +7,10 @@
 
 namespace dsv3::train {
 
-void moe_forward(const ModelConfig& c, const MoeP& w, const float* x, int64_t B, int64_t T, BalanceMode balance,
-                 float* out, MoeActs& a, const LinearPrecision& prec) {
-  const RouterParams rp = RouterParams::from(c);
-  const int64_t m = B * T, D = c.hidden_size, E = rp.n_experts, K = rp.top_k;
+void moe_forward(const StepContext& ctx, const MoeP& w, const float* x, float* out, MoeActs& a) {
+  const RouterParams rp = RouterParams::from(ctx.config);
+  const BalanceMode balance = ctx.balance;
+  const int64_t T = ctx.seq_len, m = ctx.rows(), D = ctx.config.hidden_size, E = rp.n_experts, K = rp.top_k;
 
   // Router: logits [m, E] → selection, gates and affinities per row.
   std::vector<float> logits(size_t(m * E));
@@ -42,13 +42,13 @@ void moe_forward(const ModelConfig& c, const MoeP& w, const float* x, int64_t B,
     std::vector<float> xin(size_t(n * D)), yout(size_t(n * D));
     for (int64_t i = 0; i < n; ++i)
       std::memcpy(xin.data() + i * D, x + (slots[size_t(i)] / K) * D, size_t(D) * sizeof(float));
-    ffn_forward(w.experts[size_t(e)], D, xin.data(), n, yout.data(), a.expert_acts[size_t(e)], prec);
+    ffn_forward(ctx, w.experts[size_t(e)], xin.data(), n, yout.data(), a.expert_acts[size_t(e)]);
     for (int64_t i = 0; i < n; ++i)
       std::memcpy(a.yslot.data() + slots[size_t(i)] * D, yout.data() + i * D, size_t(D) * sizeof(float));
   }
   a.has_shared = w.has_shared;
   if (w.has_shared)
-    ffn_forward(w.shared, D, x, m, out, a.shared, prec);
+    ffn_forward(ctx, w.shared, x, m, out, a.shared);
   else
     std::fill(out, out + m * D, 0.0f);
 #pragma omp parallel for schedule(static) if (m * D > 65536)
@@ -90,10 +90,11 @@ void moe_forward(const ModelConfig& c, const MoeP& w, const float* x, int64_t B,
   }
 }
 
-void moe_backward(const ModelConfig& c, const MoeP& w, const MoeG& g, const float* x, int64_t m, const MoeActs& a,
-                  const float* dout, float balance_weight, float* dx, const LinearPrecision& prec) {
-  const RouterParams rp = RouterParams::from(c);
-  const int64_t D = c.hidden_size, E = rp.n_experts, K = rp.top_k;
+void moe_backward(const StepContext& ctx, const MoeP& w, const MoeG& g, const float* x, const MoeActs& a,
+                  const float* dout, float* dx) {
+  const RouterParams rp = RouterParams::from(ctx.config);
+  const float balance_weight = ctx.balance_weight;
+  const int64_t m = ctx.rows(), D = ctx.config.hidden_size, E = rp.n_experts, K = rp.top_k;
 
   // Routed experts: dy of slot (r, k) is g_k · dout[r]; each expert writes its slots' input gradients.
   std::vector<float> dxslot(size_t(m * K * D));
@@ -109,12 +110,12 @@ void moe_backward(const ModelConfig& c, const MoeP& w, const MoeG& g, const floa
       const float gk = a.gates[size_t(slot)];
       for (int64_t j = 0; j < D; ++j) dy[size_t(i * D + j)] = gk * dout[r * D + j];
     }
-    ffn_backward(w.experts[size_t(e)], g.experts[size_t(e)], D, xin.data(), n, a.expert_acts[size_t(e)], dy.data(),
-                 dxin.data(), prec);
+    ffn_backward(ctx, w.experts[size_t(e)], g.experts[size_t(e)], xin.data(), n, a.expert_acts[size_t(e)],
+                 dy.data(), dxin.data());
     for (int64_t i = 0; i < n; ++i)
       std::memcpy(dxslot.data() + slots[size_t(i)] * D, dxin.data() + i * D, size_t(D) * sizeof(float));
   }
-  if (a.has_shared) ffn_backward(w.shared, g.shared, D, x, m, a.shared, dout, dx, prec);
+  if (a.has_shared) ffn_backward(ctx, w.shared, g.shared, x, m, a.shared, dout, dx);
 
   // Router: gate gradients → affinities (through normalisation and scale) (+ balance loss) → logits.
   const bool normalise = rp.norm_topk_prob && K > 1;

@@ -15,10 +15,10 @@
 #include <cstdint>
 #include <vector>
 
-#include "model/config.h"
+#include "train/balance.h"
 #include "train/ffn_grad.h"
 #include "train/layout.h"
-#include "train/step.h"
+#include "train/step_context.h"
 
 namespace dsv3::train {
 
@@ -38,15 +38,14 @@ struct MoeActs {
   std::vector<float> bal_coef;
 };
 
-// x [B·T, hidden] (already ffn_norm'ed) → out [B·T, hidden]. `balance` chooses the balance-loss segments
-// (None: no balance loss).
-// `prec`: the precision of the experts' and shared experts' linear layers; the router stays float32.
-void moe_forward(const ModelConfig& c, const MoeP& w, const float* x, int64_t B, int64_t T, BalanceMode balance,
-                 float* out, MoeActs& a, const LinearPrecision& prec = {});
+// x [B·T, hidden] (already ffn_norm'ed) → out [B·T, hidden]. ctx.balance chooses the balance-loss segments
+// (None: no balance loss). The experts' and shared experts' linear layers run in ctx.linear; the router
+// stays float32.
+void moe_forward(const StepContext& ctx, const MoeP& w, const float* x, float* out, MoeActs& a);
 
-// dout [m, hidden]; dx [m, hidden] += ∂L/∂x; weight gradients accumulate into g. balance_weight multiplies
-// the balance loss's gradient (α times the caller's gradient scale; 0 skips it).
-void moe_backward(const ModelConfig& c, const MoeP& w, const MoeG& g, const float* x, int64_t m, const MoeActs& a,
-                  const float* dout, float balance_weight, float* dx, const LinearPrecision& prec = {});
+// dout [B·T, hidden]; dx [B·T, hidden] += ∂L/∂x; weight gradients accumulate into g. ctx.balance_weight
+// multiplies the balance loss's gradient (α times the caller's gradient scale; 0 skips it).
+void moe_backward(const StepContext& ctx, const MoeP& w, const MoeG& g, const float* x, const MoeActs& a,
+                  const float* dout, float* dx);
 
 }  // namespace dsv3::train

@@ -8,11 +8,10 @@
 
 namespace dsv3::train {
 
-void mtp_forward(const ModelConfig& c, const RopeTable& rope, const MtpP& w, const float* embed,
-                 const int32_t* tokens, int64_t B, int64_t T, int64_t k, const float* prev, BalanceMode balance,
-                 MtpActs& a, const LinearPrecision& prec) {
-  const int64_t D = c.hidden_size, Tk = T - 1 - k, m = B * Tk;
-  const float eps = float(c.rms_norm_eps);
+void mtp_forward(const StepContext& ctx, const MtpP& w, const float* embed, const int32_t* tokens, int64_t k,
+                 const float* prev, MtpActs& a) {
+  const int64_t B = ctx.batch, T = ctx.seq_len, D = ctx.config.hidden_size, Tk = T - 1 - k, m = B * Tk;
+  const float eps = float(ctx.config.rms_norm_eps);
   a.rows_per_seq = Tk;
   a.next.resize(size_t(m));
   a.hin.resize(size_t(m * D));
@@ -32,21 +31,20 @@ void mtp_forward(const ModelConfig& c, const RopeTable& rope, const MtpP& w, con
   rmsnorm_forward(a.hin.data(), w.hnorm, m, D, eps, tmp.data(), a.h_rstd.data());
   for (int64_t r = 0; r < m; ++r) std::memcpy(a.cat.data() + r * 2 * D + D, tmp.data() + r * D, size_t(D) * 4);
   a.out.resize(size_t(m * D));
-  linear_forward(a.cat.data(), w.eh_proj, m, D, 2 * D, a.out.data(), prec);
-  block_forward(c, rope, w.layer, B, Tk, balance, a.out.data(), a.block, prec);
+  linear_forward(a.cat.data(), w.eh_proj, m, D, 2 * D, a.out.data(), ctx.linear);
+  block_forward(ctx.with_seq_len(Tk), w.layer, a.out.data(), a.block);
   a.out_rstd.resize(size_t(m));
   a.hn.resize(size_t(m * D));
   rmsnorm_forward(a.out.data(), w.head_norm, m, D, eps, a.hn.data(), a.out_rstd.data());
 }
 
-void mtp_backward(const ModelConfig& c, const RopeTable& rope, const MtpP& w, const MtpG& g, int64_t B,
-                  const MtpActs& a, const float* dhn, float* dout, float balance_weight, float* dprev,
-                  float* dembed, const LinearPrecision& prec) {
-  const int64_t D = c.hidden_size, Tk = a.rows_per_seq, m = B * Tk;
+void mtp_backward(const StepContext& ctx, const MtpP& w, const MtpG& g, const MtpActs& a, const float* dhn,
+                  float* dout, float* dprev, float* dembed) {
+  const int64_t B = ctx.batch, D = ctx.config.hidden_size, Tk = a.rows_per_seq, m = B * Tk;
   rmsnorm_backward(dhn, a.out.data(), w.head_norm, a.out_rstd.data(), m, D, dout, g.head_norm);
-  block_backward(c, rope, w.layer, g.layer, B, Tk, a.block, balance_weight, dout, prec);
+  block_backward(ctx.with_seq_len(Tk), w.layer, g.layer, a.block, dout);
   std::vector<float> dcat(size_t(m * 2 * D), 0.0f);
-  linear_backward(dout, a.cat.data(), w.eh_proj, m, D, 2 * D, dcat.data(), g.eh_proj, prec);
+  linear_backward(dout, a.cat.data(), w.eh_proj, m, D, 2 * D, dcat.data(), g.eh_proj, ctx.linear);
   // Split dcat into the two halves (contiguous copies for the row-batched norm backward).
   std::vector<float> dhalf(size_t(m * D)), de(size_t(m * D), 0.0f), dh(size_t(m * D), 0.0f);
   for (int64_t r = 0; r < m; ++r) std::memcpy(dhalf.data() + r * D, dcat.data() + r * 2 * D, size_t(D) * 4);

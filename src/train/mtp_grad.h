@@ -9,10 +9,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "model/config.h"
-#include "model/rope.h"
 #include "train/block_grad.h"
 #include "train/layout.h"
+#include "train/step_context.h"
 
 namespace dsv3::train {
 
@@ -30,15 +29,15 @@ struct MtpActs {
   std::vector<float> hn;       // [B·T_k, hidden] shared_head.norm(out): the head's input
 };
 
-// tokens [B, T]; prev [B·(T_k + 1), hidden]: the previous stage's rows. Needs T_k = T − 1 − k >= 1.
-void mtp_forward(const ModelConfig& c, const RopeTable& rope, const MtpP& w, const float* embed,
-                 const int32_t* tokens, int64_t B, int64_t T, int64_t k, const float* prev, BalanceMode balance,
-                 MtpActs& a, const LinearPrecision& prec = {});
+// ctx: the main step's (B = ctx.batch, T = ctx.seq_len); the module's decoder layer runs over
+// ctx.with_seq_len(T_k). tokens [B, T]; prev [B·(T_k + 1), hidden]: the previous stage's rows. Needs
+// T_k = T − 1 − k >= 1.
+void mtp_forward(const StepContext& ctx, const MtpP& w, const float* embed, const int32_t* tokens, int64_t k,
+                 const float* prev, MtpActs& a);
 
 // dhn [B·T_k, hidden]: ∂L/∂hn from the head. dout [B·T_k, hidden]: ∂L/∂out from module k+1 on entry (zeros
 // for the last module); used as scratch. Accumulates into dprev [B·(T_k + 1), hidden], dembed and g.
-void mtp_backward(const ModelConfig& c, const RopeTable& rope, const MtpP& w, const MtpG& g, int64_t B,
-                  const MtpActs& a, const float* dhn, float* dout, float balance_weight, float* dprev,
-                  float* dembed, const LinearPrecision& prec = {});
+void mtp_backward(const StepContext& ctx, const MtpP& w, const MtpG& g, const MtpActs& a, const float* dhn,
+                  float* dout, float* dprev, float* dembed);
 
 }  // namespace dsv3::train

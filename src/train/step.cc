@@ -4,6 +4,8 @@
 //   loss = main_ce + λ · (1/D) Σ_k mtp_ce_k + α · Σ_layers balance     (D = num_nextn_predict_layers)
 // Backward runs the MTP modules last to first (each feeds the previous stage's gradient), then the main
 // model from its final norm down to the embedding.
+// One StepContext (train/step_context.h) carries the config, rope table, batch shape, balance mode and weight
+// and linear precision to every module; the modules take only their own data positionally.
 #include "train/step.h"
 
 #if defined(__GLIBC__)
@@ -22,6 +24,7 @@
 #include "train/loss.h"
 #include "train/mtp_grad.h"
 #include "train/rmsnorm_grad.h"
+#include "train/step_context.h"
 
 namespace dsv3::train {
 
@@ -58,14 +61,22 @@ StepResult run(const ModelConfig& c, const Params& params, const int32_t* tokens
   RopeTable rope(c);
   rope.ensure(T);
   const BalanceMode bal = opt.mode;
-  const float bal_weight = bal == BalanceMode::None ? 0.0f : float(opt.balance_alpha) * grad_scale;
+  const StepContext ctx{
+      .config = c,
+      .rope = rope,
+      .batch = B,
+      .seq_len = T,
+      .balance = bal,
+      .balance_weight = bal == BalanceMode::None ? 0.0f : float(opt.balance_alpha) * grad_scale,
+      .linear = opt.linear,
+  };
 
   // ---- main model forward
   std::vector<float> h(size_t(m * D));
   embedding_forward(w.embed, tokens, m, D, h.data());
   std::vector<BlockActs> blocks(w.layers.size());
   for (size_t l = 0; l < w.layers.size(); ++l)
-    block_forward(c, rope, w.layers[l], B, T, bal, h.data(), blocks[l], opt.linear);
+    block_forward(ctx, w.layers[l], h.data(), blocks[l]);
   std::vector<float> hn(size_t(m * D)), hn_rstd(static_cast<size_t>(m));
   rmsnorm_forward(h.data(), w.norm, m, D, eps, hn.data(), hn_rstd.data());
 
@@ -74,8 +85,8 @@ StepResult run(const ModelConfig& c, const Params& params, const int32_t* tokens
   const int64_t n_mtp = opt.mtp_lambda > 0 ? std::clamp<int64_t>(T - 2, 0, n_mtp_cfg) : 0;
   std::vector<MtpActs> mtp(static_cast<size_t>(n_mtp));
   for (int64_t k = 0; k < n_mtp; ++k)
-    mtp_forward(c, rope, w.mtp[size_t(k)], w.embed, tokens, B, T, k, k == 0 ? hn.data() : mtp[size_t(k - 1)].out.data(),
-                bal, mtp[size_t(k)], opt.linear);
+    mtp_forward(ctx, w.mtp[size_t(k)], w.embed, tokens, k, k == 0 ? hn.data() : mtp[size_t(k - 1)].out.data(),
+                mtp[size_t(k)]);
 
   // ---- losses (fused with the head's backward)
   StepResult res;
@@ -123,14 +134,14 @@ StepResult run(const ModelConfig& c, const Params& params, const int32_t* tokens
     const int64_t rows = B * a.rows_per_seq;
     std::vector<float> dout = k + 1 < n_mtp ? std::move(dnext) : std::vector<float>(size_t(rows * D), 0.0f);
     std::vector<float> dprev(k == 0 ? 0 : size_t(B * (a.rows_per_seq + 1) * D), 0.0f);
-    mtp_backward(c, rope, w.mtp[size_t(k)], g.mtp[size_t(k)], B, a, dmtp_hn[size_t(k)].data(), dout.data(),
-                 bal_weight, k == 0 ? dhn.data() : dprev.data(), g.embed, opt.linear);
+    mtp_backward(ctx, w.mtp[size_t(k)], g.mtp[size_t(k)], a, dmtp_hn[size_t(k)].data(), dout.data(),
+                 k == 0 ? dhn.data() : dprev.data(), g.embed);
     dnext = std::move(dprev);
   }
   std::vector<float> dh(size_t(m * D), 0.0f);
   rmsnorm_backward(dhn.data(), h.data(), w.norm, hn_rstd.data(), m, D, dh.data(), g.norm);
   for (size_t l = w.layers.size(); l-- > 0;)
-    block_backward(c, rope, w.layers[l], g.layers[l], B, T, blocks[l], bal_weight, dh.data(), opt.linear);
+    block_backward(ctx, w.layers[l], g.layers[l], blocks[l], dh.data());
   embedding_backward(dh.data(), tokens, m, D, g.embed);
   return res;
 }

@@ -1,22 +1,19 @@
 // One training step's forward + backward over a batch of token sequences (llm.c style: explicit backward
 // per module, each module saving what its backward needs). Implemented in src/train/*.cc by module:
-// embedding, rmsnorm, mla, ffn, moe (gate + experts + shared), mtp, head + cross-entropy.
+// embedding, rmsnorm, mla, ffn, moe (gate + experts + shared), mtp, head + cross-entropy; the step hands
+// them what they share in one train::StepContext (train/step_context.h). BalanceMode and LayerRouting live
+// beside the MoE balancing code (train/balance.h).
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
 #include "model/config.h"
+#include "train/balance.h"
 #include "train/fp8_recipe.h"
 #include "train/params.h"
 
 namespace dsv3::train {
-
-enum class BalanceMode {
-  AuxFree,    // DeepSeek-V3: bias-based selection (bias updated by the trainer) + tiny sequence-wise loss
-  AuxLoss,    // classic auxiliary loss (DeepSeek-V2 style expert-level balance loss), no bias updates
-  None,       // no balancing at all
-};
 
 struct LossOptions {
   double mtp_lambda = 0.3;      // weight of the mean MTP cross-entropy (0 disables MTP)
@@ -25,13 +22,6 @@ struct LossOptions {
   // Precision of the linear layers of experts, shared experts, dense MLPs, MLA projections and the MTP
   // projection (train/fp8_recipe.h); float32 by default.
   LinearPrecision linear{};
-};
-
-// Per MoE layer (main layers first, then MTP layers), what the step saw.
-struct LayerRouting {
-  int64_t layer = 0;                 // HF layer index
-  std::vector<int64_t> load;         // [n_routed_experts] tokens routed to each expert in this batch
-  double balance_loss = 0.0;         // value of the layer's balance loss term (before α)
 };
 
 struct StepResult {

@@ -19,6 +19,7 @@
 #include "train/moe_grad.h"
 #include "train/rmsnorm_grad.h"
 #include "train/step.h"
+#include "train/step_context.h"
 
 namespace dsv3::train {
 namespace {
@@ -166,9 +167,11 @@ TEST(GradCheck, SwiGluFfnOddSizes) {
   const int64_t m = 5, D = c.hidden_size;
   auto x = random_floats(size_t(m * D), 5), r = random_floats(size_t(m * D), 6);
   std::vector<float> y(size_t(m * D)), dx(size_t(m * D), 0.0f);
+  const RopeTable rope(c);
+  const StepContext ctx{.config = c, .rope = rope, .batch = 1, .seq_len = m};
   FfnActs acts;
-  ffn_forward(w.layers[0].mlp, D, x.data(), m, y.data(), acts);
-  ffn_backward(w.layers[0].mlp, gw.layers[0].mlp, D, x.data(), m, acts, r.data(), dx.data());
+  ffn_forward(ctx, w.layers[0].mlp, x.data(), m, y.data(), acts);
+  ffn_backward(ctx, w.layers[0].mlp, gw.layers[0].mlp, x.data(), m, acts, r.data(), dx.data());
   DParams dp(p);
   Vec xd(x.begin(), x.end());
   auto f = [&] { return dot(ref::ffn(dp, "model.layers.0.mlp.", xd, D, c.intermediate_size), r); };
@@ -203,9 +206,10 @@ TEST_P(MlaGrad, MatchesFiniteDifferences) {
   rope.ensure(T);
   auto x = random_floats(size_t(m * D), 8), r = random_floats(size_t(m * D), 9);
   std::vector<float> y(size_t(m * D)), dx(size_t(m * D), 0.0f);
+  const StepContext ctx{.config = c, .rope = rope, .batch = B, .seq_len = T};
   MlaActs acts;
-  mla_forward(c, rope, w.layers[0].attn, x.data(), B, T, y.data(), acts);
-  mla_backward(c, rope, w.layers[0].attn, gw.layers[0].attn, x.data(), B, T, acts, r.data(), dx.data());
+  mla_forward(ctx, w.layers[0].attn, x.data(), y.data(), acts);
+  mla_backward(ctx, w.layers[0].attn, gw.layers[0].attn, x.data(), acts, r.data(), dx.data());
   DParams dp(p);
   Vec xd(x.begin(), x.end());
   const std::string pre = "model.layers.0.self_attn.";
@@ -267,9 +271,12 @@ TEST_P(MoeGrad, MatchesFiniteDifferences) {
   const ModelG gw = bind_grads(c, g);
   auto r = random_floats(size_t(m * D), 11);
   std::vector<float> y(size_t(m * D)), dx(size_t(m * D), 0.0f);
+  const RopeTable rope(c);  // unused by the MoE
+  const StepContext ctx{
+      .config = c, .rope = rope, .batch = B, .seq_len = T, .balance = mc.balance, .balance_weight = float(alpha)};
   MoeActs acts;
-  moe_forward(c, w.layers[1].moe, x.data(), B, T, mc.balance, y.data(), acts);
-  moe_backward(c, w.layers[1].moe, gw.layers[1].moe, x.data(), m, acts, r.data(), float(alpha), dx.data());
+  moe_forward(ctx, w.layers[1].moe, x.data(), y.data(), acts);
+  moe_backward(ctx, w.layers[1].moe, gw.layers[1].moe, x.data(), acts, r.data(), dx.data());
   DParams dp(p);
   Vec xd(x.begin(), x.end());
   const ref::MoeOut base = ref::moe(c, dp, pre, xd, B, T, mc.balance);
