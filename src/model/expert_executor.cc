@@ -7,7 +7,8 @@
 
 namespace dsv3 {
 
-LocalExperts::LocalExperts(const MoeWeights& w, int64_t hidden) : w_(w), hidden_(hidden) {
+LocalExperts::LocalExperts(const MoeWeights& w, int64_t hidden, const kernels::LinearOptions& lin)
+    : w_(w), hidden_(hidden), lin_(lin) {
   fused_.reserve(w.experts.size() + 1);
 }
 
@@ -29,13 +30,13 @@ void LocalExperts::run(std::span<const ExpertTask> tasks, const float* x, int64_
       fused_.push_back({.w1 = e.w1, .w3 = e.w3, .w2 = e.w2, .x = t.x, .m = t.m, .rows = t.rows, .gates = t.gates});
     }
     if (w_.has_shared) fused_.push_back({.w1 = w_.shared.w1, .w3 = w_.shared.w3, .w2 = w_.shared.w2, .x = x, .m = m});
-    kernels::swiglu_experts(fused_, D, out, ffn_.fused);
+    kernels::swiglu_experts(fused_, D, out, ffn_.fused, lin_);
     return;
   }
   for (const ExpertTask& t : tasks) {
     if (t.m == 0) continue;
     yout_.resize(std::max(yout_.size(), size_t(t.m * D)));
-    ffn_forward(w_.experts[size_t(t.expert)], t.x, t.m, yout_.data(), ffn_);
+    ffn_forward(w_.experts[size_t(t.expert)], t.x, t.m, yout_.data(), ffn_, lin_);
     for (int64_t i = 0; i < t.m; ++i) {
       const float g = t.gates[i];
       float* o = out + t.rows[i] * D;
@@ -45,7 +46,7 @@ void LocalExperts::run(std::span<const ExpertTask> tasks, const float* x, int64_
   }
   if (w_.has_shared) {
     shared_out_.resize(std::max(shared_out_.size(), size_t(m * D)));
-    ffn_forward(w_.shared, x, m, shared_out_.data(), ffn_);
+    ffn_forward(w_.shared, x, m, shared_out_.data(), ffn_, lin_);
     for (int64_t i = 0; i < m * D; ++i) out[i] += shared_out_[size_t(i)];
   }
 }

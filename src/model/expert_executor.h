@@ -32,15 +32,17 @@ class ExpertExecutor {
   virtual void run(std::span<const ExpertTask> tasks, const float* x, int64_t m, float* out) = 0;
 };
 
-// Every expert of the layer, here. Reads the weights through `w` (which must outlive it).
+// Every expert of the layer, here. Reads the weights through `w` (which must outlive it). `lin`: the options
+// of the experts' matmuls (the model's, model/options.h; {} = exact).
 class LocalExperts final : public ExpertExecutor {
  public:
-  LocalExperts(const MoeWeights& w, int64_t hidden);
+  LocalExperts(const MoeWeights& w, int64_t hidden, const kernels::LinearOptions& lin = {});
   void run(std::span<const ExpertTask> tasks, const float* x, int64_t m, float* out) override;
 
  private:
   const MoeWeights& w_;
   int64_t hidden_;
+  kernels::LinearOptions lin_;
   std::vector<kernels::SwigluExpert> fused_;
   std::vector<float> yout_, shared_out_;
   FfnScratch ffn_;

@@ -7,17 +7,18 @@
 
 namespace dsv3 {
 
-Moe::Moe(const ModelConfig& c, const MoeWeights& w, std::unique_ptr<ExpertExecutor> experts)
+Moe::Moe(const ModelConfig& c, const MoeWeights& w, std::unique_ptr<ExpertExecutor> experts,
+         const kernels::LinearOptions& lin)
     : c_(c), w_(w), rp_(RouterParams::from(c)), experts_exec_(std::move(experts)),
       offsets_(size_t(c.n_routed_experts) + 1) {
-  if (!experts_exec_) experts_exec_ = std::make_unique<LocalExperts>(w_, c.hidden_size);
+  if (!experts_exec_) experts_exec_ = std::make_unique<LocalExperts>(w_, c.hidden_size, lin);
   tasks_.reserve(size_t(c.n_routed_experts));
 }
 
 void Moe::forward(const float* x, int64_t m, float* out, RoutingRecord* record) {
   const int64_t D = c_.hidden_size, E = rp_.n_experts, K = rp_.top_k;
   logits_.resize(size_t(m * E));
-  // Exact even under --bf16-activations: the gate is small, and a rounded score flips near-tied expert choices.
+  // Exact whatever the model's options: the gate is small, and a rounded score flips near-tied expert choices.
   kernels::linear(x, m, w_.gate, logits_.data(), kernels::LinearOptions{});
   experts_.resize(size_t(m * K));
   gates_.resize(size_t(m * K));

@@ -26,8 +26,10 @@ struct RoutingRecord {
 
 class Moe {
  public:
-  // `experts` runs the routed and shared experts; nullptr = LocalExperts over `w`.
-  Moe(const ModelConfig& c, const MoeWeights& w, std::unique_ptr<ExpertExecutor> experts = nullptr);
+  // `experts` runs the routed and shared experts; nullptr = LocalExperts over `w`, its matmuls with `lin`
+  // (the model's options, model/options.h; {} = exact). The router gate is exact whatever `lin` says.
+  Moe(const ModelConfig& c, const MoeWeights& w, std::unique_ptr<ExpertExecutor> experts = nullptr,
+      const kernels::LinearOptions& lin = {});
   Moe(const Moe&) = delete;  // the local executor refers to w_
   Moe& operator=(const Moe&) = delete;
 

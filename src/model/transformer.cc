@@ -33,7 +33,7 @@ Model::Block Model::make_block(const LayerWeights& lw) {
   b.w = &lw;
   b.attn = std::make_unique<Mla>(config_, lw.attn, lin_);
   if (lw.is_moe)
-    b.moe = std::make_unique<Moe>(config_, lw.moe);
+    b.moe = std::make_unique<Moe>(config_, lw.moe, nullptr, lin_);
   else
     b.mlp = lw.mlp;
   return b;

@@ -4,6 +4,7 @@
 // logits as one full pass.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "core/error.h"
@@ -181,6 +182,31 @@ TEST(Model, TwoModelsWithDifferentOptionsLiveSideBySide) {
   // The decode rows alone (the GEMV regime) differ too.
   const size_t tail = size_t(split * V);
   EXPECT_GT(rel_err(fast_logits.data() + tail, want.data() + tail, want.size() - tail), kTol);
+}
+
+TEST(Moe, Bf16ActivationsReachTheLocalExperts) {
+  // The option given to Moe reaches its local executor's kernels, in both regimes: the fused SwiGLU pass
+  // (one row) and per-expert FFNs (more rows than the GEMV regime takes); default options stay exact.
+  DSV3_REQUIRE_CASE("v3_tiny");
+  if (!kernels::has_avx512_bf16()) GTEST_SKIP() << "no AVX-512 BF16 on this CPU (the option is then a no-op)";
+  auto model = Model::load(testing::testdata_dir() + "/v3_tiny");
+  const ModelConfig& c = model->config();
+  const LayerWeights& lw = model->weights().layers[1];
+  ASSERT_TRUE(lw.is_moe);
+  ASSERT_EQ(lw.moe.experts[0].w1.dtype, DType::BF16);
+  Moe exact(c, lw.moe), fast(c, lw.moe, nullptr, {.bf16_activations = true});
+  const int64_t D = c.hidden_size;
+  for (int64_t m : {int64_t(1), int64_t(40)}) {
+    std::vector<float> x(size_t(m * D)), a(size_t(m * D)), b(size_t(m * D));
+    for (size_t i = 0; i < x.size(); ++i) x[i] = float(std::sin(0.37 * double(i) + 0.1));
+    std::vector<RoutingRecord> ra(1), rb(1);
+    exact.forward(x.data(), m, a.data(), &ra[0]);
+    fast.forward(x.data(), m, b.data(), &rb[0]);
+    EXPECT_EQ(ra[0].experts, rb[0].experts) << "m=" << m << ": the router gate is exact in both";
+    const double e = rel_err(b.data(), a.data(), a.size());
+    EXPECT_GT(e, 1e-6) << "m=" << m;
+    EXPECT_LE(e, 2e-2) << "m=" << m;
+  }
 }
 
 TEST(Model, RejectsOutOfRangeTokenIds) {
