@@ -1,7 +1,8 @@
 // ModelConfig: HF config.json → validated architecture description, and parameter counting.
 //
 // Follows the configuration_deepseek.py files shipped in the deepseek-ai/DeepSeek-V3 and DeepSeek-V2 Hugging
-// Face repositories: the same keys, and their defaults for optional keys (V3 and V2 differ, see kV3/kV2).
+// Face repositories: the same keys, and their defaults for optional keys (V3 and V2 differ: the v3 / v2 columns of
+// model_fields(), the one table that both parse_config and raw_json() walk).
 // Deliberate deviations:
 //   * The architecture-defining keys (sizes, layer count, MLA dims, and the MoE sizes when there are routed
 //     experts) are required rather than defaulted: a config missing them is far more likely broken than a
@@ -16,13 +17,19 @@
 //   * rope_scaling {"type": "default"} is taken as no scaling; any type other than yarn/default is refused.
 #include "model/config.h"
 
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
+#include <type_traits>
+#include <variant>
+#include <vector>
 
 #include "core/error.h"
 
@@ -34,22 +41,6 @@ namespace {
 
 // Integers above this are refused as absurd; it keeps every product in count_params inside __int128.
 constexpr int64_t kMaxInt = (int64_t(1) << 31) - 1;
-
-// HF defaults for the optional keys (DeepseekV3Config / DeepseekV2Config.__init__).
-struct Defaults {
-  int64_t num_nextn_predict_layers, n_shared_experts, n_routed_experts, n_group, topk_group;
-  int64_t first_k_dense_replace, q_lora_rank, max_position_embeddings, bos, eos;
-  double routed_scaling_factor;
-  const char* topk_method;
-  const char* scoring_func;
-  bool norm_topk_prob;
-  const char* architecture;
-};
-constexpr Defaults kV3 = {
-    1, 1, 256, 8, 4, 3, 1536, 4096, 0, 1, 2.5, "noaux_tc", "sigmoid", true, "DeepseekV3ForCausalLM"};
-// None in HF for n_shared_experts / n_routed_experts / n_group / topk_group: 0, 0, 1, 1 here.
-constexpr Defaults kV2 = {
-    0, 0, 0, 1, 1, 0, 1536, 2048, 100000, 100001, 1.0, "greedy", "softmax", false, "DeepseekV2ForCausalLM"};
 
 // Typed access to the keys of one JSON object; every error names the key and the label (file).
 class Keys {
@@ -66,6 +57,7 @@ class Keys {
   [[noreturn]] void bad(const char* key, const char* want, const json& v) const {
     fail("{}: key '{}' must be {}, got {}", label_, name(key), want, describe(v));
   }
+  [[noreturn]] void missing(const char* key) const { fail("{}: missing required key '{}'", label_, name(key)); }
   static std::string describe(const json& v) {
     std::string s = v.dump();
     if (s.size() > 40) s = s.substr(0, 37) + "...";
@@ -79,42 +71,23 @@ class Keys {
     if (i > kMaxInt || i < -kMaxInt) bad(key, "a sane integer", v);
     return i;
   }
-  int64_t require_int(const char* key) const {
-    const json* v = find(key);
-    if (!v || v->is_null()) fail("{}: missing required key '{}'", label_, name(key));
-    return to_int(key, *v);
-  }
-  // Absent -> def; JSON null -> null_value (HF's None).
-  int64_t get_int(const char* key, int64_t def, std::optional<int64_t> null_value = std::nullopt) const {
-    const json* v = find(key);
-    if (!v) return def;
-    if (v->is_null()) {
-      if (null_value) return *null_value;
-      bad(key, "an integer", *v);
-    }
-    return to_int(key, *v);
-  }
   double to_num(const char* key, const json& v) const {
     if (!v.is_number()) bad(key, "a number", v);
     double d = v.get<double>();
     if (!std::isfinite(d)) bad(key, "a finite number", v);
     return d;
   }
-  double get_num(const char* key, double def) const {
-    const json* v = find(key);
-    return v ? to_num(key, *v) : def;
+  bool to_bool(const char* key, const json& v) const {
+    if (!v.is_boolean()) bad(key, "true or false", v);
+    return v.get<bool>();
   }
-  bool get_bool(const char* key, bool def) const {
-    const json* v = find(key);
-    if (!v) return def;
-    if (!v->is_boolean()) bad(key, "true or false", *v);
-    return v->get<bool>();
+  std::string to_str(const char* key, const json& v) const {
+    if (!v.is_string()) bad(key, "a string", v);
+    return v.get<std::string>();
   }
   std::string get_str(const char* key, const std::string& def) const {
     const json* v = find(key);
-    if (!v) return def;
-    if (!v->is_string()) bad(key, "a string", *v);
-    return v->get<std::string>();
+    return v ? to_str(key, *v) : def;
   }
   const std::string& label() const { return label_; }
 
@@ -124,17 +97,182 @@ class Keys {
   std::string prefix_;
 };
 
-const char* scoring_name(ScoringFunc s) { return s == ScoringFunc::Sigmoid ? "sigmoid" : "softmax"; }
-const char* topk_name(TopkMethod t) {
-  switch (t) {
-    case TopkMethod::NoauxTc:
-      return "noaux_tc";
-    case TopkMethod::Greedy:
-      return "greedy";
-    case TopkMethod::GroupLimitedGreedy:
-      return "group_limited_greedy";
+// ---------------------------------------------------------------------------------------------------------
+// Field tables: one row per key, read by parse_config and written by raw_json(), so a key is spelled once.
+//
+// A row names the HF key and the member it fills, then how it is read:
+//   need      Required: absent or null is an error ("missing required key"); RequiredWithExperts: the same
+//             when the config has routed experts.
+//   v3, v2    the default when the key is absent: HF's DeepseekV3Config.__init__ (also kimi_k2's) and, where
+//             it differs, DeepseekV2Config's. No default: the member keeps its initial value.
+//   null_as   what JSON null reads as (HF's None); without it null is refused like any other wrong type.
+//   check     the range, checked once every key is read (then `validate`, then check_consistency's rules
+//             across keys).
+//   null_unless_positive  written as null when not positive (HF tests these against None).
+//   read / write / validate  hooks for keys whose JSON form is not the member's: enums, lists, nested
+//             objects. read gets the value, the default when absent, or nullptr (absent, no default);
+//             write returns nullopt to leave the key out.
+
+enum class Need { Optional, Required, RequiredWithExperts };
+enum class Check { None, Positive, NonNegative, PositiveNumber, PositiveWithExperts, SizeWithExperts };
+
+template <class S>
+struct Field {
+  using Member = std::variant<std::monostate, int64_t S::*, double S::*, bool S::*, std::string S::*>;
+  const char* key;
+  Member at = {};
+  Need need = Need::Optional;
+  std::optional<json> v3 = {}, v2 = {};
+  std::optional<json> null_as = {};
+  Check check = Check::None;
+  bool null_unless_positive = false;
+  std::function<void(const Keys&, const json* v, S&)> read = {};
+  std::function<std::optional<json>(const S&)> write = {};
+  std::function<void(const Keys&, const S&)> validate = {};
+};
+
+template <class S>
+bool v2_family(const S& s) {
+  if constexpr (std::is_same_v<S, ModelConfig>) return s.model_type == "deepseek_v2";
+  return false;
+}
+template <class S>
+bool with_experts(const S& s) {
+  if constexpr (std::is_same_v<S, ModelConfig>) return s.n_routed_experts > 0;
+  return false;
+}
+
+// Reads every row in order: presence, default, null, type (and the hooks' own spelling checks).
+template <class S>
+void read_fields(const std::vector<Field<S>>& fields, const Keys& k, S& s) {
+  for (const Field<S>& f : fields) {
+    const json* v = k.find(f.key);
+    const bool required = f.need == Need::Required || (f.need == Need::RequiredWithExperts && with_experts(s));
+    if (required && (!v || v->is_null())) k.missing(f.key);
+    if (!v) {
+      const std::optional<json>& def = v2_family(s) && f.v2 ? f.v2 : f.v3;
+      v = def ? &*def : nullptr;
+    } else if (v->is_null() && f.null_as) {
+      v = &*f.null_as;
+    }
+    if (f.read) {
+      f.read(k, v, s);
+      continue;
+    }
+    if (!v) continue;
+    std::visit(
+        [&](auto m) {
+          using M = decltype(m);
+          if constexpr (std::is_same_v<M, int64_t S::*>) s.*m = k.to_int(f.key, *v);
+          if constexpr (std::is_same_v<M, double S::*>) s.*m = k.to_num(f.key, *v);
+          if constexpr (std::is_same_v<M, bool S::*>) s.*m = k.to_bool(f.key, *v);
+          if constexpr (std::is_same_v<M, std::string S::*>) s.*m = k.to_str(f.key, *v);
+        },
+        f.at);
   }
-  return "?";
+}
+
+template <class S, class T>
+void check_range(const Field<S>& f, const Keys& k, const S& s, T v) {
+  const bool positive = v > 0;
+  switch (f.check) {
+    case Check::None:
+      return;
+    case Check::Positive:
+    case Check::PositiveWithExperts:
+      if (!positive && (f.check == Check::Positive || with_experts(s)))
+        fail("{}: key '{}' must be positive, got {}", k.label(), k.name(f.key), v);
+      return;
+    case Check::SizeWithExperts:  // non-negative; positive with routed experts
+      if (v < 0) fail("{}: key '{}' must not be negative, got {}", k.label(), k.name(f.key), v);
+      if (with_experts(s) && !positive) fail("{}: key '{}' must be positive, got {}", k.label(), k.name(f.key), v);
+      return;
+    case Check::NonNegative:
+      if (v < 0) fail("{}: key '{}' must not be negative, got {}", k.label(), k.name(f.key), v);
+      return;
+    case Check::PositiveNumber:  // the message of a mistyped value
+      if (!positive) {
+        const json* given = k.find(f.key);
+        k.bad(f.key, "a positive number", given ? *given : json(v));
+      }
+      return;
+  }
+}
+
+// Checks every row's range, in table order.
+template <class S>
+void check_fields(const std::vector<Field<S>>& fields, const Keys& k, const S& s) {
+  for (const Field<S>& f : fields) {
+    std::visit(
+        [&](auto m) {
+          using M = decltype(m);
+          if constexpr (std::is_same_v<M, int64_t S::*> || std::is_same_v<M, double S::*>)
+            check_range(f, k, s, s.*m);
+        },
+        f.at);
+    if (f.validate) f.validate(k, s);
+  }
+}
+
+template <class S>
+json write_fields(const std::vector<Field<S>>& fields, const S& s) {
+  json j = json::object();
+  for (const Field<S>& f : fields) {
+    std::optional<json> v;
+    if (f.write) {
+      v = f.write(s);
+    } else {
+      std::visit(
+          [&](auto m) {
+            using M = decltype(m);
+            if constexpr (!std::is_same_v<M, std::monostate>) v = json(s.*m);
+            if constexpr (std::is_same_v<M, int64_t S::*>) {
+              if (f.null_unless_positive && s.*m <= 0) v = json(nullptr);
+            }
+          },
+          f.at);
+    }
+    if (v) j[f.key] = std::move(*v);
+  }
+  return j;
+}
+
+// A string key naming an enumerator: names[i] spells E(i). Unknown names are refused with the list.
+template <class S, class E, size_t N>
+Field<S> enumerated(Field<S> f, E S::*m, const std::array<const char*, N>& names) {
+  const char* key = f.key;
+  f.read = [key, m, &names](const Keys& k, const json* v, S& s) {
+    const std::string name = k.to_str(key, *v);
+    for (size_t i = 0; i < N; ++i)
+      if (name == names[i]) {
+        s.*m = E(i);
+        return;
+      }
+    std::string supported;
+    for (const char* n : names) supported += (supported.empty() ? "" : ", ") + std::string(n);
+    fail("{}: key '{}' is '{}'; supported: {}", k.label(), k.name(key), name, supported);
+  };
+  f.write = [m, &names](const S& s) -> std::optional<json> { return json(names[size_t(s.*m)]); };
+  return f;
+}
+
+constexpr std::array<const char*, 2> kScoringNames = {"sigmoid", "softmax"};  // ScoringFunc's order
+constexpr std::array<const char*, 3> kTopkNames = {"noaux_tc", "greedy", "group_limited_greedy"};  // TopkMethod's
+
+// rope_scaling {type: yarn, ...}; "type" (or "rope_type") selects the scaling and is read and written around
+// the table.
+const std::vector<Field<YarnScaling>>& yarn_fields() {
+  using Y = YarnScaling;
+  static const std::vector<Field<Y>> table = {
+      {.key = "factor", .at = &Y::factor, .need = Need::Required, .check = Check::PositiveNumber},  // rope_factor
+      {.key = "original_max_position_embeddings", .at = &Y::original_max_position_embeddings, .check = Check::Positive},
+      // Both betas enter log() in YaRN's correction range.
+      {.key = "beta_fast", .at = &Y::beta_fast, .check = Check::Positive},
+      {.key = "beta_slow", .at = &Y::beta_slow, .check = Check::Positive},
+      {.key = "mscale", .at = &Y::mscale},
+      {.key = "mscale_all_dim", .at = &Y::mscale_all_dim},
+  };
+  return table;
 }
 
 std::optional<YarnScaling> parse_rope_scaling(const json& v, const std::string& label) {
@@ -151,25 +289,20 @@ std::optional<YarnScaling> parse_rope_scaling(const json& v, const std::string& 
     fail("{}: key 'rope_scaling.type' is '{}'; only 'yarn' is supported (DeepSeek-V3's long-context RoPE)", label,
          type);
   YarnScaling y;
-  const json* f = k.find("factor");
-  if (!f || f->is_null()) fail("{}: missing required key 'rope_scaling.factor'", label);
-  y.factor = k.to_num("factor", *f);
-  if (y.factor <= 0) k.bad("factor", "a positive number", *f);
-  y.original_max_position_embeddings =
-      k.get_int("original_max_position_embeddings", y.original_max_position_embeddings);
-  if (y.original_max_position_embeddings <= 0)
-    fail("{}: key 'rope_scaling.original_max_position_embeddings' must be positive, got {}", label,
-         y.original_max_position_embeddings);
-  y.beta_fast = k.get_num("beta_fast", y.beta_fast);
-  y.beta_slow = k.get_num("beta_slow", y.beta_slow);
-  // Both enter log() in YaRN's correction range.
-  if (y.beta_fast <= 0) fail("{}: key 'rope_scaling.beta_fast' must be positive, got {}", label, y.beta_fast);
-  if (y.beta_slow <= 0) fail("{}: key 'rope_scaling.beta_slow' must be positive, got {}", label, y.beta_slow);
-  y.mscale = k.get_num("mscale", y.mscale);
-  y.mscale_all_dim = k.get_num("mscale_all_dim", y.mscale_all_dim);
+  read_fields(yarn_fields(), k, y);
+  check_fields(yarn_fields(), k, y);
   return y;
 }
 
+json rope_scaling_json(const std::optional<YarnScaling>& y) {
+  if (!y) return nullptr;
+  json j = write_fields(yarn_fields(), *y);
+  j["type"] = "yarn";
+  return j;
+}
+
+// quantization_config: its keys depend on quant_method and do not map one to one onto members (fp8's
+// weight_block_size is two of them), so it is one row with hooks: parse_quantization and quantization_json.
 void parse_quantization(const json& v, ModelConfig& c, const std::string& label) {
   if (v.is_null()) return;
   if (!v.is_object()) Keys(v, label).bad("quantization_config", "an object or null", v);
@@ -211,11 +344,217 @@ void parse_quantization(const json& v, ModelConfig& c, const std::string& label)
   c.fp8 = true;
 }
 
-void require_positive(const std::string& label, const char* key, int64_t v) {
-  if (v <= 0) fail("{}: key '{}' must be positive, got {}", label, key, v);
+std::optional<json> quantization_json(const ModelConfig& c) {
+  if (!c.block_quant.empty()) return c.block_quant_json();
+  if (!c.fp8) return std::nullopt;
+  return json{{"activation_scheme", "dynamic"},
+              {"fmt", "e4m3"},
+              {"quant_method", "fp8"},
+              {"weight_block_size", {c.weight_block_n, c.weight_block_k}}};
 }
-void require_non_negative(const std::string& label, const char* key, int64_t v) {
-  if (v < 0) fail("{}: key '{}' must not be negative, got {}", label, key, v);
+
+// The config.json keys, in the order they are read (model_type first: it selects the defaults).
+const std::vector<Field<ModelConfig>>& model_fields() {
+  using C = ModelConfig;
+  using Hook = std::optional<json>;
+  static const std::vector<Field<C>> table = {
+      {.key = "model_type",
+       .at = &C::model_type,
+       .read =
+           [](const Keys& k, const json* v, C& c) {
+             if (!v) k.missing("model_type");
+             c.model_type = k.to_str("model_type", *v);
+             if (c.model_type != "deepseek_v3" && c.model_type != "deepseek_v2" && c.model_type != "kimi_k2")
+               fail("{}: key 'model_type' is '{}'; supported: deepseek_v3, deepseek_v2, kimi_k2", k.label(),
+                    c.model_type);
+           }},
+      // Informational (the model_type decides); written for transformers.
+      {.key = "architectures",
+       .read = [](const Keys&, const json*, C&) {},
+       .write = [](const C& c) -> Hook {
+         return json::array({v2_family(c) ? "DeepseekV2ForCausalLM" : "DeepseekV3ForCausalLM"});
+       }},
+      {.key = "vocab_size", .at = &C::vocab_size, .need = Need::Required, .check = Check::Positive},
+      {.key = "hidden_size", .at = &C::hidden_size, .need = Need::Required, .check = Check::Positive},
+      {.key = "intermediate_size", .at = &C::intermediate_size, .need = Need::Required, .check = Check::Positive},
+      {.key = "num_hidden_layers", .at = &C::num_hidden_layers, .need = Need::Required, .check = Check::Positive},
+      {.key = "num_attention_heads", .at = &C::num_attention_heads, .need = Need::Required, .check = Check::Positive},
+      {.key = "kv_lora_rank", .at = &C::kv_lora_rank, .need = Need::Required, .check = Check::Positive},
+      {.key = "qk_nope_head_dim", .at = &C::qk_nope_head_dim, .need = Need::Required, .check = Check::Positive},
+      {.key = "qk_rope_head_dim",
+       .at = &C::qk_rope_head_dim,
+       .need = Need::Required,
+       .check = Check::Positive,
+       .validate =
+           [](const Keys& k, const C& c) {
+             if (c.qk_rope_head_dim % 2 != 0)
+               fail("{}: key 'qk_rope_head_dim' must be even (RoPE rotates pairs), got {}", k.label(),
+                    c.qk_rope_head_dim);
+           }},
+      {.key = "v_head_dim", .at = &C::v_head_dim, .need = Need::Required, .check = Check::Positive},
+      {.key = "q_lora_rank",
+       .at = &C::q_lora_rank,
+       .v3 = 1536,
+       .null_as = 0,
+       .check = Check::NonNegative,
+       .null_unless_positive = true},
+      // Absent or null: num_attention_heads.
+      {.key = "num_key_value_heads",
+       .at = &C::num_key_value_heads,
+       .check = Check::Positive,
+       .read =
+           [](const Keys& k, const json* v, C& c) {
+             c.num_key_value_heads =
+                 v && !v->is_null() ? k.to_int("num_key_value_heads", *v) : c.num_attention_heads;
+           }},
+      {.key = "num_nextn_predict_layers",
+       .at = &C::num_nextn_predict_layers,
+       .v3 = 1,
+       .v2 = 0,
+       .null_as = 0,
+       .check = Check::NonNegative},
+      // None in HF for n_routed_experts / n_shared_experts / n_group / topk_group: 0, 0, 1, 1 here.
+      {.key = "n_routed_experts",
+       .at = &C::n_routed_experts,
+       .v3 = 256,
+       .v2 = 0,
+       .null_as = 0,
+       .check = Check::NonNegative,
+       .null_unless_positive = true},
+      {.key = "n_shared_experts",
+       .at = &C::n_shared_experts,
+       .v3 = 1,
+       .v2 = 0,
+       .null_as = 0,
+       .check = Check::NonNegative,
+       .null_unless_positive = true},
+      {.key = "n_group", .at = &C::n_group, .v3 = 8, .v2 = 1, .null_as = 1, .check = Check::PositiveWithExperts},
+      {.key = "topk_group", .at = &C::topk_group, .v3 = 4, .v2 = 1, .null_as = 1, .check = Check::PositiveWithExperts},
+      {.key = "first_k_dense_replace", .at = &C::first_k_dense_replace, .v3 = 3, .v2 = 0, .check = Check::NonNegative},
+      {.key = "moe_layer_freq", .at = &C::moe_layer_freq, .v3 = 1, .check = Check::Positive},
+      {.key = "routed_scaling_factor", .at = &C::routed_scaling_factor, .v3 = 2.5, .v2 = 1.0, .check = Check::Positive},
+      {.key = "norm_topk_prob", .at = &C::norm_topk_prob, .v3 = true, .v2 = false},
+      {.key = "moe_intermediate_size",
+       .at = &C::moe_intermediate_size,
+       .need = Need::RequiredWithExperts,
+       .v3 = 0,
+       .null_as = 0,
+       .check = Check::SizeWithExperts},
+      // Written as null for a dense model.
+      {.key = "num_experts_per_tok",
+       .at = &C::num_experts_per_tok,
+       .need = Need::RequiredWithExperts,
+       .v3 = 0,
+       .null_as = 0,
+       .check = Check::SizeWithExperts,
+       .write = [](const C& c) -> Hook {
+         return c.n_routed_experts > 0 ? json(c.num_experts_per_tok) : json(nullptr);
+       }},
+      enumerated<C>({.key = "scoring_func", .v3 = "sigmoid", .v2 = "softmax"}, &C::scoring_func, kScoringNames),
+      enumerated<C>({.key = "topk_method", .v3 = "noaux_tc", .v2 = "greedy"}, &C::topk_method, kTopkNames),
+      {.key = "rope_theta", .at = &C::rope_theta, .v3 = 10000.0, .check = Check::Positive},
+      {.key = "rope_scaling",
+       .read =
+           [](const Keys& k, const json* v, C& c) {
+             if (v) c.rope_scaling = parse_rope_scaling(*v, k.label());
+           },
+       .write = [](const C& c) -> Hook { return rope_scaling_json(c.rope_scaling); }},
+      {.key = "rms_norm_eps", .at = &C::rms_norm_eps, .v3 = 1e-6, .check = Check::Positive},
+      {.key = "max_position_embeddings", .at = &C::max_position_embeddings, .v3 = 4096, .v2 = 2048,
+       .check = Check::Positive},
+      {.key = "tie_word_embeddings", .at = &C::tie_word_embeddings, .v3 = false},
+      {.key = "hidden_act",
+       .at = &C::hidden_act,
+       .v3 = "silu",
+       .validate =
+           [](const Keys& k, const C& c) {
+             if (c.hidden_act != "silu")
+               fail("{}: key 'hidden_act' is '{}'; DeepSeek's SwiGLU experts need 'silu'", k.label(), c.hidden_act);
+           }},
+      {.key = "initializer_range", .at = &C::initializer_range, .v3 = 0.02, .check = Check::NonNegative},
+      // null: no BOS.
+      {.key = "bos_token_id",
+       .v3 = 0,
+       .v2 = 100000,
+       .read =
+           [](const Keys& k, const json* v, C& c) {
+             if (!v->is_null()) c.bos_token_id = k.to_int("bos_token_id", *v);
+           },
+       .write = [](const C& c) -> Hook { return c.bos_token_id ? json(*c.bos_token_id) : json(nullptr); },
+       .validate =
+           [](const Keys& k, const C& c) {
+             if (c.bos_token_id && *c.bos_token_id < 0) fail("{}: key 'bos_token_id' must not be negative", k.label());
+           }},
+      // An integer or a list of them; null: none.
+      {.key = "eos_token_id",
+       .v3 = 1,
+       .v2 = 100001,
+       .read =
+           [](const Keys& k, const json* v, C& c) {
+             if (v->is_array()) {
+               for (const json& x : *v) c.eos_token_ids.push_back(k.to_int("eos_token_id", x));
+             } else if (!v->is_null()) {
+               c.eos_token_ids.push_back(k.to_int("eos_token_id", *v));
+             }
+           },
+       .write = [](const C& c) -> Hook {
+         if (c.eos_token_ids.empty()) return json(nullptr);
+         if (c.eos_token_ids.size() == 1) return json(c.eos_token_ids[0]);
+         return json(c.eos_token_ids);
+       },
+       .validate =
+           [](const Keys& k, const C& c) {
+             for (int64_t e : c.eos_token_ids)
+               if (e < 0) fail("{}: key 'eos_token_id' must not be negative, got {}", k.label(), e);
+           }},
+      // Informational. transformers >= 4.56 writes "dtype"; older versions "torch_dtype". Left out when empty.
+      {.key = "torch_dtype",
+       .read =
+           [](const Keys& k, const json*, C& c) {
+             for (const char* key : {"torch_dtype", "dtype"}) {
+               const json* t = k.find(key);
+               if (!t || t->is_null()) continue;
+               c.torch_dtype = k.to_str(key, *t);
+               break;
+             }
+           },
+       .write = [](const C& c) -> Hook {
+         if (c.torch_dtype.empty()) return std::nullopt;
+         return json(c.torch_dtype);
+       }},
+      {.key = "quantization_config",
+       .read = [](const Keys& k, const json* v, C& c) { if (v) parse_quantization(*v, c, k.label()); },
+       .write = quantization_json},
+  };
+  return table;
+}
+
+// The rules that span keys, after every row's own check.
+void check_consistency(const ModelConfig& c, const std::string& label) {
+  if (c.first_k_dense_replace > c.num_hidden_layers)
+    fail("{}: key 'first_k_dense_replace' ({}) exceeds 'num_hidden_layers' ({})", label, c.first_k_dense_replace,
+         c.num_hidden_layers);
+  if (c.n_routed_experts == 0) return;
+  // MoE consistency
+  if (c.n_routed_experts % c.n_group != 0)
+    fail("{}: key 'n_routed_experts' ({}) is not divisible by 'n_group' ({})", label, c.n_routed_experts, c.n_group);
+  if (c.topk_group > c.n_group)
+    fail("{}: key 'topk_group' ({}) exceeds 'n_group' ({})", label, c.topk_group, c.n_group);
+  if (c.num_experts_per_tok > c.n_routed_experts)
+    fail("{}: key 'num_experts_per_tok' ({}) exceeds 'n_routed_experts' ({})", label, c.num_experts_per_tok,
+         c.n_routed_experts);
+  const int64_t per_group = c.n_routed_experts / c.n_group;
+  if (c.num_experts_per_tok > c.topk_group * per_group)
+    fail(
+        "{}: key 'num_experts_per_tok' ({}) exceeds what 'topk_group' ({}) groups of 'n_routed_experts' / "
+        "'n_group' = {} experts hold",
+        label, c.num_experts_per_tok, c.topk_group, per_group);
+  // noaux_tc scores a group by the sum of its top-2 experts.
+  if (c.topk_method == TopkMethod::NoauxTc && c.n_group > 1 && per_group < 2)
+    fail(
+        "{}: 'topk_method' noaux_tc needs at least 2 experts per group; 'n_routed_experts' ({}) / 'n_group' "
+        "({}) = {}",
+        label, c.n_routed_experts, c.n_group, per_group);
 }
 
 }  // namespace
@@ -224,224 +563,13 @@ ModelConfig parse_config(const json& j, const std::string& label) {
   if (!j.is_object()) fail("{}: config must be a JSON object, got {}", label, j.type_name());
   Keys k(j, label);
   ModelConfig c;
-
-  const json* mt = k.find("model_type");
-  if (!mt) fail("{}: missing required key 'model_type'", label);
-  if (!mt->is_string()) k.bad("model_type", "a string", *mt);
-  c.model_type = mt->get<std::string>();
-  const bool v2 = c.model_type == "deepseek_v2";
-  if (!v2 && c.model_type != "deepseek_v3" && c.model_type != "kimi_k2")
-    fail("{}: key 'model_type' is '{}'; supported: deepseek_v3, deepseek_v2, kimi_k2", label, c.model_type);
-  const Defaults& d = v2 ? kV2 : kV3;
-
-  c.vocab_size = k.require_int("vocab_size");
-  c.hidden_size = k.require_int("hidden_size");
-  c.intermediate_size = k.require_int("intermediate_size");
-  c.num_hidden_layers = k.require_int("num_hidden_layers");
-  c.num_attention_heads = k.require_int("num_attention_heads");
-  c.kv_lora_rank = k.require_int("kv_lora_rank");
-  c.qk_nope_head_dim = k.require_int("qk_nope_head_dim");
-  c.qk_rope_head_dim = k.require_int("qk_rope_head_dim");
-  c.v_head_dim = k.require_int("v_head_dim");
-  c.q_lora_rank = k.get_int("q_lora_rank", d.q_lora_rank, 0);
-  c.num_key_value_heads = k.get_int("num_key_value_heads", c.num_attention_heads, c.num_attention_heads);
-  c.num_nextn_predict_layers = k.get_int("num_nextn_predict_layers", d.num_nextn_predict_layers, 0);
-
-  c.n_routed_experts = k.get_int("n_routed_experts", d.n_routed_experts, 0);
-  c.n_shared_experts = k.get_int("n_shared_experts", d.n_shared_experts, 0);
-  c.n_group = k.get_int("n_group", d.n_group, 1);
-  c.topk_group = k.get_int("topk_group", d.topk_group, 1);
-  c.first_k_dense_replace = k.get_int("first_k_dense_replace", d.first_k_dense_replace);
-  c.moe_layer_freq = k.get_int("moe_layer_freq", 1);
-  c.routed_scaling_factor = k.get_num("routed_scaling_factor", d.routed_scaling_factor);
-  c.norm_topk_prob = k.get_bool("norm_topk_prob", d.norm_topk_prob);
-  if (c.n_routed_experts > 0) {
-    c.moe_intermediate_size = k.require_int("moe_intermediate_size");
-    c.num_experts_per_tok = k.require_int("num_experts_per_tok");
-  } else {
-    c.moe_intermediate_size = k.get_int("moe_intermediate_size", 0, 0);
-    c.num_experts_per_tok = k.get_int("num_experts_per_tok", 0, 0);
-  }
-  std::string scoring = k.get_str("scoring_func", d.scoring_func);
-  if (scoring == "sigmoid")
-    c.scoring_func = ScoringFunc::Sigmoid;
-  else if (scoring == "softmax")
-    c.scoring_func = ScoringFunc::Softmax;
-  else
-    fail("{}: key 'scoring_func' is '{}'; supported: sigmoid, softmax", label, scoring);
-  std::string topk = k.get_str("topk_method", d.topk_method);
-  if (topk == "noaux_tc")
-    c.topk_method = TopkMethod::NoauxTc;
-  else if (topk == "greedy")
-    c.topk_method = TopkMethod::Greedy;
-  else if (topk == "group_limited_greedy")
-    c.topk_method = TopkMethod::GroupLimitedGreedy;
-  else
-    fail("{}: key 'topk_method' is '{}'; supported: noaux_tc, greedy, group_limited_greedy", label, topk);
-
-  c.rope_theta = k.get_num("rope_theta", 10000.0);
-  if (const json* rs = k.find("rope_scaling")) c.rope_scaling = parse_rope_scaling(*rs, label);
-  c.rms_norm_eps = k.get_num("rms_norm_eps", 1e-6);
-  c.max_position_embeddings = k.get_int("max_position_embeddings", d.max_position_embeddings);
-  c.tie_word_embeddings = k.get_bool("tie_word_embeddings", false);
-  c.hidden_act = k.get_str("hidden_act", "silu");
-  if (c.hidden_act != "silu")
-    fail("{}: key 'hidden_act' is '{}'; DeepSeek's SwiGLU experts need 'silu'", label, c.hidden_act);
-  c.initializer_range = k.get_num("initializer_range", 0.02);
-
-  if (const json* b = k.find("bos_token_id")) {
-    if (!b->is_null()) c.bos_token_id = k.to_int("bos_token_id", *b);
-  } else {
-    c.bos_token_id = d.bos;
-  }
-  if (const json* e = k.find("eos_token_id")) {
-    if (e->is_array()) {
-      for (const json& x : *e) c.eos_token_ids.push_back(k.to_int("eos_token_id", x));
-    } else if (!e->is_null()) {
-      c.eos_token_ids.push_back(k.to_int("eos_token_id", *e));
-    }
-  } else {
-    c.eos_token_ids.push_back(d.eos);
-  }
-  // transformers >= 4.56 writes "dtype"; older versions "torch_dtype".
-  for (const char* key : {"torch_dtype", "dtype"}) {
-    const json* t = k.find(key);
-    if (!t || t->is_null()) continue;
-    if (!t->is_string()) k.bad(key, "a string", *t);
-    c.torch_dtype = t->get<std::string>();
-    break;
-  }
-  if (const json* q = k.find("quantization_config")) parse_quantization(*q, c, label);
-
-  // ---- ranges
-  require_positive(label, "vocab_size", c.vocab_size);
-  require_positive(label, "hidden_size", c.hidden_size);
-  require_positive(label, "intermediate_size", c.intermediate_size);
-  require_positive(label, "num_hidden_layers", c.num_hidden_layers);
-  require_positive(label, "num_attention_heads", c.num_attention_heads);
-  require_positive(label, "num_key_value_heads", c.num_key_value_heads);
-  require_positive(label, "kv_lora_rank", c.kv_lora_rank);
-  require_positive(label, "qk_nope_head_dim", c.qk_nope_head_dim);
-  require_positive(label, "qk_rope_head_dim", c.qk_rope_head_dim);
-  require_positive(label, "v_head_dim", c.v_head_dim);
-  require_positive(label, "max_position_embeddings", c.max_position_embeddings);
-  require_positive(label, "moe_layer_freq", c.moe_layer_freq);
-  require_non_negative(label, "q_lora_rank", c.q_lora_rank);
-  require_non_negative(label, "num_nextn_predict_layers", c.num_nextn_predict_layers);
-  require_non_negative(label, "n_routed_experts", c.n_routed_experts);
-  require_non_negative(label, "n_shared_experts", c.n_shared_experts);
-  require_non_negative(label, "first_k_dense_replace", c.first_k_dense_replace);
-  require_non_negative(label, "moe_intermediate_size", c.moe_intermediate_size);
-  require_non_negative(label, "num_experts_per_tok", c.num_experts_per_tok);
-  if (c.qk_rope_head_dim % 2 != 0)
-    fail("{}: key 'qk_rope_head_dim' must be even (RoPE rotates pairs), got {}", label, c.qk_rope_head_dim);
-  if (c.first_k_dense_replace > c.num_hidden_layers)
-    fail("{}: key 'first_k_dense_replace' ({}) exceeds 'num_hidden_layers' ({})", label, c.first_k_dense_replace,
-         c.num_hidden_layers);
-  if (!(c.rms_norm_eps > 0)) fail("{}: key 'rms_norm_eps' must be positive, got {}", label, c.rms_norm_eps);
-  if (!(c.rope_theta > 0)) fail("{}: key 'rope_theta' must be positive, got {}", label, c.rope_theta);
-  if (!(c.routed_scaling_factor > 0))
-    fail("{}: key 'routed_scaling_factor' must be positive, got {}", label, c.routed_scaling_factor);
-  if (c.initializer_range < 0)
-    fail("{}: key 'initializer_range' must not be negative, got {}", label, c.initializer_range);
-  if (c.bos_token_id && *c.bos_token_id < 0) fail("{}: key 'bos_token_id' must not be negative", label);
-  for (int64_t e : c.eos_token_ids)
-    if (e < 0) fail("{}: key 'eos_token_id' must not be negative, got {}", label, e);
-
-  // ---- MoE consistency
-  if (c.n_routed_experts > 0) {
-    require_positive(label, "moe_intermediate_size", c.moe_intermediate_size);
-    require_positive(label, "num_experts_per_tok", c.num_experts_per_tok);
-    require_positive(label, "n_group", c.n_group);
-    require_positive(label, "topk_group", c.topk_group);
-    if (c.n_routed_experts % c.n_group != 0)
-      fail("{}: key 'n_routed_experts' ({}) is not divisible by 'n_group' ({})", label, c.n_routed_experts, c.n_group);
-    if (c.topk_group > c.n_group)
-      fail("{}: key 'topk_group' ({}) exceeds 'n_group' ({})", label, c.topk_group, c.n_group);
-    if (c.num_experts_per_tok > c.n_routed_experts)
-      fail("{}: key 'num_experts_per_tok' ({}) exceeds 'n_routed_experts' ({})", label, c.num_experts_per_tok,
-           c.n_routed_experts);
-    const int64_t per_group = c.n_routed_experts / c.n_group;
-    if (c.num_experts_per_tok > c.topk_group * per_group)
-      fail(
-          "{}: key 'num_experts_per_tok' ({}) exceeds what 'topk_group' ({}) groups of 'n_routed_experts' / "
-          "'n_group' = {} experts hold",
-          label, c.num_experts_per_tok, c.topk_group, per_group);
-    // noaux_tc scores a group by the sum of its top-2 experts.
-    if (c.topk_method == TopkMethod::NoauxTc && c.n_group > 1 && per_group < 2)
-      fail(
-          "{}: 'topk_method' noaux_tc needs at least 2 experts per group; 'n_routed_experts' ({}) / 'n_group' "
-          "({}) = {}",
-          label, c.n_routed_experts, c.n_group, per_group);
-  }
+  read_fields(model_fields(), k, c);
+  check_fields(model_fields(), k, c);
+  check_consistency(c, label);
   return c;
 }
 
-json ModelConfig::raw_json() const {
-  const bool v2 = model_type == "deepseek_v2";
-  json j = json::object();
-  j["architectures"] = {v2 ? kV2.architecture : kV3.architecture};
-  j["model_type"] = model_type;
-  j["vocab_size"] = vocab_size;
-  j["hidden_size"] = hidden_size;
-  j["intermediate_size"] = intermediate_size;
-  j["moe_intermediate_size"] = moe_intermediate_size;
-  j["num_hidden_layers"] = num_hidden_layers;
-  j["num_nextn_predict_layers"] = num_nextn_predict_layers;
-  j["num_attention_heads"] = num_attention_heads;
-  j["num_key_value_heads"] = num_key_value_heads;
-  // HF tests these against None: 0 is written as null so that transformers builds the same model.
-  j["n_shared_experts"] = n_shared_experts > 0 ? json(n_shared_experts) : json(nullptr);
-  j["n_routed_experts"] = n_routed_experts > 0 ? json(n_routed_experts) : json(nullptr);
-  j["num_experts_per_tok"] = n_routed_experts > 0 ? json(num_experts_per_tok) : json(nullptr);
-  j["n_group"] = n_group;
-  j["topk_group"] = topk_group;
-  j["routed_scaling_factor"] = routed_scaling_factor;
-  j["scoring_func"] = scoring_name(scoring_func);
-  j["topk_method"] = topk_name(topk_method);
-  j["norm_topk_prob"] = norm_topk_prob;
-  j["first_k_dense_replace"] = first_k_dense_replace;
-  j["moe_layer_freq"] = moe_layer_freq;
-  j["q_lora_rank"] = q_lora_rank > 0 ? json(q_lora_rank) : json(nullptr);
-  j["kv_lora_rank"] = kv_lora_rank;
-  j["qk_nope_head_dim"] = qk_nope_head_dim;
-  j["qk_rope_head_dim"] = qk_rope_head_dim;
-  j["v_head_dim"] = v_head_dim;
-  j["rope_theta"] = rope_theta;
-  if (rope_scaling) {
-    j["rope_scaling"] = {{"type", "yarn"},
-                         {"factor", rope_scaling->factor},
-                         {"original_max_position_embeddings", rope_scaling->original_max_position_embeddings},
-                         {"beta_fast", rope_scaling->beta_fast},
-                         {"beta_slow", rope_scaling->beta_slow},
-                         {"mscale", rope_scaling->mscale},
-                         {"mscale_all_dim", rope_scaling->mscale_all_dim}};
-  } else {
-    j["rope_scaling"] = nullptr;
-  }
-  j["rms_norm_eps"] = rms_norm_eps;
-  j["max_position_embeddings"] = max_position_embeddings;
-  j["tie_word_embeddings"] = tie_word_embeddings;
-  j["bos_token_id"] = bos_token_id ? json(*bos_token_id) : json(nullptr);
-  if (eos_token_ids.empty())
-    j["eos_token_id"] = nullptr;
-  else if (eos_token_ids.size() == 1)
-    j["eos_token_id"] = eos_token_ids[0];
-  else
-    j["eos_token_id"] = eos_token_ids;
-  j["hidden_act"] = hidden_act;
-  j["initializer_range"] = initializer_range;
-  if (!torch_dtype.empty()) j["torch_dtype"] = torch_dtype;
-  if (!block_quant.empty()) {
-    j["quantization_config"] = block_quant_json();
-  } else if (fp8) {
-    j["quantization_config"] = {{"activation_scheme", "dynamic"},
-                                {"fmt", "e4m3"},
-                                {"quant_method", "fp8"},
-                                {"weight_block_size", {weight_block_n, weight_block_k}}};
-  }
-  return j;
-}
+json ModelConfig::raw_json() const { return write_fields(model_fields(), *this); }
 
 nlohmann::json ModelConfig::block_quant_json() const {
   return {{"quant_method", "dsv3_block"},

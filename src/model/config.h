@@ -17,6 +17,7 @@ struct YarnScaling {
   int64_t original_max_position_embeddings = 4096;  // reference: original_seq_len
   double beta_fast = 32, beta_slow = 1;
   double mscale = 1.0, mscale_all_dim = 0.0;
+  bool operator==(const YarnScaling&) const = default;
 };
 
 struct ModelConfig {
@@ -60,7 +61,7 @@ struct ModelConfig {
   // (empty when absent), and the head's format ("int8", "int4" or "none" = as stored).
   std::string block_quant, block_quant_head = "none";
 
-  nlohmann::json raw_json() const;  // the validated config re-serialised with HF keys
+  nlohmann::json raw_json() const;  // the validated config re-serialised with HF keys (parse_config's table)
   nlohmann::json block_quant_json() const;  // the dsv3_block quantization_config (block_quant non-empty)
 
   // Derived
@@ -69,6 +70,8 @@ struct ModelConfig {
   int64_t kv_cache_values_per_token() const { return kv_lora_rank + qk_rope_head_dim; }
   // Softmax scale 1/sqrt(qk_head_dim), times mscale^2 with YaRN (mscale = 0.1 * mscale_all_dim * ln(factor) + 1).
   double softmax_scale() const;
+
+  bool operator==(const ModelConfig&) const = default;  // every field (parse_config(c.raw_json()) == c)
 };
 
 // Parses and validates; throws dsv3::Error naming the key (and `label`, typically the file path) on missing,

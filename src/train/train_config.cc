@@ -1,9 +1,18 @@
+// TRAIN.json's "training" object: one table per object (training_fields, fp8_fields, balance_fields) lists
+// every key once, with its member, type, range and any special reading; parse_training and
+// TrainOptions::to_json both walk it, so a key added to the table is parsed, validated and written back.
+// Per object: every key is read (type errors), unknown keys are refused, every key's range is checked, then
+// the rules that span keys.
 #include "train/train_config.h"
 
 #include <cstring>
 #include <fstream>
+#include <functional>
+#include <optional>
 #include <set>
 #include <sstream>
+#include <type_traits>
+#include <vector>
 
 #include "core/error.h"
 
@@ -11,9 +20,14 @@ namespace dsv3::train {
 
 namespace {
 
+using nlohmann::json;
+
+// Reads the keys of one object of TRAIN.json ("training", "training.fp8", ...). `label` is the file's (as
+// range errors print it), `path` the object's dotted name; type and unknown-key errors print `where`.
 class Reader {
  public:
-  Reader(const nlohmann::json& j, std::string label) : j_(j), label_(std::move(label)) {}
+  Reader(const json& j, std::string where, std::string label, std::string path)
+      : j_(j), where_(std::move(where)), label_(std::move(label)), path_(std::move(path)) {}
 
   template <typename T>
   void get(const char* key, T& out) {
@@ -36,7 +50,7 @@ class Reader {
     }
   }
   bool has(const char* key) const { return j_.contains(key) && !j_[key].is_null(); }
-  const nlohmann::json* object(const char* key) {
+  const json* object(const char* key) {
     seen_.insert(key);
     auto it = j_.find(key);
     if (it == j_.end() || it->is_null()) return nullptr;
@@ -45,153 +59,293 @@ class Reader {
   }
   void reject_unknown() const {
     for (auto it = j_.begin(); it != j_.end(); ++it)
-      if (!seen_.count(it.key())) fail("{}: unknown key '{}'", label_, it.key());
+      if (!seen_.count(it.key())) fail("{}: unknown key '{}'", where_, it.key());
   }
-  [[noreturn]] void bad(const char* key, const char* want, const nlohmann::json& v) const {
-    fail("{}: key '{}' must be {}, got {}", label_, key, want, v.dump());
+  [[noreturn]] void bad(const char* key, const char* want, const json& v) const {
+    fail("{}: key '{}' must be {}, got {}", where_, key, want, v.dump());
   }
   const std::string& label() const { return label_; }
+  std::string path(const char* key) const { return path_ + "." + key; }  // "training.fp8.scale"
 
  private:
-  const nlohmann::json& j_;
-  std::string label_;
+  const json& j_;
+  std::string where_, label_, path_;
   std::set<std::string> seen_;
 };
 
-void positive(const std::string& label, const char* key, double v) {
+void positive(const std::string& label, const std::string& key, double v) {
   if (!(v > 0)) fail("{}: '{}' must be positive, got {}", label, key, v);
 }
-void non_negative(const std::string& label, const char* key, double v) {
+void non_negative(const std::string& label, const std::string& key, double v) {
   if (!(v >= 0)) fail("{}: '{}' must not be negative, got {}", label, key, v);
 }
-void fraction(const std::string& label, const char* key, double v) {
+void fraction(const std::string& label, const std::string& key, double v) {
   if (!(v >= 0 && v <= 1)) fail("{}: '{}' must lie in [0, 1], got {}", label, key, v);
 }
 
-TrainOptions parse_training(const nlohmann::json& t, const std::string& label) {
-  TrainOptions o;
-  Reader r(t, label);
-  r.get("seq_len", o.seq_len);
-  r.get("batch_seqs", o.batch_seqs);
-  r.get("batch_seqs_start", o.batch_seqs_start);
-  r.get("batch_ramp_tokens", o.batch_ramp_tokens);
-  r.get("grad_accum", o.grad_accum);
-  r.get("steps", o.steps);
-  r.get("time_budget_minutes", o.time_budget_minutes);
-  r.get("lr", o.lr.lr);
-  r.get("min_lr", o.lr.min_lr);
-  r.get("warmup_steps", o.lr.warmup_steps);
-  r.get("constant_steps", o.lr.constant_steps);
-  r.get("decay_steps", o.lr.decay_steps);
-  r.get("constant_frac", o.lr.constant_frac);
-  r.get("decay_frac", o.lr.decay_frac);
-  r.get("weight_decay", o.weight_decay);
-  r.get("beta1", o.beta1);
-  r.get("beta2", o.beta2);
-  r.get("eps", o.eps);
-  r.get("clip", o.clip);
-  r.get("seed", o.seed);
-  r.get("init_std", o.init_std);
-  r.get("mtp_lambda", o.mtp_lambda.before);
-  o.mtp_lambda.after = o.mtp_lambda.before;  // unless given
-  r.get("mtp_lambda_final", o.mtp_lambda.after);
-  r.get("mtp_lambda_switch_frac", o.mtp_lambda.switch_frac);
-  if (!r.has("mtp_lambda") && !r.has("mtp_lambda_final")) o.mtp_lambda.after = 0.1;  // the paper's 0.3 → 0.1
-  r.get("eval_every", o.eval_every);
-  r.get("eval_batches", o.eval_batches);
-  r.get("ckpt_every", o.ckpt_every);
-  r.get("log_every", o.log_every);
-  std::string precision = "fp32";
-  r.get("precision", precision);
-  o.precision = parse_precision(precision, label + ": 'training.precision'");
-  if (const nlohmann::json* f = r.object("fp8")) {
-    if (o.precision != Precision::FP8)
-      fail("{}: 'training.fp8' configures precision fp8, but 'training.precision' is {}", label, precision);
-    Reader fr(*f, label + ": training.fp8");
-    std::string scale = "fp32", dgrad = "1x128";
-    int64_t bits = o.fp8.accum_bits;
-    fr.get("scale", scale);
-    fr.get("accum_bits", bits);
-    fr.get("promote_every", o.fp8.promote_every);
-    fr.get("dgrad_quant", dgrad);
-    fr.reject_unknown();
-    if (scale == "fp32") {
-      o.fp8.scale = Fp8ScaleFormat::F32;
-    } else if (scale == "ue8m0") {
-      o.fp8.scale = Fp8ScaleFormat::UE8M0;
-    } else {
-      fail("{}: training.fp8.scale is '{}'; supported: fp32, ue8m0", label, scale);
-    }
-    if (bits < 1 || bits > 23) fail("{}: training.fp8.accum_bits must lie in [1, 23] (23 = float32), got {}", label, bits);
-    o.fp8.accum_bits = int(bits);
-    if (o.fp8.promote_every < 1 || 128 % o.fp8.promote_every != 0)
-      fail("{}: training.fp8.promote_every must divide 128 (the scale tile along K), got {}", label,
-           o.fp8.promote_every);
-    if (dgrad == "1x128") {
-      o.fp8.dgrad_block_quant = false;
-    } else if (dgrad == "128x128") {
-      o.fp8.dgrad_block_quant = true;
-    } else {
-      fail("{}: training.fp8.dgrad_quant is '{}'; supported: 1x128, 128x128", label, dgrad);
-    }
-  }
-  if (const nlohmann::json* b = r.object("balance")) {
-    Reader br(*b, label + ": training.balance");
-    std::string mode = "aux_free";
-    br.get("mode", mode);
-    if (mode == "aux_free") {
-      o.balance = BalanceMode::AuxFree;
-    } else if (mode == "aux_loss") {
-      o.balance = BalanceMode::AuxLoss, o.balance_alpha = 0.01, o.gamma = 0;
-    } else if (mode == "none") {
-      o.balance = BalanceMode::None, o.balance_alpha = 0, o.gamma = 0;
-    } else {
-      fail("{}: training.balance.mode is '{}'; supported: aux_free, aux_loss, none", label, mode);
-    }
-    br.get("alpha", o.balance_alpha);
-    br.get("gamma", o.gamma);
-    br.get("gamma_off_frac", o.gamma_off_frac);
-    br.reject_unknown();
-    if (o.balance != BalanceMode::AuxFree && o.gamma != 0)
-      fail("{}: training.balance.gamma applies to mode aux_free only (mode is {})", label, mode);
-    if (o.balance == BalanceMode::None && o.balance_alpha != 0)
-      fail("{}: training.balance.alpha must be 0 with mode none", label);
-  }
-  r.reject_unknown();
+template <class T>
+bool negative(T v) {
+  if constexpr (std::is_unsigned_v<T>)
+    return false;
+  else
+    return v < 0;
+}
 
-  const std::string& L = label;
-  if (o.seq_len < 2) fail("{}: 'training.seq_len' must be at least 2, got {}", L, o.seq_len);
-  if (o.batch_seqs < 1) fail("{}: 'training.batch_seqs' must be at least 1, got {}", L, o.batch_seqs);
-  if (o.grad_accum < 1) fail("{}: 'training.grad_accum' must be at least 1, got {}", L, o.grad_accum);
+// The range of a value, checked once its object is read (unknown keys refused first).
+struct Range {
+  enum Kind { Any, AtLeast, Positive, NonNegative, Fraction, BelowOne } kind = Any;
+  int64_t min = 0;             // AtLeast
+  bool unset_negative = false;  // a negative value means "not set": not checked, not written
+};
+constexpr Range kPositive{Range::Positive}, kNonNegative{Range::NonNegative}, kFraction{Range::Fraction};
+constexpr Range kBelowOne{Range::BelowOne};  // [0, 1)
+constexpr Range kUnset{Range::Any, 0, true}, kFractionOrUnset{Range::Fraction, 0, true};
+constexpr Range at_least(int64_t n) { return {Range::AtLeast, n}; }
+
+template <class T>
+void check_range(const std::string& label, const std::string& path, Range r, T v) {
+  if (r.unset_negative && negative(v)) return;
+  switch (r.kind) {
+    case Range::Any:
+      return;
+    case Range::AtLeast:
+      if (int64_t(v) < r.min) fail("{}: '{}' must be at least {}, got {}", label, path, r.min, v);
+      return;
+    case Range::Positive:
+      return positive(label, path, double(v));
+    case Range::NonNegative:
+      return non_negative(label, path, double(v));
+    case Range::Fraction:
+      return fraction(label, path, double(v));
+    case Range::BelowOne:
+      if (!(double(v) >= 0 && double(v) < 1)) fail("{}: '{}' must lie in [0, 1), got {}", label, path, v);
+      return;
+  }
+}
+
+// One key of a TRAIN.json object: read (type), written, then checked (range; messages name `path`).
+template <class S>
+struct Field {
+  const char* key;
+  std::function<void(Reader&, S&)> read;
+  std::function<std::optional<json>(const S&)> write;  // nullopt: left out
+  std::function<void(const std::string& label, const std::string& path, const S&)> check = {};
+};
+
+// Rows for plain values: a member, or a member of a member (lr.min_lr).
+template <class S, class Get>
+Field<S> value_at(const char* key, Get get, Range r) {
+  return {key, [key, get](Reader& rd, S& s) { rd.get(key, get(s)); },
+          [get, r](const S& s) -> std::optional<json> {
+            if (r.unset_negative && negative(get(s))) return std::nullopt;
+            return json(get(s));
+          },
+          [get, r](const std::string& label, const std::string& path, const S& s) {
+            check_range(label, path, r, get(s));
+          }};
+}
+template <class S, class T>
+Field<S> value(const char* key, T S::*m, Range r = {}) {
+  return value_at<S>(key, [m](auto& s) -> auto& { return s.*m; }, r);
+}
+template <class S, class M, class T>
+Field<S> value(const char* key, M S::*outer, T M::*inner, Range r = {}) {
+  return value_at<S>(key, [outer, inner](auto& s) -> auto& { return (s.*outer).*inner; }, r);
+}
+
+// A string naming one of the n enumerators E(0) .. E(n - 1) (bool: false, true), spelled by `name`.
+template <class S, class E>
+Field<S> enumerated(const char* key, E S::*m, int n, const char* (*name)(E)) {
+  return {key,
+          [key, m, n, name](Reader& r, S& s) {
+            std::string given = name(s.*m);
+            r.get(key, given);
+            std::string supported;
+            for (int i = 0; i < n; ++i) {
+              if (given == name(E(i))) {
+                s.*m = E(i);
+                return;
+              }
+              supported += (i ? ", " : "") + std::string(name(E(i)));
+            }
+            fail("{}: {} is '{}'; supported: {}", r.label(), r.path(key), given, supported);
+          },
+          [m, name](const S& s) -> std::optional<json> { return json(name(s.*m)); }};
+}
+
+// A row with its read replaced (keeping write and check), or with `then` run after its read.
+template <class S>
+Field<S> reading(Field<S> f, std::type_identity_t<std::function<void(Reader&, S&)>> read) {
+  f.read = std::move(read);
+  return f;
+}
+template <class S>
+Field<S> then(Field<S> f, std::type_identity_t<std::function<void(S&)>> after) {
+  f.read = [read = f.read, after](Reader& r, S& s) {
+    read(r, s);
+    after(s);
+  };
+  return f;
+}
+template <class S>
+Field<S> checking(Field<S> f,
+                  std::type_identity_t<std::function<void(const std::string&, const std::string&, const S&)>> check) {
+  f.check = std::move(check);
+  return f;
+}
+
+// Reads every row of an object, refuses unknown keys, then checks every row's range.
+template <class S>
+void read_fields(const std::vector<Field<S>>& fields, Reader& r, S& s) {
+  for (const Field<S>& f : fields) f.read(r, s);
+  r.reject_unknown();
+  for (const Field<S>& f : fields)
+    if (f.check) f.check(r.label(), r.path(f.key), s);
+}
+
+template <class S>
+json write_fields(const std::vector<Field<S>>& fields, const S& s) {
+  json j = json::object();
+  for (const Field<S>& f : fields)
+    if (std::optional<json> v = f.write(s)) j[f.key] = std::move(*v);
+  return j;
+}
+
+const char* dgrad_quant_name(bool block) { return block ? "128x128" : "1x128"; }
+
+// "training.fp8": only with "precision": "fp8".
+const std::vector<Field<Fp8Recipe>>& fp8_fields() {
+  using F = Fp8Recipe;
+  static const std::vector<Field<F>> table = {
+      enumerated("scale", &F::scale, 2, fp8_scale_format_name),
+      // Checked as read, before it is narrowed to the int member.
+      reading(value("accum_bits", &F::accum_bits),
+              [](Reader& r, F& f) {
+                int64_t bits = f.accum_bits;
+                r.get("accum_bits", bits);
+                if (bits < 1 || bits > 23)
+                  fail("{}: {} must lie in [1, 23] (23 = float32), got {}", r.label(), r.path("accum_bits"), bits);
+                f.accum_bits = int(bits);
+              }),
+      checking(value("promote_every", &F::promote_every),
+               [](const std::string& label, const std::string& path, const F& f) {
+                 if (f.promote_every < 1 || 128 % f.promote_every != 0)
+                   fail("{}: {} must divide 128 (the scale tile along K), got {}", label, path, f.promote_every);
+               }),
+      enumerated("dgrad_quant", &F::dgrad_block_quant, 2, dgrad_quant_name),
+  };
+  return table;
+}
+
+// "training.balance": members of TrainOptions itself.
+const std::vector<Field<TrainOptions>>& balance_fields() {
+  using O = TrainOptions;
+  static const std::vector<Field<O>> table = {
+      // The mode also sets the defaults of alpha and gamma, read after it: aux_loss 0.01 / 0, none 0 / 0.
+      then(enumerated("mode", &O::balance, 3, balance_mode_name),
+           [](O& o) {
+             if (o.balance == BalanceMode::AuxFree) return;
+             o.balance_alpha = o.balance == BalanceMode::AuxLoss ? 0.01 : 0;
+             o.gamma = 0;
+           }),
+      value("alpha", &O::balance_alpha, kNonNegative),
+      value("gamma", &O::gamma, kNonNegative),
+      value("gamma_off_frac", &O::gamma_off_frac, kFraction),
+  };
+  return table;
+}
+
+// "training": every key of TrainOptions, in the order they are read.
+const std::vector<Field<TrainOptions>>& training_fields() {
+  using O = TrainOptions;
+  using L = LrScheduleSpec;
+  using Step = StepFunction;
+  static const std::vector<Field<O>> table = {
+      value("seq_len", &O::seq_len, at_least(2)),
+      value("batch_seqs", &O::batch_seqs, at_least(1)),
+      value("batch_seqs_start", &O::batch_seqs_start),  // in [0, batch_seqs]: check_training
+      value("batch_ramp_tokens", &O::batch_ramp_tokens, kNonNegative),
+      value("grad_accum", &O::grad_accum, at_least(1)),
+      value("steps", &O::steps, kNonNegative),
+      value("time_budget_minutes", &O::time_budget_minutes, kNonNegative),
+      value("lr", &O::lr, &L::lr, kPositive),
+      value("min_lr", &O::lr, &L::min_lr, kNonNegative),
+      value("warmup_steps", &O::lr, &L::warmup_steps, kNonNegative),
+      value("constant_steps", &O::lr, &L::constant_steps, kUnset),
+      value("decay_steps", &O::lr, &L::decay_steps, kUnset),
+      value("constant_frac", &O::lr, &L::constant_frac, kFractionOrUnset),
+      value("decay_frac", &O::lr, &L::decay_frac, kFractionOrUnset),
+      value("weight_decay", &O::weight_decay, kNonNegative),
+      value("beta1", &O::beta1, kBelowOne),
+      value("beta2", &O::beta2, kBelowOne),
+      value("eps", &O::eps, kPositive),
+      value("clip", &O::clip, kNonNegative),
+      value("seed", &O::seed),
+      value("init_std", &O::init_std, kNonNegative),
+      // λ: mtp_lambda_final defaults to mtp_lambda when that is given, else to the paper's 0.3 → 0.1.
+      reading(value("mtp_lambda", &O::mtp_lambda, &Step::before, kNonNegative),
+              [](Reader& r, O& o) {
+                r.get("mtp_lambda", o.mtp_lambda.before);
+                if (r.has("mtp_lambda")) o.mtp_lambda.after = o.mtp_lambda.before;
+              }),
+      value("mtp_lambda_final", &O::mtp_lambda, &Step::after, kNonNegative),
+      value("mtp_lambda_switch_frac", &O::mtp_lambda, &Step::switch_frac, kFraction),
+      value("eval_every", &O::eval_every, kNonNegative),
+      value("eval_batches", &O::eval_batches, at_least(1)),
+      value("ckpt_every", &O::ckpt_every, kNonNegative),
+      value("log_every", &O::log_every, at_least(1)),
+      {"precision",
+       [](Reader& r, O& o) {
+         std::string precision = precision_name(o.precision);
+         r.get("precision", precision);
+         o.precision = parse_precision(precision, r.label() + ": 'training.precision'");
+       },
+       [](const O& o) -> std::optional<json> { return precision_name(o.precision); }},
+      {"fp8",
+       [](Reader& r, O& o) {
+         const json* f = r.object("fp8");
+         if (!f) return;
+         if (o.precision != Precision::FP8)
+           fail("{}: 'training.fp8' configures precision fp8, but 'training.precision' is {}", r.label(),
+                precision_name(o.precision));
+         Reader fr(*f, r.label() + ": training.fp8", r.label(), "training.fp8");
+         read_fields(fp8_fields(), fr, o.fp8);
+       },
+       [](const O& o) -> std::optional<json> {
+         if (o.precision != Precision::FP8) return std::nullopt;
+         return write_fields(fp8_fields(), o.fp8);
+       }},
+      {"balance",
+       [](Reader& r, O& o) {
+         const json* b = r.object("balance");
+         if (!b) return;
+         Reader br(*b, r.label() + ": training.balance", r.label(), "training.balance");
+         read_fields(balance_fields(), br, o);
+         if (o.balance != BalanceMode::AuxFree && o.gamma != 0)
+           fail("{}: training.balance.gamma applies to mode aux_free only (mode is {})", r.label(),
+                balance_mode_name(o.balance));
+         if (o.balance == BalanceMode::None && o.balance_alpha != 0)
+           fail("{}: training.balance.alpha must be 0 with mode none", r.label());
+       },
+       [](const O& o) -> std::optional<json> { return write_fields(balance_fields(), o); }},
+  };
+  return table;
+}
+
+// The rules that span keys, after every key's own range.
+void check_training(const TrainOptions& o, const std::string& L) {
   if (o.grad_accum > o.batch_seqs)
     fail("{}: 'training.grad_accum' ({}) exceeds 'training.batch_seqs' ({})", L, o.grad_accum, o.batch_seqs);
   if (o.batch_seqs_start < 0 || o.batch_seqs_start > o.batch_seqs)
     fail("{}: 'training.batch_seqs_start' must lie in [0, batch_seqs = {}], got {}", L, o.batch_seqs, o.batch_seqs_start);
-  non_negative(L, "training.batch_ramp_tokens", double(o.batch_ramp_tokens));
-  non_negative(L, "training.steps", double(o.steps));
-  non_negative(L, "training.time_budget_minutes", o.time_budget_minutes);
-  positive(L, "training.lr", o.lr.lr);
-  non_negative(L, "training.min_lr", o.lr.min_lr);
   if (o.lr.min_lr > o.lr.lr) fail("{}: 'training.min_lr' ({}) exceeds 'training.lr' ({})", L, o.lr.min_lr, o.lr.lr);
-  non_negative(L, "training.warmup_steps", double(o.lr.warmup_steps));
-  if (o.lr.constant_frac > 1) fraction(L, "training.constant_frac", o.lr.constant_frac);
-  if (o.lr.decay_frac > 1) fraction(L, "training.decay_frac", o.lr.decay_frac);
-  non_negative(L, "training.weight_decay", o.weight_decay);
-  if (!(o.beta1 >= 0 && o.beta1 < 1)) fail("{}: 'training.beta1' must lie in [0, 1), got {}", L, o.beta1);
-  if (!(o.beta2 >= 0 && o.beta2 < 1)) fail("{}: 'training.beta2' must lie in [0, 1), got {}", L, o.beta2);
-  positive(L, "training.eps", o.eps);
-  non_negative(L, "training.clip", o.clip);
-  non_negative(L, "training.init_std", o.init_std);
-  non_negative(L, "training.mtp_lambda", o.mtp_lambda.before);
-  non_negative(L, "training.mtp_lambda_final", o.mtp_lambda.after);
-  fraction(L, "training.mtp_lambda_switch_frac", o.mtp_lambda.switch_frac);
-  non_negative(L, "training.balance.alpha", o.balance_alpha);
-  non_negative(L, "training.balance.gamma", o.gamma);
-  fraction(L, "training.balance.gamma_off_frac", o.gamma_off_frac);
-  non_negative(L, "training.eval_every", double(o.eval_every));
-  non_negative(L, "training.ckpt_every", double(o.ckpt_every));
-  if (o.eval_batches < 1) fail("{}: 'training.eval_batches' must be at least 1, got {}", L, o.eval_batches);
-  if (o.log_every < 1) fail("{}: 'training.log_every' must be at least 1, got {}", L, o.log_every);
+}
+
+TrainOptions parse_training(const json& t, const std::string& label) {
+  TrainOptions o;
+  Reader r(t, label, label, "training");
+  read_fields(training_fields(), r, o);
+  check_training(o, label);
   return o;
 }
 
@@ -206,46 +360,7 @@ const char* balance_mode_name(BalanceMode m) {
   return "?";
 }
 
-nlohmann::json TrainOptions::to_json() const {
-  nlohmann::json t;
-  t["seq_len"] = seq_len;
-  t["batch_seqs"] = batch_seqs;
-  t["batch_seqs_start"] = batch_seqs_start;
-  t["batch_ramp_tokens"] = batch_ramp_tokens;
-  t["grad_accum"] = grad_accum;
-  t["steps"] = steps;
-  t["time_budget_minutes"] = time_budget_minutes;
-  t["lr"] = lr.lr;
-  t["min_lr"] = lr.min_lr;
-  t["warmup_steps"] = lr.warmup_steps;
-  if (lr.constant_steps >= 0) t["constant_steps"] = lr.constant_steps;
-  if (lr.decay_steps >= 0) t["decay_steps"] = lr.decay_steps;
-  if (lr.constant_frac >= 0) t["constant_frac"] = lr.constant_frac;
-  if (lr.decay_frac >= 0) t["decay_frac"] = lr.decay_frac;
-  t["weight_decay"] = weight_decay;
-  t["beta1"] = beta1;
-  t["beta2"] = beta2;
-  t["eps"] = eps;
-  t["clip"] = clip;
-  t["seed"] = seed;
-  t["init_std"] = init_std;
-  t["mtp_lambda"] = mtp_lambda.before;
-  t["mtp_lambda_final"] = mtp_lambda.after;
-  t["mtp_lambda_switch_frac"] = mtp_lambda.switch_frac;
-  t["balance"] = {{"mode", balance_mode_name(balance)}, {"alpha", balance_alpha}, {"gamma", gamma},
-                  {"gamma_off_frac", gamma_off_frac}};
-  t["eval_every"] = eval_every;
-  t["eval_batches"] = eval_batches;
-  t["ckpt_every"] = ckpt_every;
-  t["log_every"] = log_every;
-  t["precision"] = precision_name(precision);
-  if (precision == Precision::FP8)
-    t["fp8"] = {{"scale", fp8_scale_format_name(fp8.scale)},
-                {"accum_bits", fp8.accum_bits},
-                {"promote_every", fp8.promote_every},
-                {"dgrad_quant", fp8.dgrad_block_quant ? "128x128" : "1x128"}};
-  return t;
-}
+json TrainOptions::to_json() const { return write_fields(training_fields(), *this); }
 
 TrainSpec parse_train_config(const nlohmann::json& j, const std::optional<TokenizerFacts>& tok,
                              const std::string& label) {

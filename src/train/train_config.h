@@ -57,7 +57,7 @@ struct TrainOptions {
   LinearPrecision linear_precision() const { return {.mode = precision, .fp8 = fp8}; }
 
   int64_t micro_batch() const { return (batch_seqs + grad_accum - 1) / grad_accum; }
-  nlohmann::json to_json() const;
+  nlohmann::json to_json() const;  // the "training" object, written by the table that parses it
 };
 
 struct TrainSpec {

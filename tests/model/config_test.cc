@@ -1,6 +1,6 @@
 // ModelConfig: the reference and published configs parse, parameter counts (DeepSeek-V3 = 671.0B, and exact
 // agreement with the tensors of the reference checkpoints), every refused config names its key, and
-// raw_json() round-trips.
+// raw_json() round-trips: every field of the table, and the published configs' own keys and values.
 #include "model/config.h"
 
 #include <gtest/gtest.h>
@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "core/error.h"
 #include "io/safetensors.h"
@@ -346,6 +347,130 @@ TEST(ConfigDefaults, TiedEmbeddingsCountedOnce) {
   ParamCounts tied = count_params(parse_config(j));
   EXPECT_EQ(untied.total_main - tied.total_main, 256 * 64);
   EXPECT_EQ(untied.activated, tied.activated);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The field table: parse_config reads exactly what raw_json() writes, key for key, in HF's spelling.
+
+}  // namespace
+// gtest prints a config as its JSON.
+void PrintTo(const ModelConfig& c, std::ostream* os) { *os << c.raw_json().dump(); }
+namespace {
+
+json read_json(const std::string& path) {
+  std::ifstream in(path);
+  return json::parse(in);
+}
+
+std::set<std::string> keys_of(const json& j) {
+  std::set<std::string> k;
+  for (auto it = j.begin(); it != j.end(); ++it) k.insert(it.key());
+  return k;
+}
+
+// Keys of the published configs that dsv3 neither reads nor writes: HF bookkeeping (auto_map, use_cache,
+// transformers_version), options of HF's modelling code that DeepSeek's architecture fixes (attention_bias,
+// attention_dropout), and training or parallelism settings of DeepSeek's own trainer (aux_loss_alpha,
+// seq_aux, ep_size).
+const std::set<std::string> kNotRead = {"attention_bias", "attention_dropout", "auto_map",
+                                        "aux_loss_alpha", "ep_size",           "seq_aux",
+                                        "transformers_version", "use_cache"};
+
+TEST(ConfigTable, PublishedConfigsWriteBackTheirOwnKeysAndValues) {
+  for (const char* name : {"deepseek_v3_config.json", "deepseek_r1_config.json", "kimi_k2_instruct_config.json",
+                           "deepseek_v2_lite_config.json"}) {
+    SCOPED_TRACE(name);
+    const json file = read_json(data_path(name));
+    const json written = parse_config(file, name).raw_json();
+    for (auto it = file.begin(); it != file.end(); ++it) {
+      if (kNotRead.count(it.key())) {
+        EXPECT_FALSE(written.contains(it.key())) << it.key();
+        continue;
+      }
+      ASSERT_TRUE(written.contains(it.key())) << "not written: " << it.key();
+      EXPECT_EQ(written[it.key()], it.value()) << it.key();  // numbers compare by value: 10000 == 10000.0
+    }
+    // Nothing beyond the file's keys, but the one that V2 configs leave to its default (V2 has no MTP).
+    std::set<std::string> extra;
+    for (const std::string& k : keys_of(written))
+      if (!file.contains(k)) extra.insert(k);
+    if (std::string(name) == "deepseek_v2_lite_config.json") {
+      EXPECT_EQ(extra, std::set<std::string>{"num_nextn_predict_layers"});
+      EXPECT_EQ(written["num_nextn_predict_layers"], 0);
+    } else {
+      EXPECT_EQ(extra, std::set<std::string>{});
+    }
+  }
+}
+
+// A config whose every key differs from what a V3 config of only the required keys reads (hidden_act aside:
+// silu is the one value accepted).
+ModelConfig unusual_config() {
+  ModelConfig c;
+  c.model_type = "deepseek_v2";
+  c.vocab_size = 300, c.hidden_size = 48, c.intermediate_size = 96, c.moe_intermediate_size = 24;
+  c.num_hidden_layers = 4, c.num_nextn_predict_layers = 2;
+  c.num_attention_heads = 3, c.num_key_value_heads = 1;
+  c.n_shared_experts = 2, c.n_routed_experts = 12, c.num_experts_per_tok = 3, c.n_group = 3, c.topk_group = 2;
+  c.routed_scaling_factor = 1.5, c.scoring_func = ScoringFunc::Softmax;
+  c.topk_method = TopkMethod::GroupLimitedGreedy, c.norm_topk_prob = false;
+  c.first_k_dense_replace = 2, c.moe_layer_freq = 2;
+  c.q_lora_rank = 24, c.kv_lora_rank = 40, c.qk_nope_head_dim = 12, c.qk_rope_head_dim = 6, c.v_head_dim = 10;
+  c.rope_theta = 5e5;
+  c.rope_scaling = YarnScaling{.factor = 8, .original_max_position_embeddings = 2048, .beta_fast = 16,
+                               .beta_slow = 2, .mscale = 0.9, .mscale_all_dim = 0.8};
+  c.rms_norm_eps = 1e-5, c.max_position_embeddings = 8192, c.tie_word_embeddings = true;
+  c.bos_token_id = 7, c.eos_token_ids = {2, 3};
+  c.initializer_range = 0.01, c.torch_dtype = "float16";
+  c.fp8 = true, c.weight_block_n = 64, c.weight_block_k = 32;
+  return c;
+}
+
+TEST(ConfigTable, EveryFieldRoundTrips) {
+  const ModelConfig x = unusual_config();
+  const json written = x.raw_json();
+  EXPECT_EQ(parse_config(written, "round trip"), x);
+
+  // Every key is written: the published V3 config's keys, less the ones dsv3 does not read.
+  std::set<std::string> want;
+  for (const std::string& k : keys_of(read_json(data_path("deepseek_v3_config.json"))))
+    if (!kNotRead.count(k)) want.insert(k);
+  EXPECT_EQ(keys_of(written), want);
+
+  // ... and x differs in every one of them from the defaults, so each row's read and write were exercised.
+  const json base = parse_config(json::parse(R"({
+    "model_type": "deepseek_v3", "vocab_size": 256, "hidden_size": 64, "intermediate_size": 128,
+    "moe_intermediate_size": 32, "num_hidden_layers": 3, "num_attention_heads": 4, "num_experts_per_tok": 4,
+    "kv_lora_rank": 32, "qk_nope_head_dim": 16, "qk_rope_head_dim": 8, "v_head_dim": 16})")).raw_json();
+  for (const std::string& k : keys_of(written)) {
+    if (k == "hidden_act") continue;
+    EXPECT_NE(written[k], base.contains(k) ? base[k] : json()) << k;
+  }
+
+  // The other forms of the keys with several: block quantization, no routed experts, nulls, one EOS.
+  ModelConfig q = x;
+  q.fp8 = false, q.weight_block_n = q.weight_block_k = 128;
+  q.block_quant = "int4", q.block_quant_head = "int8";
+  EXPECT_EQ(parse_config(q.raw_json()), q);
+  EXPECT_EQ(q.raw_json()["quantization_config"], q.block_quant_json());
+
+  ModelConfig d = x;
+  d.model_type = "kimi_k2";
+  d.n_routed_experts = d.n_shared_experts = d.num_experts_per_tok = 0;
+  d.q_lora_rank = 0, d.rope_scaling.reset(), d.bos_token_id.reset(), d.eos_token_ids.clear();
+  d.torch_dtype.clear(), d.fp8 = false, d.weight_block_n = d.weight_block_k = 128;
+  const json dj = d.raw_json();
+  for (const char* k : {"n_routed_experts", "n_shared_experts", "num_experts_per_tok", "q_lora_rank", "rope_scaling",
+                        "bos_token_id", "eos_token_id"})
+    EXPECT_TRUE(dj[k].is_null()) << k;
+  EXPECT_FALSE(dj.contains("torch_dtype"));
+  EXPECT_FALSE(dj.contains("quantization_config"));
+  EXPECT_EQ(dj["architectures"], json::array({"DeepseekV3ForCausalLM"}));
+  EXPECT_EQ(parse_config(dj), d);
+
+  d.eos_token_ids = {5};
+  EXPECT_EQ(d.raw_json()["eos_token_id"], 5);
+  EXPECT_EQ(parse_config(d.raw_json()), d);
 }
 
 // ---------------------------------------------------------------------------------------------------------
