@@ -58,20 +58,20 @@ struct Shape {
 // small preset: hidden 1024, q_lora 384, 16 heads × (64+32), dense ffn 2048, experts 128, vocab 16384.
 // medium preset: hidden 2048, q_proj 16 × (128+64), dense ffn 10944, experts 1408, vocab 102400.
 constexpr Shape kShapes[] = {
-    {"small.ffn_up", 2048, 1024},   {"small.q_b", 1536, 384},          {"small.expert_up", 128, 1024},
-    {"medium.ffn_up", 10944, 2048}, {"medium.ffn_down", 2048, 10944}, {"medium.q_proj", 3072, 2048},
+    {"small.ffn_up", 2048, 1024},     {"small.q_b", 1536, 384},         {"small.expert_up", 128, 1024},
+    {"medium.ffn_up", 10944, 2048},   {"medium.ffn_down", 2048, 10944}, {"medium.q_proj", 3072, 2048},
     {"medium.expert_up", 1408, 2048}, {"medium.head", 102400, 2048},
 };
 
 enum Impl : int64_t {
-  kDsv3F32,         // kernels::linear, F32 weights
-  kDsv3Bf16,        // kernels::linear, BF16 weights, exact fp32 products
-  kDsv3Bf16Fast,    // kernels::linear, BF16 weights, bf16 activations (vdpbf16ps) for m > 16
-  kDsv3Gemm,        // kernels::matmul_nt (the training GEMM), F32
-  kOpenblasSgemm,   // cblas_sgemm (m = 1: cblas_sgemv)
-  kBlisSgemm,       // BLIS cblas_sgemm (m = 1: cblas_sgemv)
-  kDnnlF32,         // oneDNN matmul f32
-  kDnnlBf16,        // oneDNN matmul bf16 × bf16 → f32 (+ f32 → bf16 conversion of x, timed)
+  kDsv3F32,        // kernels::linear, F32 weights
+  kDsv3Bf16,       // kernels::linear, BF16 weights, exact fp32 products
+  kDsv3Bf16Fast,   // kernels::linear, BF16 weights, bf16 activations (vdpbf16ps) for m > 16
+  kDsv3Gemm,       // kernels::matmul_nt (the training GEMM), F32
+  kOpenblasSgemm,  // cblas_sgemm (m = 1: cblas_sgemv)
+  kBlisSgemm,      // BLIS cblas_sgemm (m = 1: cblas_sgemv)
+  kDnnlF32,        // oneDNN matmul f32
+  kDnnlBf16,       // oneDNN matmul bf16 × bf16 → f32 (+ f32 → bf16 conversion of x, timed)
 };
 const char* impl_name(int64_t i) {
   static const char* names[] = {"dsv3.linear.f32",   "dsv3.linear.bf16",  "dsv3.linear.bf16+bf16act",
@@ -195,8 +195,8 @@ void BM_Linear(benchmark::State& state) {
       case kOpenblasSgemm:
       case kBlisSgemm:
         if (m == 1)
-          cblas_sgemv(CblasRowMajor, CblasNoTrans, int(n), int(k), 1.0f, static_cast<const float*>(w), int(k),
-                      x.data(), 1, 0.0f, y.data(), 1);
+          cblas_sgemv(CblasRowMajor, CblasNoTrans, int(n), int(k), 1.0f, static_cast<const float*>(w), int(k), x.data(),
+                      1, 0.0f, y.data(), 1);
         else
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(k), 1.0f, x.data(), int(k),
                       static_cast<const float*>(w), int(k), 0.0f, y.data(), int(n));
@@ -244,7 +244,7 @@ std::vector<int64_t> impls() {
 void decode_args(benchmark::internal::Benchmark* b) {
   for (int64_t impl : impls()) {
     if (impl == kDsv3Bf16Fast || impl == kDsv3Gemm) continue;  // same as kDsv3Bf16 / not a decode kernel
-    for (int64_t sh : {3, 4, 6})                             // medium ffn_up, ffn_down, expert_up
+    for (int64_t sh : {3, 4, 6})                               // medium ffn_up, ffn_down, expert_up
       for (int64_t m : {1, 2, 4}) b->Args({impl, sh, m});
   }
 }

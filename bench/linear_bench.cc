@@ -300,8 +300,7 @@ void BM_GemvHot(benchmark::State& state) {
 }
 
 // OpenBLAS sgemm through dlopen (Debian: libopenblas-dev / libopenblas0). Skips when absent.
-using SgemmFn = void (*)(int, int, int, int, int, int, float, const float*, int, const float*, int, float, float*,
-                         int);
+using SgemmFn = void (*)(int, int, int, int, int, int, float, const float*, int, const float*, int, float, float*, int);
 void BM_OpenblasSgemm(benchmark::State& state) {
   static void* lib = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
   if (!lib) {
@@ -320,8 +319,8 @@ void BM_OpenblasSgemm(benchmark::State& state) {
   std::vector<float> y(size_t(m * n));
   constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
   for (auto _ : state) {  // y = x · wᵀ
-    sgemm(kRowMajor, kNoTrans, kTrans, int(m), int(n), int(k), 1.0f, x.data(), int(k), w.data(), int(k), 0.0f,
-          y.data(), int(n));
+    sgemm(kRowMajor, kNoTrans, kTrans, int(m), int(n), int(k), 1.0f, x.data(), int(k), w.data(), int(k), 0.0f, y.data(),
+          int(n));
     benchmark::DoNotOptimize(y.data());
   }
   state.counters["GFLOP/s"] = benchmark::Counter(double(state.iterations()) * 2.0 * double(m * n * k),
@@ -427,8 +426,13 @@ void BM_SwigluExperts(benchmark::State& state) {
   size_t cu = 0, cd = 0;
   for (auto _ : state) {
     for (auto& e : experts) {
-      e = {.w1 = (*up)[cu], .w3 = (*up)[(cu + 1) % up->size()], .w2 = (*down)[cd], .x = x.data(), .m = 1,
-           .rows = &row, .gates = &gates[size_t(&e - experts.data())]};
+      e = {.w1 = (*up)[cu],
+           .w3 = (*up)[(cu + 1) % up->size()],
+           .w2 = (*down)[cd],
+           .x = x.data(),
+           .m = 1,
+           .rows = &row,
+           .gates = &gates[size_t(&e - experts.data())]};
       cu = (cu + 2) % up->size();
       cd = (cd + 1) % down->size();
     }

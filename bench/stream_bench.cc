@@ -6,10 +6,10 @@
 //
 // Read: each thread sums its contiguous half of a 1 GiB array with 8 independent AVX-512 (or AVX2)
 // accumulators; ReadStreams walks R parts of that half side by side with software prefetch (a GEMV's
-// pattern), which is the bandwidth the decode roofline uses (bench/vs_llamacpp.sh). Triad a[i] = b[i] + s·c[i] over 3 × 512 MiB (STREAM's convention: 3 × 4 bytes per element;
-// the write-allocate read of a is not counted), with ordinary and with non-temporal stores. Arrays are
-// 2 MiB aligned and madvise(MADV_HUGEPAGE)'d unless the name says 4k, and first touched by the thread
-// that later reads them.
+// pattern), which is the bandwidth the decode roofline uses (bench/vs_llamacpp.sh). Triad a[i] = b[i] + s·c[i] over 3 ×
+// 512 MiB (STREAM's convention: 3 × 4 bytes per element; the write-allocate read of a is not counted), with ordinary
+// and with non-temporal stores. Arrays are 2 MiB aligned and madvise(MADV_HUGEPAGE)'d unless the name says 4k, and
+// first touched by the thread that later reads them.
 #include <benchmark/benchmark.h>
 #include <immintrin.h>
 #include <omp.h>
@@ -124,10 +124,18 @@ void BM_ReadStreams(benchmark::State& state) {
       const size_t t = size_t(omp_get_thread_num()), T = size_t(omp_get_num_threads());
       const size_t i0 = n * t / T / 256 * 256, i1 = n * (t + 1) / T / 256 * 256;
       switch (R) {
-        case 1: total += sum_streams_avx512<1>(p + i0, i1 - i0, dist); break;
-        case 4: total += sum_streams_avx512<4>(p + i0, i1 - i0, dist); break;
-        case 8: total += sum_streams_avx512<8>(p + i0, i1 - i0, dist); break;
-        default: total += sum_streams_avx512<16>(p + i0, i1 - i0, dist); break;
+        case 1:
+          total += sum_streams_avx512<1>(p + i0, i1 - i0, dist);
+          break;
+        case 4:
+          total += sum_streams_avx512<4>(p + i0, i1 - i0, dist);
+          break;
+        case 8:
+          total += sum_streams_avx512<8>(p + i0, i1 - i0, dist);
+          break;
+        default:
+          total += sum_streams_avx512<16>(p + i0, i1 - i0, dist);
+          break;
       }
     }
     benchmark::DoNotOptimize(total);
@@ -178,8 +186,10 @@ __attribute__((target("avx512f,avx512bf16"), noinline)) float peak_loop(int64_t 
   const __m512bh ab = _mm512_cvtne2ps_pbh(a, a), bb = _mm512_cvtne2ps_pbh(b, b);
 #define DSV3_ACC(i) __m512 c##i = _mm512_set1_ps(float(i) * 1e-3f);
 #define DSV3_STEP(i) c##i = kBf16 ? _mm512_dpbf16_ps(c##i, ab, bb) : _mm512_fmadd_ps(c##i, a, b);
-#define DSV3_X(F) F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7) F(8) F(9) F(10) F(11) F(12) F(13) F(14) F(15) \
-  F(16) F(17) F(18) F(19) F(20) F(21) F(22) F(23)
+#define DSV3_X(F)                                                                                                      \
+  F(0)                                                                                                                 \
+  F(1) F(2) F(3) F(4) F(5) F(6) F(7) F(8) F(9) F(10) F(11) F(12) F(13) F(14) F(15) F(16) F(17) F(18) F(19) F(20) F(21) \
+      F(22) F(23)
   DSV3_X(DSV3_ACC)
   for (int64_t it = 0; it < iters; ++it) {
     DSV3_X(DSV3_STEP)

@@ -61,8 +61,7 @@ double active_weight_bytes_per_token(const Model& model) {
     }
     bytes += double(matrix_bytes(l.moe.gate));
     if (l.moe.has_shared) bytes += ffn(l.moe.shared);
-    if (!l.moe.experts.empty())
-      bytes += ffn(l.moe.experts[0]) * double(c.num_experts_per_tok);
+    if (!l.moe.experts.empty()) bytes += ffn(l.moe.experts[0]) * double(c.num_experts_per_tok);
   }
   return bytes;
 }
@@ -106,8 +105,8 @@ int run(const Options& o) {
     std::vector<int32_t> next(size_t(o.batch));
     for (int64_t step = 0; step < o.gen; ++step) {
       for (int64_t b = 0; b < o.batch; ++b)  // greedy
-        next[size_t(b)] = int32_t(std::max_element(logits.begin() + b * V, logits.begin() + (b + 1) * V) -
-                                  (logits.begin() + b * V));
+        next[size_t(b)] =
+            int32_t(std::max_element(logits.begin() + b * V, logits.begin() + (b + 1) * V) - (logits.begin() + b * V));
       model->forward(next, chunks, nullptr, logits.data(), {.logits = LogitRows::LastOfEachChunk});
     }
     auto t2 = clock::now();

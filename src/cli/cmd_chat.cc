@@ -63,15 +63,16 @@ int run(const Options& o) {
     std::string reply;
     std::unique_ptr<runtime::Sequence> seq;
     try {
-      seq = engine.start(std::move(req),
-                         [&](int32_t tok, const runtime::TokenLogprobs*) {
-                           const std::string piece = ts.push(tok);
-                           reply += piece;
-                           std::fwrite(piece.data(), 1, piece.size(), stdout);
-                           std::fflush(stdout);
-                           return !ts.stopped();
-                         },
-                         prev.get());
+      seq = engine.start(
+          std::move(req),
+          [&](int32_t tok, const runtime::TokenLogprobs*) {
+            const std::string piece = ts.push(tok);
+            reply += piece;
+            std::fwrite(piece.data(), 1, piece.size(), stdout);
+            std::fflush(stdout);
+            return !ts.stopped();
+          },
+          prev.get());
     } catch (const Error& e) {  // e.g. the conversation no longer fits the context
       std::fprintf(stderr, "error: %s (use /reset)\n", e.what());
       messages.pop_back();

@@ -3,8 +3,8 @@
 // dsv3 data info --data DIR
 // Text → token shards + manifest.json (src/io/dataset.h; docs/training.md).
 #include <chrono>
-#include <filesystem>
 #include <cstdio>
+#include <filesystem>
 
 #include "cli/command.h"
 #include "core/error.h"
@@ -35,7 +35,8 @@ int run_prepare(const PrepareFlags& f) {
     return tok.encode_batch(texts, f.threads, /*allow_special=*/false);
   };
   info.bos = tok.bos_id().value_or(-1);
-  if (!tok.eos_id()) fail("{}: the tokenizer has no end-of-sentence token (documents are separated by it)", f.tokenizer);
+  if (!tok.eos_id())
+    fail("{}: the tokenizer has no end-of-sentence token (documents are separated by it)", f.tokenizer);
   info.eos = *tok.eos_id();
   auto special = [&tok](const char* s) { return tok.token_id(s).value_or(-1); };
   info.fim_begin = special("<｜fim▁begin｜>");
@@ -57,10 +58,11 @@ int run_prepare(const PrepareFlags& f) {
   o.add_bos = !f.no_bos;
   const io::DatasetManifest m = io::prepare_dataset(o, info, f.out);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("%s: %lld train documents (%lld FIM) / %lld tokens, %lld val documents / %lld tokens, vocab %lld, "
-              "%.1f s\n",
-              f.out.c_str(), (long long)m.train_docs, (long long)m.fim_docs, (long long)m.train_tokens,
-              (long long)m.val_docs, (long long)m.val_tokens, (long long)m.vocab_size, s);
+  std::printf(
+      "%s: %lld train documents (%lld FIM) / %lld tokens, %lld val documents / %lld tokens, vocab %lld, "
+      "%.1f s\n",
+      f.out.c_str(), (long long)m.train_docs, (long long)m.fim_docs, (long long)m.train_tokens, (long long)m.val_docs,
+      (long long)m.val_tokens, (long long)m.vocab_size, s);
   return 0;
 }
 

@@ -34,8 +34,7 @@ int run(const Options& o) {
   opt.balance_alpha = 0.0;
   opt.mode = train::BalanceMode::None;
   train::Params grads(c);
-  const train::StepResult r =
-      train::forward_backward(c, params, ids.data(), 1, int64_t(ids.size()), opt, grads, 1.0f);
+  const train::StepResult r = train::forward_backward(c, params, ids.data(), 1, int64_t(ids.size()), opt, grads, 1.0f);
   std::vector<io::TensorToWrite> out;
   for (size_t i = 0; i < grads.size(); ++i) {
     const WeightSpec& s = grads.specs()[i];

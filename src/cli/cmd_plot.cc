@@ -166,8 +166,8 @@ int run(const Options& o) {
   g += "set terminal " + term + "\nset output " + gp_string(fs::absolute(o.out).string()) + "\n";
   g += "set datafile missing 'nan'\nset key top right noenhanced\nset termoption noenhanced\nset grid\n";
   const std::string title = !o.title.empty() ? o.title
-                            : multi      ? "training runs"
-                                         : "training run " + fs::path(o.runs[0]).filename().string();
+                            : multi          ? "training runs"
+                                             : "training run " + fs::path(o.runs[0]).filename().string();
   g += "set multiplot layout 2,2 title " + gp_string(title) + " noenhanced\n";
   // (1) loss
   g += "set title 'loss (train: total and main-head CE; val: main-head CE)'\nset xlabel 'step'\n";
@@ -177,7 +177,8 @@ int run(const Options& o) {
     if (k) p += ", ";
     if (!multi) p += fmt::format("'{}/train{}.dat' using 1:2 with lines lw 1 title 'train loss', ", dir, k);
     // Overlaid runs: the noisy per-step train CE as a smooth trend, so the runs stay distinguishable.
-    p += fmt::format("'{}/train{}.dat' using 1:3 {} title {}", dir, k, multi ? "smooth bezier with lines lw 1 dt 2" : "with lines lw 1",
+    p += fmt::format("'{}/train{}.dat' using 1:3 {} title {}", dir, k,
+                     multi ? "smooth bezier with lines lw 1 dt 2" : "with lines lw 1",
                      gp_string(lab + (multi ? "train main CE (smoothed)" : "train main CE")));
     if (!runs[k].val.empty())
       p += fmt::format(", '{}/val{}.dat' using 1:2 with linespoints lw 2 pt 7 ps 0.6 title {}", dir, k,
@@ -210,12 +211,15 @@ int run(const Options& o) {
   }
   // (4) heatmap
   if (!layers.empty()) {
-    g += fmt::format("set title {}\n", gp_string("expert load / mean load" + (multi ? " (" + runs[0].label + ")" : std::string())));
-    g += "set ylabel 'layer-major expert'\nset cblabel 'load / mean'\nset palette defined (0 'navy', 1 'white', 2 'red', 4 'dark-red')\n";
+    g += fmt::format("set title {}\n",
+                     gp_string("expert load / mean load" + (multi ? " (" + runs[0].label + ")" : std::string())));
+    g += "set ylabel 'layer-major expert'\nset cblabel 'load / mean'\nset palette defined (0 'navy', 1 'white', 2 "
+         "'red', 4 'dark-red')\n";
     g += "set cbrange [0:3]\n";
     std::string ytics = "set ytics (";
     for (size_t l = 0; l < layers.size(); ++l)
-      ytics += fmt::format("{}'L{}' {}", l ? ", " : "", layers[l], double(l * size_t(experts)) + double(experts - 1) / 2);
+      ytics +=
+          fmt::format("{}'L{}' {}", l ? ", " : "", layers[l], double(l * size_t(experts)) + double(experts - 1) / 2);
     g += ytics + ")\n";
     g += fmt::format("set yrange [-0.5:{}]\n", double(layers.size() * size_t(experts)) - 0.5);
     g += "set autoscale xfix\n";

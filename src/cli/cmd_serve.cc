@@ -18,7 +18,8 @@ Registrar reg("serve", "OpenAI-compatible HTTP server (chat/completions, SSE str
   app.add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' on /v1/ (default: none)");
   app.add_option("--model-name", o->model_name, "Model id reported by /v1/models (default: directory name)");
   app.add_option("--parallel", o->parallel, "Sequences decoded together (default 4)")->check(CLI::PositiveNumber);
-  app.add_option("--ctx", o->ctx, "Context per sequence, prompt + completion (default 4096)")->check(CLI::PositiveNumber);
+  app.add_option("--ctx", o->ctx, "Context per sequence, prompt + completion (default 4096)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--max-queue", o->max_queue, "Requests waiting for a slot before 503 (default 64)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--http-threads", o->http_threads, "HTTP worker threads (default parallel + max-queue + 4)");

@@ -26,8 +26,9 @@ Registrar reg("train", "Train a model on prepared data (checkpoints, metrics, ex
   app.add_option("--data", o->data, "Dataset directory from `dsv3 data prepare`")->required();
   app.add_option("--out", o->out, "Run directory (metrics.jsonl, checkpoint/)")->required();
   app.add_flag("--resume", o->resume, "Continue the run in --out from its checkpoint (bit-exact)");
-  app.add_option("--max-minutes", o->max_minutes, "Time budget: fits the schedule when no step count is set, "
-                                                   "and stops (with a checkpoint) when exceeded");
+  app.add_option("--max-minutes", o->max_minutes,
+                 "Time budget: fits the schedule when no step count is set, "
+                 "and stops (with a checkpoint) when exceeded");
   app.add_option("--steps", o->steps, "Total optimizer steps of the schedule (overrides training.steps)");
   app.add_option("--stop-at", o->stop_at, "Stop after this step with a checkpoint (the schedule is unchanged)");
   app.add_option("--precision", o->precision,

@@ -10,9 +10,10 @@ void add_engine_flags(CLI::App& app, ModelOptions& options) {
   app.add_flag("--bf16-activations", options.bf16_activations,
                "Matmuls over BF16 weights round their input to bf16 and use vdpbf16ps, as llama.cpp does "
                "(faster prefill and decode, ~4e-3 relative error per product; default exact fp32)");
-  app.add_flag_callback("--no-mmap", [&options] { options.load_mode = io::LoadMode::Read; },
-                        "Read the weights into memory at load instead of mapping the files (slower start; the "
-                        "weights cannot be evicted from the page cache under the process)");
+  app.add_flag_callback(
+      "--no-mmap", [&options] { options.load_mode = io::LoadMode::Read; },
+      "Read the weights into memory at load instead of mapping the files (slower start; the "
+      "weights cannot be evicted from the page cache under the process)");
 }
 
 void GenFlags::add_to(CLI::App& app) {

@@ -15,7 +15,9 @@ std::vector<int32_t> parse_ids(const std::string& text) {
       continue;
     }
     size_t j = i;
-    while (j < text.size() && !(text[j] == ' ' || text[j] == ',' || text[j] == '\t' || text[j] == '\n' || text[j] == '\r')) ++j;
+    while (j < text.size() &&
+           !(text[j] == ' ' || text[j] == ',' || text[j] == '\t' || text[j] == '\n' || text[j] == '\r'))
+      ++j;
     int64_t v = 0;
     auto [p, ec] = std::from_chars(text.data() + i, text.data() + j, v);
     if (ec != std::errc() || p != text.data() + j || v < 0 || v > INT32_MAX)

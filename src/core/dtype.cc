@@ -14,10 +14,9 @@ struct DTypeInfo {
   size_t size;
 };
 constexpr DTypeInfo kInfo[] = {
-    {DType::F32, "F32", 4},        {DType::F16, "F16", 2},          {DType::BF16, "BF16", 2},
-    {DType::F8_E4M3, "F8_E4M3", 1}, {DType::F8_E5M2, "F8_E5M2", 1}, {DType::F64, "F64", 8},
-    {DType::I64, "I64", 8},        {DType::I32, "I32", 4},          {DType::I16, "I16", 2},
-    {DType::I8, "I8", 1},          {DType::U8, "U8", 1},            {DType::BOOL, "BOOL", 1},
+    {DType::F32, "F32", 4},         {DType::F16, "F16", 2}, {DType::BF16, "BF16", 2}, {DType::F8_E4M3, "F8_E4M3", 1},
+    {DType::F8_E5M2, "F8_E5M2", 1}, {DType::F64, "F64", 8}, {DType::I64, "I64", 8},   {DType::I32, "I32", 4},
+    {DType::I16, "I16", 2},         {DType::I8, "I8", 1},   {DType::U8, "U8", 1},     {DType::BOOL, "BOOL", 1},
 };
 
 // Decodes a small float with `ebits` exponent bits and `mbits` mantissa bits (no inf/NaN handling).
@@ -117,8 +116,8 @@ uint8_t f32_to_e5m2(float f, bool saturate) {
 uint8_t f32_to_ue8m0_ceil(float f) {
   uint32_t u;
   std::memcpy(&u, &f, 4);
-  if (u == 0x80000000u) return 0x00;       // −0 is zero
-  if (u >= 0x7f800000u) return 0xff;       // NaN, +inf, and every negative non-zero value (sign bit set)
+  if (u == 0x80000000u) return 0x00;  // −0 is zero
+  if (u >= 0x7f800000u) return 0xff;  // NaN, +inf, and every negative non-zero value (sign bit set)
   const uint32_t e = u >> 23, man = u & 0x7fffffu;
   // Zero and subnormals: 2^−127 is the subnormal with only mantissa bit 22 set; above it (still below the
   // smallest normal 2^−126) the next power of two up is 2^−126.

@@ -4,8 +4,8 @@
 
 #include <array>
 #include <cstdint>
-#include <limits>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <string_view>
 

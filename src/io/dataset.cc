@@ -41,7 +41,8 @@ std::string read_file(const std::string& path) {
 }
 
 bool blank(std::string_view s) {
-  return std::all_of(s.begin(), s.end(), [](char ch) { return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\f' || ch == '\v'; });
+  return std::all_of(s.begin(), s.end(),
+                     [](char ch) { return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\f' || ch == '\v'; });
 }
 
 // Strips leading/trailing newlines (and whitespace-only edge lines) of a document.
@@ -99,17 +100,18 @@ std::vector<std::string> split_regex(std::string_view text, const std::string& p
 struct Sha256 {
   uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
   static constexpr uint32_t k[64] = {
-      0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98,
-      0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
-      0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8,
-      0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
-      0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819,
-      0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a,
-      0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
-      0xc67178f2};
+      0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+      0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+      0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+      0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+      0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+      0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+      0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+      0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
   void block(const uint8_t* p) {
     uint32_t w[64];
-    for (int i = 0; i < 16; ++i) w[i] = uint32_t(p[4 * i]) << 24 | uint32_t(p[4 * i + 1]) << 16 | uint32_t(p[4 * i + 2]) << 8 | p[4 * i + 3];
+    for (int i = 0; i < 16; ++i)
+      w[i] = uint32_t(p[4 * i]) << 24 | uint32_t(p[4 * i + 1]) << 16 | uint32_t(p[4 * i + 2]) << 8 | p[4 * i + 3];
     for (int i = 16; i < 64; ++i) {
       const uint32_t s0 = std::rotr(w[i - 15], 7) ^ std::rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
       const uint32_t s1 = std::rotr(w[i - 2], 17) ^ std::rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
@@ -190,16 +192,20 @@ std::string sha256_hex(std::string_view bytes) {
   for (int b = 0; b < 8; ++b) tail[tail_len - 1 - b] = uint8_t(bits >> (8 * b));
   s.block(tail);
   if (tail_len == 128) s.block(tail + 64);
-  return fmt::format("{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}", s.h[0], s.h[1], s.h[2], s.h[3], s.h[4],
-                     s.h[5], s.h[6], s.h[7]);
+  return fmt::format("{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}", s.h[0], s.h[1], s.h[2], s.h[3], s.h[4], s.h[5],
+                     s.h[6], s.h[7]);
 }
 
 std::string DocSplitRule::describe() const {
   switch (mode) {
-    case DocSplit::BlankLines: return "blank-lines";
-    case DocSplit::PerLine: return "per-line";
-    case DocSplit::PerFile: return "per-file";
-    case DocSplit::Regex: return "regex:" + regex;
+    case DocSplit::BlankLines:
+      return "blank-lines";
+    case DocSplit::PerLine:
+      return "per-line";
+    case DocSplit::PerFile:
+      return "per-file";
+    case DocSplit::Regex:
+      return "regex:" + regex;
   }
   return "?";
 }
@@ -336,7 +342,8 @@ DatasetManifest prepare_dataset_from_docs(const std::vector<std::string>& docs, 
   std::vector<std::vector<int32_t>> enc;
   if (tok.encode_batch) {
     enc = tok.encode_batch(texts);
-    if (enc.size() != texts.size()) fail("data prepare: the tokenizer returned {} encodings for {} texts", enc.size(), texts.size());
+    if (enc.size() != texts.size())
+      fail("data prepare: the tokenizer returned {} encodings for {} texts", enc.size(), texts.size());
   } else {
     enc.reserve(texts.size());
     for (std::string_view t : texts) enc.push_back(t.empty() ? std::vector<int32_t>{} : tok.encode(t));
@@ -496,8 +503,8 @@ void SequenceLoader::seek(const LoaderPosition& p) {
   if (p.epoch < 0 || p.index < 0) fail("loader: bad position (epoch {}, index {})", p.epoch, p.index);
   start_epoch(p.epoch);
   if (p.index > int64_t(order_.size()))
-    fail("loader: position {} beyond the {} sequences of epoch {} (was the dataset changed?)", p.index,
-         order_.size(), p.epoch);
+    fail("loader: position {} beyond the {} sequences of epoch {} (was the dataset changed?)", p.index, order_.size(),
+         p.epoch);
   pos_.index = p.index;
 }
 

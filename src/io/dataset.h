@@ -51,8 +51,8 @@ struct TokenizerInfo {
   std::function<std::vector<int32_t>(std::string_view)> encode;  // plain text, no special tokens
   // Optional: many texts at once (e.g. on several threads); must equal encode() of each.
   std::function<std::vector<std::vector<int32_t>>(const std::vector<std::string_view>&)> encode_batch;
-  int32_t bos = -1, eos = -1;                                     // bos < 0: none
-  int32_t fim_begin = -1, fim_hole = -1, fim_end = -1;            // needed when fim_rate > 0
+  int32_t bos = -1, eos = -1;                           // bos < 0: none
+  int32_t fim_begin = -1, fim_hole = -1, fim_end = -1;  // needed when fim_rate > 0
   int64_t vocab_size = 0;
   std::string file;  // tokenizer.json to hash and copy beside the shards ("" in tests: none)
 };
@@ -144,8 +144,8 @@ class SequenceLoader {
   uint64_t seed_;
   bool shuffle_;
   LoaderPosition pos_;
-  int64_t offset_ = 0;           // first token of window 0 in this epoch
-  std::vector<int64_t> order_;   // window numbers in visiting order
+  int64_t offset_ = 0;          // first token of window 0 in this epoch
+  std::vector<int64_t> order_;  // window numbers in visiting order
 };
 
 }  // namespace dsv3::io

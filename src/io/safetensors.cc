@@ -286,7 +286,8 @@ void* read_whole(int fd, const std::string& path, size_t size) {
       int err = r < 0 ? errno : 0;
       ::close(fd);
       ::munmap(m, size);
-      fail("{}: read failed at byte {} of {}: {}", path, off, size, r < 0 ? std::strerror(err) : "unexpected end of file");
+      fail("{}: read failed at byte {} of {}: {}", path, off, size,
+           r < 0 ? std::strerror(err) : "unexpected end of file");
     }
     off += size_t(r);
   }

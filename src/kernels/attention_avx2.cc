@@ -73,8 +73,7 @@ DSV3_TARGET_AVX2 void tile_block(const float* q, int64_t d, const float* tile, i
     __m256 sum = _mm256_setzero_ps();
     for (int64_t s = 0; s < kTile; s += 8) {
       const __m256i mk = lane_mask(ts - s);
-      const __m256 p =
-          _mm256_and_ps(exp256(_mm256_sub_ps(_mm256_load_ps(sh + s), mb)), _mm256_castsi256_ps(mk));
+      const __m256 p = _mm256_and_ps(exp256(_mm256_sub_ps(_mm256_load_ps(sh + s), mb)), _mm256_castsi256_ps(mk));
       _mm256_store_ps(sh + s, p);
       sum = _mm256_add_ps(sum, p);
     }

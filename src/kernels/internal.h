@@ -11,8 +11,7 @@
 
 #include "kernels/linear.h"
 
-#define DSV3_TARGET_AVX512 \
-  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,f16c,bmi,bmi2")))
+#define DSV3_TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,f16c,bmi,bmi2")))
 #define DSV3_TARGET_AVX2 __attribute__((target("avx2,fma,f16c,bmi,bmi2")))
 #define DSV3_INLINE_AVX512 \
   __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,f16c,bmi,bmi2"), always_inline)) inline
@@ -121,9 +120,9 @@ void rope_pairs_avx2(float* x, int64_t d, const float* cos_sin);
 void exp_avx512(const float* x, int64_t n, float* y);
 void exp_avx2(const float* x, int64_t n, float* y);
 // Absorbed MLA decode for heads [h0, h1) (see ops.h); state: 2 * (h1 - h0) floats of scratch.
-void latent_attention_avx512(const float* q, int64_t h0, int64_t h1, const float* kv, int64_t t, int64_t ld,
-                             int64_t c, int64_t r, float scale, float* o, float* state);
-void latent_attention_avx2(const float* q, int64_t h0, int64_t h1, const float* kv, int64_t t, int64_t ld,
-                           int64_t c, int64_t r, float scale, float* o, float* state);
+void latent_attention_avx512(const float* q, int64_t h0, int64_t h1, const float* kv, int64_t t, int64_t ld, int64_t c,
+                             int64_t r, float scale, float* o, float* state);
+void latent_attention_avx2(const float* q, int64_t h0, int64_t h1, const float* kv, int64_t t, int64_t ld, int64_t c,
+                           int64_t r, float scale, float* o, float* state);
 
 }  // namespace dsv3::kernels::detail

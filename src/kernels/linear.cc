@@ -70,7 +70,7 @@ namespace {
 
 // Below these sizes one thread is faster than waking the other (measured: docs/PERF.md).
 constexpr int64_t kGemvParallelBytes = 128 << 10;  // weight bytes
-constexpr int64_t kGemmParallelMacs = 1 << 18;      // m * n * k
+constexpr int64_t kGemmParallelMacs = 1 << 18;     // m * n * k
 // Up to this many input rows linear() takes the GEMV kernels (measured crossover, docs/PERF.md).
 constexpr int64_t kGemvMaxRowsAvx512 = 16;
 constexpr int64_t kGemvMaxRowsAvx2 = 4;
@@ -125,9 +125,7 @@ void run_gemm_q(const float* x, int64_t m, const WeightRef& w, float* y) {
 }
 
 // Whether linear() quantizes x for Int8 / Int4 weights: always on AVX-512 VNNI, else in the GEMV regime.
-bool quantizes_x(Isa isa, int64_t m) {
-  return m <= gemv_max_rows(isa) || (isa == Isa::Avx512 && has_avx512_vnni());
-}
+bool quantizes_x(Isa isa, int64_t m) { return m <= gemv_max_rows(isa) || (isa == Isa::Avx512 && has_avx512_vnni()); }
 
 // The GEMV regime: x prepared once by the calling thread (detail::GemvInput), then the output columns split
 // into chunks taken dynamically (a thread that loses its core to another process does not hold the call up
@@ -262,14 +260,22 @@ void GemvInput::prepare(const float* x, int64_t m, const WeightRef& like, bool b
 
 void GemvInput::rows(const WeightRef& w, float* y, int64_t n0, int64_t n1) const {
   switch (path_) {
-    case Path::Avx512Permuted: return gemv_permuted_avx512(x_, m_, w, y, n0, n1);
-    case Path::Avx512Bf16x: return gemv_bf16x_avx512(xb_, m_, w, y, n0, n1);
-    case Path::Avx512: return gemv_avx512(x_, m_, w, y, n0, n1);
-    case Path::Avx2: return gemv_avx2(x_, m_, w, y, n0, n1);
-    case Path::QuantAvx512: return gemv_q_avx512(qa_, m_, w, y, n0, n1);
-    case Path::QuantAvx2: return gemv_q_avx2(qa_, m_, w, y, n0, n1);
-    case Path::QuantScalar: return gemv_q_scalar(qa_, m_, w, y, n0, n1);
-    case Path::Scalar: return scalar_rows(x_, m_, w, y, n0, n1);
+    case Path::Avx512Permuted:
+      return gemv_permuted_avx512(x_, m_, w, y, n0, n1);
+    case Path::Avx512Bf16x:
+      return gemv_bf16x_avx512(xb_, m_, w, y, n0, n1);
+    case Path::Avx512:
+      return gemv_avx512(x_, m_, w, y, n0, n1);
+    case Path::Avx2:
+      return gemv_avx2(x_, m_, w, y, n0, n1);
+    case Path::QuantAvx512:
+      return gemv_q_avx512(qa_, m_, w, y, n0, n1);
+    case Path::QuantAvx2:
+      return gemv_q_avx2(qa_, m_, w, y, n0, n1);
+    case Path::QuantScalar:
+      return gemv_q_scalar(qa_, m_, w, y, n0, n1);
+    case Path::Scalar:
+      return scalar_rows(x_, m_, w, y, n0, n1);
   }
 }
 

@@ -19,7 +19,7 @@ enum class Quant : uint8_t {
 };
 
 struct WeightRef {
-  DType dtype = DType::F32;   // F32, BF16, F16 or F8_E4M3 (I8 / U8 with quant)
+  DType dtype = DType::F32;    // F32, BF16, F16 or F8_E4M3 (I8 / U8 with quant)
   const void* data = nullptr;  // [n, k] row-major
   int64_t n = 0, k = 0;        // out_features, in_features
   // F8_E4M3 only: scale_inv[ceil(n / block_n), ceil(k / block_k)], element (i, j) multiplies block
@@ -37,10 +37,10 @@ struct WeightRef {
 // y[M, N] = x[M, K] · Wᵀ. Multi-threaded (OpenMP, both regimes); fast path chosen at run time
 // (kernels/isa.h). Small m (<= 16 with AVX-512) streams each weight row once, decoding it in registers
 // and applying it to every input row (GEMV, memory-bound for decode); larger m decodes each weight tile
-// once into a cache-resident fp32 panel and reuses it for all rows (register-blocked GEMM). Exact: every product is the fp32 product of x and the decoded weight (fp8: times its block
-// scale), summed in fp32 in a different order than linear_ref (relative difference ~1e-7).
-// Deviation: an F8_E4M3 NaN byte (0x7F / 0xFF) reads as ±480 instead of NaN in the SIMD paths.
-// Deviation (Int8 / Int4 weights): x is quantized to int8 per block of 32 on the fly and multiplied in
+// once into a cache-resident fp32 panel and reuses it for all rows (register-blocked GEMM). Exact: every product is the
+// fp32 product of x and the decoded weight (fp8: times its block scale), summed in fp32 in a different order than
+// linear_ref (relative difference ~1e-7). Deviation: an F8_E4M3 NaN byte (0x7F / 0xFF) reads as ±480 instead of NaN in
+// the SIMD paths. Deviation (Int8 / Int4 weights): x is quantized to int8 per block of 32 on the fly and multiplied in
 // integers, as llama.cpp does for Q8_0 / Q4_0 — in the GEMV regime always, in the GEMM regime with AVX-512
 // VNNI (vpdpbusd); elsewhere the GEMM keeps x exact (fp32 times the decoded weight). See kernels/quant.h,
 // linear_qact_ref and linear_quantizes_x.

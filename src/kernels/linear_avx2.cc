@@ -128,8 +128,7 @@ DSV3_TARGET_AVX2 void prescale_e4m3(const float* x, int64_t m, const WeightRef& 
       const __m256 v = _mm256_set1_ps(sv);
       const int64_t j1 = std::min(k, (b + 1) * bk);
       int64_t j = b * bk;
-      for (; j + 8 <= j1; j += 8)
-        _mm256_storeu_ps(xs + i * k + j, _mm256_mul_ps(_mm256_loadu_ps(x + i * k + j), v));
+      for (; j + 8 <= j1; j += 8) _mm256_storeu_ps(xs + i * k + j, _mm256_mul_ps(_mm256_loadu_ps(x + i * k + j), v));
       for (; j < j1; ++j) xs[i * k + j] = x[i * k + j] * sv;
     }
 }
@@ -325,24 +324,32 @@ DSV3_TARGET_AVX2 void gemm_typed(const float* x, int64_t m0, int64_t m1, const W
 
 void gemv_avx2(const float* x, int64_t m, const WeightRef& w, float* y, int64_t n0, int64_t n1) {
   switch (m) {
-    case 1: return gemv_m<1>(x, w, y, n0, n1);
-    case 2: return gemv_m<2>(x, w, y, n0, n1);
-    case 3: return gemv_m<3>(x, w, y, n0, n1);
-    case 4: return gemv_m<4>(x, w, y, n0, n1);
+    case 1:
+      return gemv_m<1>(x, w, y, n0, n1);
+    case 2:
+      return gemv_m<2>(x, w, y, n0, n1);
+    case 3:
+      return gemv_m<3>(x, w, y, n0, n1);
+    case 4:
+      return gemv_m<4>(x, w, y, n0, n1);
     default:
-      for (int64_t i = 0; i < m; i += 4)
-        gemv_avx2(x + i * w.k, std::min<int64_t>(4, m - i), w, y + i * w.n, n0, n1);
+      for (int64_t i = 0; i < m; i += 4) gemv_avx2(x + i * w.k, std::min<int64_t>(4, m - i), w, y + i * w.n, n0, n1);
   }
 }
 
 void gemm_avx2(const float* x, int64_t m0, int64_t m1, const WeightRef& w, float* y, int64_t n0, int64_t n1) {
   if (w.quant != Quant::None) return gemm_typed<DType::F32, true>(x, m0, m1, w, y, n0, n1);
   switch (w.dtype) {
-    case DType::F32: return gemm_typed<DType::F32>(x, m0, m1, w, y, n0, n1);
-    case DType::BF16: return gemm_typed<DType::BF16>(x, m0, m1, w, y, n0, n1);
-    case DType::F16: return gemm_typed<DType::F16>(x, m0, m1, w, y, n0, n1);
-    case DType::F8_E4M3: return gemm_typed<DType::F8_E4M3>(x, m0, m1, w, y, n0, n1);
-    default: return;
+    case DType::F32:
+      return gemm_typed<DType::F32>(x, m0, m1, w, y, n0, n1);
+    case DType::BF16:
+      return gemm_typed<DType::BF16>(x, m0, m1, w, y, n0, n1);
+    case DType::F16:
+      return gemm_typed<DType::F16>(x, m0, m1, w, y, n0, n1);
+    case DType::F8_E4M3:
+      return gemm_typed<DType::F8_E4M3>(x, m0, m1, w, y, n0, n1);
+    default:
+      return;
   }
 }
 

@@ -175,8 +175,7 @@ DSV3_TARGET_AVX512 void prescale_e4m3(const float* x, int64_t m, const WeightRef
       const __m512 sv = _mm512_set1_ps(s[b] * 256.0f);
       const int64_t j1 = std::min(k, (b + 1) * bk);
       int64_t j = b * bk;
-      for (; j + 16 <= j1; j += 16)
-        _mm512_storeu_ps(xs + i * k + j, _mm512_mul_ps(_mm512_loadu_ps(x + i * k + j), sv));
+      for (; j + 16 <= j1; j += 16) _mm512_storeu_ps(xs + i * k + j, _mm512_mul_ps(_mm512_loadu_ps(x + i * k + j), sv));
       if (j < j1) {
         const __mmask16 mk = tail_mask(j1 - j);
         _mm512_mask_storeu_ps(xs + i * k + j, mk, _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + i * k + j), sv));
@@ -190,8 +189,7 @@ DSV3_TARGET_AVX512 void prescale_e4m3(const float* x, int64_t m, const WeightRef
 // the rows are short streams (4 KiB at k = 2048 BF16) that the hardware prefetchers lose at every row
 // start, and one block ahead (R · k elements) is far enough to cover DRAM latency.
 template <DType D, int M, int R>
-DSV3_TARGET_AVX512 void gemv_rows(const float* xp, int64_t k, const typename Dec<D>::T* w, float* y,
-                                  int64_t ldy) {
+DSV3_TARGET_AVX512 void gemv_rows(const float* xp, int64_t k, const typename Dec<D>::T* w, float* y, int64_t ldy) {
   using T = typename Dec<D>::T;
   constexpr int V = Line<D>::V;
   constexpr int64_t L = kLine<D>;
@@ -255,20 +253,34 @@ DSV3_TARGET_AVX512 void gemv_multi(const float* xp, int64_t m, const WeightRef& 
     int64_t i = 0;
     for (; i + 4 <= m; i += 4) gemv_rows<D, 4, 4>(xp + i * k, k, wd + o * k, y + i * n + o, n);
     switch (m - i) {
-      case 1: gemv_rows<D, 1, 4>(xp + i * k, k, wd + o * k, y + i * n + o, n); break;
-      case 2: gemv_rows<D, 2, 4>(xp + i * k, k, wd + o * k, y + i * n + o, n); break;
-      case 3: gemv_rows<D, 3, 4>(xp + i * k, k, wd + o * k, y + i * n + o, n); break;
-      default: break;
+      case 1:
+        gemv_rows<D, 1, 4>(xp + i * k, k, wd + o * k, y + i * n + o, n);
+        break;
+      case 2:
+        gemv_rows<D, 2, 4>(xp + i * k, k, wd + o * k, y + i * n + o, n);
+        break;
+      case 3:
+        gemv_rows<D, 3, 4>(xp + i * k, k, wd + o * k, y + i * n + o, n);
+        break;
+      default:
+        break;
     }
   }
   for (; o < n1; ++o) {
     int64_t i = 0;
     for (; i + 4 <= m; i += 4) gemv_rows<D, 4, 1>(xp + i * k, k, wd + o * k, y + i * n + o, n);
     switch (m - i) {
-      case 1: gemv_rows<D, 1, 1>(xp + i * k, k, wd + o * k, y + i * n + o, n); break;
-      case 2: gemv_rows<D, 2, 1>(xp + i * k, k, wd + o * k, y + i * n + o, n); break;
-      case 3: gemv_rows<D, 3, 1>(xp + i * k, k, wd + o * k, y + i * n + o, n); break;
-      default: break;
+      case 1:
+        gemv_rows<D, 1, 1>(xp + i * k, k, wd + o * k, y + i * n + o, n);
+        break;
+      case 2:
+        gemv_rows<D, 2, 1>(xp + i * k, k, wd + o * k, y + i * n + o, n);
+        break;
+      case 3:
+        gemv_rows<D, 3, 1>(xp + i * k, k, wd + o * k, y + i * n + o, n);
+        break;
+      default:
+        break;
     }
   }
 }
@@ -304,8 +316,8 @@ DSV3_TARGET_AVX512 void gemv_any(const float* x, int64_t m, const WeightRef& w, 
 }
 
 // ---------------------------------------------------------------- GEMM
-constexpr int kNr = 32;    // panel width (output features): 2 zmm
-constexpr int kMr = 12;    // rows of x per micro-kernel
+constexpr int kNr = 32;       // panel width (output features): 2 zmm
+constexpr int kMr = 12;       // rows of x per micro-kernel
 constexpr int64_t kKc = 256;  // k slice (a multiple of 128, so fp8 scale blocks never straddle a chunk)
 
 // Whether the GEMM decodes W in line order (x then copied into line order, see permute_x): always, except
@@ -407,9 +419,8 @@ DSV3_TARGET_AVX512 void ukernel(int64_t kc, const float* a, int64_t lda, const f
 }
 
 using UkernelFn = void (*)(int64_t, const float*, int64_t, const float*, float*, int64_t, int, bool);
-constexpr UkernelFn kUkernels[] = {nullptr,    ukernel<1>, ukernel<2>,  ukernel<3>,  ukernel<4>,
-                                   ukernel<5>, ukernel<6>, ukernel<7>,  ukernel<8>,  ukernel<9>,
-                                   ukernel<10>, ukernel<11>, ukernel<12>};
+constexpr UkernelFn kUkernels[] = {nullptr,    ukernel<1>, ukernel<2>, ukernel<3>,  ukernel<4>,  ukernel<5>, ukernel<6>,
+                                   ukernel<7>, ukernel<8>, ukernel<9>, ukernel<10>, ukernel<11>, ukernel<12>};
 static_assert(sizeof(kUkernels) / sizeof(kUkernels[0]) == kMr + 1);
 
 // x is in line order when gemm_line_order<D>(w) (linear.cc permutes it once per call). kQuant: Int8 / Int4
@@ -459,8 +470,8 @@ DSV3_TARGET_AVX512 void decode_panel_bf16_pairs(const WeightRef& w, int64_t row0
   for (int half = 0; half < 2; ++half) {
     const int64_t r0 = half * 16;
     for (int64_t q = 0; q < kq; q += 16) {
-      const int64_t cnt = std::min<int64_t>(16, kq - q);          // pairs in this chunk
-      const int64_t elems = std::min<int64_t>(32, kc - 2 * q);    // bf16 values in this chunk
+      const int64_t cnt = std::min<int64_t>(16, kq - q);        // pairs in this chunk
+      const int64_t elems = std::min<int64_t>(32, kc - 2 * q);  // bf16 values in this chunk
       const __mmask32 mk = elems >= 32 ? __mmask32(0xffffffffu) : __mmask32((1u << elems) - 1u);
       __m512 v[16];
 #pragma GCC unroll 16
@@ -501,9 +512,9 @@ DSV3_TARGET_AVX512 void ukernel_bf16(int64_t kq, const uint16_t* a, int64_t lda,
 }
 
 using UkernelBf16Fn = void (*)(int64_t, const uint16_t*, int64_t, const uint32_t*, float*, int64_t, int, bool);
-constexpr UkernelBf16Fn kUkernelsBf16[] = {nullptr,          ukernel_bf16<1>,  ukernel_bf16<2>,  ukernel_bf16<3>,
-                                           ukernel_bf16<4>,  ukernel_bf16<5>,  ukernel_bf16<6>,  ukernel_bf16<7>,
-                                           ukernel_bf16<8>,  ukernel_bf16<9>,  ukernel_bf16<10>, ukernel_bf16<11>,
+constexpr UkernelBf16Fn kUkernelsBf16[] = {nullptr,         ukernel_bf16<1>, ukernel_bf16<2>,  ukernel_bf16<3>,
+                                           ukernel_bf16<4>, ukernel_bf16<5>, ukernel_bf16<6>,  ukernel_bf16<7>,
+                                           ukernel_bf16<8>, ukernel_bf16<9>, ukernel_bf16<10>, ukernel_bf16<11>,
                                            ukernel_bf16<12>};
 static_assert(sizeof(kUkernelsBf16) / sizeof(kUkernelsBf16[0]) == kMr + 1);
 
@@ -585,12 +596,18 @@ template <int NR, bool kBf16x, bool kPf, typename Elem>
 DSV3_TARGET_AVX512 void dot_tail(const Elem* x, int64_t ldx, int64_t m, const uint16_t* w, int64_t k, float* y,
                                  int64_t ldy) {
   switch (m) {
-    case 1: return dot_tile<1, NR, kBf16x, kPf>(x, ldx, w, k, y, ldy);
-    case 2: return dot_tile<2, NR, kBf16x, kPf>(x, ldx, w, k, y, ldy);
-    case 3: return dot_tile<3, NR, kBf16x, kPf>(x, ldx, w, k, y, ldy);
-    case 4: return dot_tile<4, NR, kBf16x, kPf>(x, ldx, w, k, y, ldy);
-    case 5: return dot_tile<5, NR, kBf16x, kPf>(x, ldx, w, k, y, ldy);
-    default: return;
+    case 1:
+      return dot_tile<1, NR, kBf16x, kPf>(x, ldx, w, k, y, ldy);
+    case 2:
+      return dot_tile<2, NR, kBf16x, kPf>(x, ldx, w, k, y, ldy);
+    case 3:
+      return dot_tile<3, NR, kBf16x, kPf>(x, ldx, w, k, y, ldy);
+    case 4:
+      return dot_tile<4, NR, kBf16x, kPf>(x, ldx, w, k, y, ldy);
+    case 5:
+      return dot_tile<5, NR, kBf16x, kPf>(x, ldx, w, k, y, ldy);
+    default:
+      return;
   }
 }
 
@@ -667,9 +684,12 @@ void gemv_bf16x_avx512(const uint16_t* xb, int64_t m, const WeightRef& w, float*
 
 bool gemm_permutes_x_avx512(const WeightRef& w) {
   switch (w.dtype) {
-    case DType::BF16: return gemm_line_order<DType::BF16>(w);
-    case DType::F8_E4M3: return gemm_line_order<DType::F8_E4M3>(w);
-    default: return false;  // F32 and F16 lines are in natural order
+    case DType::BF16:
+      return gemm_line_order<DType::BF16>(w);
+    case DType::F8_E4M3:
+      return gemm_line_order<DType::F8_E4M3>(w);
+    default:
+      return false;  // F32 and F16 lines are in natural order
   }
 }
 
@@ -686,11 +706,16 @@ void gemm_avx512(const float* x, int64_t m0, int64_t m1, const WeightRef& w, flo
   if (xb16 && w.dtype == DType::BF16) return gemm_bf16_pairs(xb16, m0, m1, w, y, n0, n1);
   if (w.dtype == DType::BF16 && m1 - m0 <= kDotMaxRows) return gemm_dot<false>(x, m0, m1, w, y, n0, n1);
   switch (w.dtype) {
-    case DType::F32: return gemm_typed<DType::F32>(x, m0, m1, w, y, n0, n1);
-    case DType::BF16: return gemm_typed<DType::BF16>(x, m0, m1, w, y, n0, n1);
-    case DType::F16: return gemm_typed<DType::F16>(x, m0, m1, w, y, n0, n1);
-    case DType::F8_E4M3: return gemm_typed<DType::F8_E4M3>(x, m0, m1, w, y, n0, n1);
-    default: return;
+    case DType::F32:
+      return gemm_typed<DType::F32>(x, m0, m1, w, y, n0, n1);
+    case DType::BF16:
+      return gemm_typed<DType::BF16>(x, m0, m1, w, y, n0, n1);
+    case DType::F16:
+      return gemm_typed<DType::F16>(x, m0, m1, w, y, n0, n1);
+    case DType::F8_E4M3:
+      return gemm_typed<DType::F8_E4M3>(x, m0, m1, w, y, n0, n1);
+    default:
+      return;
   }
 }
 

@@ -35,8 +35,7 @@ void micro_scalar(int64_t kc, const float* ap, const float* bp, float* c, int64_
   }
   for (int64_t i = 0; i < mr; ++i) {
     float* ci = c + i * ldc;
-    for (int64_t j = 0; j < nr; ++j)
-      ci[j] = beta == 0.0f ? alpha * acc[i][j] : alpha * acc[i][j] + beta * ci[j];
+    for (int64_t j = 0; j < nr; ++j) ci[j] = beta == 0.0f ? alpha * acc[i][j] : alpha * acc[i][j] + beta * ci[j];
   }
 }
 
@@ -202,8 +201,7 @@ void gemm(int64_t m, int64_t n, int64_t k, float alpha, MatArg a, MatArg b, floa
   }
 }
 
-void gemm_ref(int64_t m, int64_t n, int64_t k, float alpha, MatArg a, MatArg b, float beta, float* c,
-              int64_t ldc) {
+void gemm_ref(int64_t m, int64_t n, int64_t k, float alpha, MatArg a, MatArg b, float beta, float* c, int64_t ldc) {
   for (int64_t i = 0; i < m; ++i)
     for (int64_t j = 0; j < n; ++j) {
       double acc = 0.0;

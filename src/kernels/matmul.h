@@ -26,22 +26,18 @@ struct MatArg {
 
 void gemm(int64_t m, int64_t n, int64_t k, float alpha, MatArg a, MatArg b, float beta, float* c, int64_t ldc);
 // The plain triple loop (double accumulation) the fast paths are tested against.
-void gemm_ref(int64_t m, int64_t n, int64_t k, float alpha, MatArg a, MatArg b, float beta, float* c,
-              int64_t ldc);
+void gemm_ref(int64_t m, int64_t n, int64_t k, float alpha, MatArg a, MatArg b, float beta, float* c, int64_t ldc);
 
 // c[m, n] = a[m, k] · b[n, k]ᵀ  (+ beta · c)
-inline void matmul_nt(const float* a, const float* b, int64_t m, int64_t n, int64_t k, float* c,
-                      float beta = 0.0f) {
+inline void matmul_nt(const float* a, const float* b, int64_t m, int64_t n, int64_t k, float* c, float beta = 0.0f) {
   gemm(m, n, k, 1.0f, {a, k, false}, {b, k, true}, beta, c, n);
 }
 // c[m, n] = a[m, k] · b[k, n]  (+ beta · c)
-inline void matmul_nn(const float* a, const float* b, int64_t m, int64_t n, int64_t k, float* c,
-                      float beta = 0.0f) {
+inline void matmul_nn(const float* a, const float* b, int64_t m, int64_t n, int64_t k, float* c, float beta = 0.0f) {
   gemm(m, n, k, 1.0f, {a, k, false}, {b, n, false}, beta, c, n);
 }
 // c[m, n] = a[k, m]ᵀ · b[k, n]  (+ beta · c)
-inline void matmul_tn(const float* a, const float* b, int64_t m, int64_t n, int64_t k, float* c,
-                      float beta = 0.0f) {
+inline void matmul_tn(const float* a, const float* b, int64_t m, int64_t n, int64_t k, float* c, float beta = 0.0f) {
   gemm(m, n, k, 1.0f, {a, m, true}, {b, n, false}, beta, c, n);
 }
 

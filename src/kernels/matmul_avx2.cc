@@ -6,8 +6,8 @@
 
 namespace dsv3::kernels::gemm_detail {
 
-__attribute__((target("avx2,fma"))) void micro_avx2(int64_t kc, const float* ap, const float* bp, float* c,
-                                                    int64_t ldc, float alpha, float beta, int64_t mr, int64_t nr) {
+__attribute__((target("avx2,fma"))) void micro_avx2(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
+                                                    float alpha, float beta, int64_t mr, int64_t nr) {
   constexpr int MR = kMrAvx2, NR = kNrAvx2;
   __m256 c0[MR], c1[MR];
 #pragma GCC unroll 6
@@ -49,8 +49,7 @@ __attribute__((target("avx2,fma"))) void micro_avx2(int64_t kc, const float* ap,
   }
   for (int64_t i = 0; i < mr; ++i) {
     float* ci = c + i * ldc;
-    for (int64_t j = 0; j < nr; ++j)
-      ci[j] = beta == 0.0f ? tmp[i * NR + j] : tmp[i * NR + j] + beta * ci[j];
+    for (int64_t j = 0; j < nr; ++j) ci[j] = beta == 0.0f ? tmp[i * NR + j] : tmp[i * NR + j] + beta * ci[j];
   }
 }
 

@@ -37,9 +37,11 @@ DSV3_GEMM_AVX512 void store_block(const __m512* c0, const __m512* c1, float* c, 
 
 }  // namespace
 
-__attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,fma"))) void micro_avx512(
-    int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc, float alpha, float beta, int64_t mr,
-    int64_t nr) {
+__attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,fma"))) void micro_avx512(int64_t kc, const float* ap,
+                                                                                    const float* bp, float* c,
+                                                                                    int64_t ldc, float alpha,
+                                                                                    float beta, int64_t mr,
+                                                                                    int64_t nr) {
   __m512 c0[MR], c1[MR];
 #pragma GCC unroll 12
   for (int i = 0; i < MR; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
@@ -57,9 +59,11 @@ __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,fma"))) void micro_avx
   store_block(c0, c1, c, ldc, alpha, beta, mr, nr);
 }
 
-__attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,fma"))) void micro_avx512_direct(
-    int64_t kc, const float* a, int64_t lda, bool trans, const float* bp, float* c, int64_t ldc, float alpha,
-    float beta, int64_t nr) {
+__attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,fma"))) void micro_avx512_direct(int64_t kc, const float* a,
+                                                                                           int64_t lda, bool trans,
+                                                                                           const float* bp, float* c,
+                                                                                           int64_t ldc, float alpha,
+                                                                                           float beta, int64_t nr) {
   __m512 c0[MR], c1[MR];
 #pragma GCC unroll 12
   for (int i = 0; i < MR; ++i) c0[i] = c1[i] = _mm512_setzero_ps();

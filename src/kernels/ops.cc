@@ -53,8 +53,8 @@ void rope_pairs_ref(float* x, int64_t d, const float* cos_sin) {
   }
 }
 
-void latent_attention_ref(const float* q, int64_t h, const float* kv, int64_t t, int64_t ld, int64_t c,
-                          int64_t r, float scale, float* o, float* scratch) {
+void latent_attention_ref(const float* q, int64_t h, const float* kv, int64_t t, int64_t ld, int64_t c, int64_t r,
+                          float scale, float* o, float* scratch) {
   for (int64_t head = 0; head < h; ++head) {
     const float* qh = q + head * (c + r);
     for (int64_t s = 0; s < t; ++s) {
@@ -77,42 +77,56 @@ void latent_attention_ref(const float* q, int64_t h, const float* kv, int64_t t,
 // ---------------------------------------------------------------- dispatch
 void rmsnorm(const float* x, const float* w, int64_t m, int64_t n, float eps, float* y) {
   switch (active_isa()) {
-    case Isa::Avx512: return detail::rmsnorm_avx512(x, w, m, n, eps, y);
-    case Isa::Avx2: return detail::rmsnorm_avx2(x, w, m, n, eps, y);
-    default: return rmsnorm_ref(x, w, m, n, eps, y);
+    case Isa::Avx512:
+      return detail::rmsnorm_avx512(x, w, m, n, eps, y);
+    case Isa::Avx2:
+      return detail::rmsnorm_avx2(x, w, m, n, eps, y);
+    default:
+      return rmsnorm_ref(x, w, m, n, eps, y);
   }
 }
 
 void silu_mul(const float* gate, const float* up, int64_t n, float* out) {
   switch (active_isa()) {
-    case Isa::Avx512: return detail::silu_mul_avx512(gate, up, n, out);
-    case Isa::Avx2: return detail::silu_mul_avx2(gate, up, n, out);
-    default: return silu_mul_ref(gate, up, n, out);
+    case Isa::Avx512:
+      return detail::silu_mul_avx512(gate, up, n, out);
+    case Isa::Avx2:
+      return detail::silu_mul_avx2(gate, up, n, out);
+    default:
+      return silu_mul_ref(gate, up, n, out);
   }
 }
 
 void softmax(float* x, int64_t n) {
   if (n <= 0) return;
   switch (active_isa()) {
-    case Isa::Avx512: return detail::softmax_avx512(x, n);
-    case Isa::Avx2: return detail::softmax_avx2(x, n);
-    default: return softmax_ref(x, n);
+    case Isa::Avx512:
+      return detail::softmax_avx512(x, n);
+    case Isa::Avx2:
+      return detail::softmax_avx2(x, n);
+    default:
+      return softmax_ref(x, n);
   }
 }
 
 void rope_pairs(float* x, int64_t d, const float* cos_sin) {
   d &= ~int64_t(1);
   switch (active_isa()) {
-    case Isa::Avx512: return detail::rope_pairs_avx512(x, d, cos_sin);
-    case Isa::Avx2: return detail::rope_pairs_avx2(x, d, cos_sin);
-    default: return rope_pairs_ref(x, d, cos_sin);
+    case Isa::Avx512:
+      return detail::rope_pairs_avx512(x, d, cos_sin);
+    case Isa::Avx2:
+      return detail::rope_pairs_avx2(x, d, cos_sin);
+    default:
+      return rope_pairs_ref(x, d, cos_sin);
   }
 }
 
 void exp_vec(const float* x, int64_t n, float* y) {
   switch (active_isa()) {
-    case Isa::Avx512: return detail::exp_avx512(x, n, y);
-    case Isa::Avx2: return detail::exp_avx2(x, n, y);
+    case Isa::Avx512:
+      return detail::exp_avx512(x, n, y);
+    case Isa::Avx2:
+      return detail::exp_avx2(x, n, y);
     default:
       for (int64_t i = 0; i < n; ++i) y[i] = std::exp(x[i]);
   }
@@ -123,11 +137,10 @@ namespace {
 constexpr int64_t kAttentionParallelMacs = 1 << 16;
 }  // namespace
 
-void latent_attention(const float* q, int64_t h, const float* kv, int64_t t, int64_t ld, int64_t c,
-                      int64_t r, float scale, float* o, float* scratch) {
+void latent_attention(const float* q, int64_t h, const float* kv, int64_t t, int64_t ld, int64_t c, int64_t r,
+                      float scale, float* o, float* scratch) {
   const Isa isa = active_isa();
-  if (isa == Isa::Scalar || t <= 0 || h <= 0)
-    return latent_attention_ref(q, h, kv, t, ld, c, r, scale, o, scratch);
+  if (isa == Isa::Scalar || t <= 0 || h <= 0) return latent_attention_ref(q, h, kv, t, ld, c, r, scale, o, scratch);
   auto* fn = isa == Isa::Avx512 ? detail::latent_attention_avx512 : detail::latent_attention_avx2;
   const int64_t hb = 4;  // head block of the kernels: split on its multiples
   const int64_t blocks = (h + hb - 1) / hb;

@@ -29,8 +29,8 @@ void rope_pairs(float* x, int64_t d, const float* cos_sin);
 // scratch must hold t floats (used by the reference; the SIMD paths need none of it).
 // The SIMD paths read the cache once for all heads (flash-decoding style, online softmax over tiles of
 // 32 rows; attention_avx512.cc) and split the heads across threads.
-void latent_attention(const float* q, int64_t h, const float* kv, int64_t t, int64_t ld, int64_t c,
-                      int64_t r, float scale, float* o, float* scratch);
+void latent_attention(const float* q, int64_t h, const float* kv, int64_t t, int64_t ld, int64_t c, int64_t r,
+                      float scale, float* o, float* scratch);
 
 // y[i] = exp(x[i]) (≤ 2 ulp; exp(-inf) = 0, overflow gives inf, NaN stays NaN). y may alias x.
 void exp_vec(const float* x, int64_t n, float* y);
@@ -44,7 +44,7 @@ void rmsnorm_ref(const float* x, const float* w, int64_t m, int64_t n, float eps
 void silu_mul_ref(const float* gate, const float* up, int64_t n, float* out);
 void softmax_ref(float* x, int64_t n);
 void rope_pairs_ref(float* x, int64_t d, const float* cos_sin);
-void latent_attention_ref(const float* q, int64_t h, const float* kv, int64_t t, int64_t ld, int64_t c,
-                          int64_t r, float scale, float* o, float* scratch);
+void latent_attention_ref(const float* q, int64_t h, const float* kv, int64_t t, int64_t ld, int64_t c, int64_t r,
+                          float scale, float* o, float* scratch);
 
 }  // namespace dsv3::kernels

@@ -43,8 +43,8 @@ DSV3_TARGET_AVX2 void rmsnorm_avx2(const float* x, const float* w, int64_t m, in
       _mm256_storeu_ps(yi + j, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(xi + j), inv), _mm256_loadu_ps(w + j)));
     if (j < n) {
       const __m256i mk = lane_mask(n - j);
-      _mm256_maskstore_ps(yi + j, mk,
-                          _mm256_mul_ps(_mm256_mul_ps(_mm256_maskload_ps(xi + j, mk), inv), _mm256_maskload_ps(w + j, mk)));
+      _mm256_maskstore_ps(
+          yi + j, mk, _mm256_mul_ps(_mm256_mul_ps(_mm256_maskload_ps(xi + j, mk), inv), _mm256_maskload_ps(w + j, mk)));
     }
   }
 }

@@ -44,7 +44,8 @@ DSV3_TARGET_AVX512 void rmsnorm_avx512(const float* x, const float* w, int64_t m
     if (j < n) {
       const __mmask16 mk = tail_mask(n - j);
       _mm512_mask_storeu_ps(
-          yi + j, mk, _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk, xi + j), inv), _mm512_maskz_loadu_ps(mk, w + j)));
+          yi + j, mk,
+          _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk, xi + j), inv), _mm512_maskz_loadu_ps(mk, w + j)));
     }
   }
 }
@@ -58,10 +59,12 @@ DSV3_INLINE_AVX512 __m512 silu_mul16(__m512 g, __m512 u) {
 
 DSV3_TARGET_AVX512 void silu_mul_avx512(const float* gate, const float* up, int64_t n, float* out) {
   int64_t i = 0;
-  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, silu_mul16(_mm512_loadu_ps(gate + i), _mm512_loadu_ps(up + i)));
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(out + i, silu_mul16(_mm512_loadu_ps(gate + i), _mm512_loadu_ps(up + i)));
   if (i < n) {
     const __mmask16 mk = tail_mask(n - i);
-    _mm512_mask_storeu_ps(out + i, mk, silu_mul16(_mm512_maskz_loadu_ps(mk, gate + i), _mm512_maskz_loadu_ps(mk, up + i)));
+    _mm512_mask_storeu_ps(out + i, mk,
+                          silu_mul16(_mm512_maskz_loadu_ps(mk, gate + i), _mm512_maskz_loadu_ps(mk, up + i)));
   }
 }
 

@@ -3,7 +3,6 @@
 #include <omp.h>
 
 #include <algorithm>
-
 #include <vector>
 
 #include "kernels/internal.h"

@@ -21,11 +21,11 @@
 namespace dsv3::kernels {
 
 struct SwigluExpert {
-  WeightRef w1, w3, w2;            // gate [inter, d], up [inter, d], down [d, inter]
-  const float* x = nullptr;        // [m, d] input rows
-  int64_t m = 0;                   // rows (<= swiglu_max_rows())
-  const int64_t* rows = nullptr;   // row of `out` for each input row (nullptr: 0, 1, .., m-1)
-  const float* gates = nullptr;    // multiplier of each row's output (nullptr: 1)
+  WeightRef w1, w3, w2;           // gate [inter, d], up [inter, d], down [d, inter]
+  const float* x = nullptr;       // [m, d] input rows
+  int64_t m = 0;                  // rows (<= swiglu_max_rows())
+  const int64_t* rows = nullptr;  // row of `out` for each input row (nullptr: 0, 1, .., m-1)
+  const float* gates = nullptr;   // multiplier of each row's output (nullptr: 1)
 };
 
 // Scratch kept across calls (grows, never shrinks: steady-state calls allocate nothing). Move-only.
@@ -52,7 +52,8 @@ int64_t swiglu_max_rows();
 void swiglu_experts(std::span<const SwigluExpert> experts, int64_t d, float* out, SwigluScratch& s,
                     const LinearOptions& opt = {});
 
-// The reference: per expert linear_qact_ref where linear() quantizes x (else linear_ref) and silu_mul_ref, the same accumulation into out.
+// The reference: per expert linear_qact_ref where linear() quantizes x (else linear_ref) and silu_mul_ref, the same
+// accumulation into out.
 void swiglu_experts_ref(std::span<const SwigluExpert> experts, int64_t d, float* out);
 
 }  // namespace dsv3::kernels

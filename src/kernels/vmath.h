@@ -14,10 +14,10 @@
 
 namespace dsv3::kernels::detail {
 
-#define DSV3_EXP_POLY(FMA, SET1, r)                                  \
+#define DSV3_EXP_POLY(FMA, SET1, r)                                                                      \
   FMA(FMA(FMA(FMA(FMA(SET1(1.9875691500e-4f), r, SET1(1.3981999507e-3f)), r, SET1(8.3334519073e-3f)), r, \
-              SET1(4.1665795894e-2f)),                                \
-          r, SET1(1.6666665459e-1f)),                                 \
+              SET1(4.1665795894e-2f)),                                                                   \
+          r, SET1(1.6666665459e-1f)),                                                                    \
       r, SET1(5.0000001201e-1f))
 
 DSV3_INLINE_AVX512 __m512 exp512(__m512 x) {
@@ -91,8 +91,8 @@ DSV3_INLINE_AVX512 __m512 hsum16x16(const __m512 v[16]) {
     w[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
 #pragma GCC unroll 4
   for (int i = 0; i < 4; ++i)
-    x[i] = _mm512_add_ps(_mm512_shuffle_ps(w[2 * i], w[2 * i + 1], 0x44),
-                         _mm512_shuffle_ps(w[2 * i], w[2 * i + 1], 0xEE));
+    x[i] =
+        _mm512_add_ps(_mm512_shuffle_ps(w[2 * i], w[2 * i + 1], 0x44), _mm512_shuffle_ps(w[2 * i], w[2 * i + 1], 0xEE));
   // x[i], 128-bit lane L: the lane-L partial sums of v[4i .. 4i+3].
   const __m512 y0 = _mm512_add_ps(_mm512_shuffle_f32x4(x[0], x[1], 0x88), _mm512_shuffle_f32x4(x[0], x[1], 0xDD));
   const __m512 y1 = _mm512_add_ps(_mm512_shuffle_f32x4(x[2], x[3], 0x88), _mm512_shuffle_f32x4(x[2], x[3], 0xDD));

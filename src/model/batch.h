@@ -12,8 +12,8 @@ namespace dsv3 {
 
 struct Batch {
   int64_t m = 0;
-  std::vector<int64_t> pos;      // [m]
-  std::vector<KvCache*> cache;   // [m]
+  std::vector<int64_t> pos;     // [m]
+  std::vector<KvCache*> cache;  // [m]
 };
 
 }  // namespace dsv3

@@ -206,8 +206,7 @@ void check_fields(const std::vector<Field<S>>& fields, const Keys& k, const S& s
     std::visit(
         [&](auto m) {
           using M = decltype(m);
-          if constexpr (std::is_same_v<M, int64_t S::*> || std::is_same_v<M, double S::*>)
-            check_range(f, k, s, s.*m);
+          if constexpr (std::is_same_v<M, int64_t S::*> || std::is_same_v<M, double S::*>) check_range(f, k, s, s.*m);
         },
         f.at);
     if (f.validate) f.validate(k, s);
@@ -318,7 +317,8 @@ void parse_quantization(const json& v, ModelConfig& c, const std::string& label)
     if (k.to_int("block_size", *bs) != 32)
       fail("{}: key 'quantization_config.block_size' is {}; only 32 is supported", label, bs->dump());
     const std::string sd = k.get_str("scale_dtype", "float16");
-    if (sd != "float16") fail("{}: key 'quantization_config.scale_dtype' is '{}'; only 'float16' is supported", label, sd);
+    if (sd != "float16")
+      fail("{}: key 'quantization_config.scale_dtype' is '{}'; only 'float16' is supported", label, sd);
     c.block_quant_head = k.get_str("head_format", "none");
     if (c.block_quant_head != "int8" && c.block_quant_head != "int4" && c.block_quant_head != "none")
       fail("{}: key 'quantization_config.head_format' is '{}'; expected 'int8', 'int4' or 'none'", label,
@@ -404,8 +404,7 @@ const std::vector<Field<ModelConfig>>& model_fields() {
        .check = Check::Positive,
        .read =
            [](const Keys& k, const json* v, C& c) {
-             c.num_key_value_heads =
-                 v && !v->is_null() ? k.to_int("num_key_value_heads", *v) : c.num_attention_heads;
+             c.num_key_value_heads = v && !v->is_null() ? k.to_int("num_key_value_heads", *v) : c.num_attention_heads;
            }},
       {.key = "num_nextn_predict_layers",
        .at = &C::num_nextn_predict_layers,
@@ -460,7 +459,10 @@ const std::vector<Field<ModelConfig>>& model_fields() {
            },
        .write = [](const C& c) -> Hook { return rope_scaling_json(c.rope_scaling); }},
       {.key = "rms_norm_eps", .at = &C::rms_norm_eps, .v3 = 1e-6, .check = Check::Positive},
-      {.key = "max_position_embeddings", .at = &C::max_position_embeddings, .v3 = 4096, .v2 = 2048,
+      {.key = "max_position_embeddings",
+       .at = &C::max_position_embeddings,
+       .v3 = 4096,
+       .v2 = 2048,
        .check = Check::Positive},
       {.key = "tie_word_embeddings", .at = &C::tie_word_embeddings, .v3 = false},
       {.key = "hidden_act",
@@ -523,7 +525,10 @@ const std::vector<Field<ModelConfig>>& model_fields() {
          return json(c.torch_dtype);
        }},
       {.key = "quantization_config",
-       .read = [](const Keys& k, const json* v, C& c) { if (v) parse_quantization(*v, c, k.label()); },
+       .read =
+           [](const Keys& k, const json* v, C& c) {
+             if (v) parse_quantization(*v, c, k.label());
+           },
        .write = quantization_json},
   };
   return table;

@@ -13,7 +13,7 @@ enum class ScoringFunc { Sigmoid, Softmax };
 enum class TopkMethod { NoauxTc, Greedy, GroupLimitedGreedy };
 
 struct YarnScaling {
-  double factor = 1.0;                    // reference: rope_factor
+  double factor = 1.0;                              // reference: rope_factor
   int64_t original_max_position_embeddings = 4096;  // reference: original_seq_len
   double beta_fast = 32, beta_slow = 1;
   double mscale = 1.0, mscale_all_dim = 0.0;
@@ -23,15 +23,15 @@ struct YarnScaling {
 struct ModelConfig {
   std::string model_type;  // "deepseek_v3" | "deepseek_v2" | "kimi_k2" (V3 architecture, V3 defaults)
   int64_t vocab_size = 0;
-  int64_t hidden_size = 0;              // reference: dim
-  int64_t intermediate_size = 0;        // dense MLP width (inter_dim)
-  int64_t moe_intermediate_size = 0;    // per-expert width (moe_inter_dim)
+  int64_t hidden_size = 0;            // reference: dim
+  int64_t intermediate_size = 0;      // dense MLP width (inter_dim)
+  int64_t moe_intermediate_size = 0;  // per-expert width (moe_inter_dim)
   int64_t num_hidden_layers = 0;
   int64_t num_nextn_predict_layers = 0;  // MTP modules, stored as layers num_hidden_layers + k
   int64_t num_attention_heads = 0;
-  int64_t num_key_value_heads = 0;      // informational; MLA has no GQA
+  int64_t num_key_value_heads = 0;  // informational; MLA has no GQA
   int64_t n_shared_experts = 0;
-  int64_t n_routed_experts = 0;         // 0 = a dense model
+  int64_t n_routed_experts = 0;  // 0 = a dense model
   int64_t num_experts_per_tok = 0;
   int64_t n_group = 1, topk_group = 1;
   double routed_scaling_factor = 1.0;
@@ -40,7 +40,7 @@ struct ModelConfig {
   bool norm_topk_prob = true;
   int64_t first_k_dense_replace = 0;
   int64_t moe_layer_freq = 1;
-  int64_t q_lora_rank = 0;              // 0 (null in JSON) = plain q_proj
+  int64_t q_lora_rank = 0;  // 0 (null in JSON) = plain q_proj
   int64_t kv_lora_rank = 0;
   int64_t qk_nope_head_dim = 0, qk_rope_head_dim = 0, v_head_dim = 0;
   double rope_theta = 10000.0;
@@ -49,10 +49,10 @@ struct ModelConfig {
   int64_t max_position_embeddings = 0;
   bool tie_word_embeddings = false;
   std::optional<int64_t> bos_token_id;
-  std::vector<int64_t> eos_token_ids;   // eos_token_id may be an int or a list
+  std::vector<int64_t> eos_token_ids;  // eos_token_id may be an int or a list
   std::string hidden_act = "silu";
   double initializer_range = 0.02;
-  std::string torch_dtype;              // informational
+  std::string torch_dtype;  // informational
   // quantization_config {quant_method: fp8, fmt: e4m3, weight_block_size}
   bool fp8 = false;
   int64_t weight_block_n = 128, weight_block_k = 128;
@@ -61,7 +61,7 @@ struct ModelConfig {
   // (empty when absent), and the head's format ("int8", "int4" or "none" = as stored).
   std::string block_quant, block_quant_head = "none";
 
-  nlohmann::json raw_json() const;  // the validated config re-serialised with HF keys (parse_config's table)
+  nlohmann::json raw_json() const;          // the validated config re-serialised with HF keys (parse_config's table)
   nlohmann::json block_quant_json() const;  // the dsv3_block quantization_config (block_quant non-empty)
 
   // Derived

@@ -16,11 +16,11 @@ namespace dsv3 {
 
 // One routed expert's share of a forward: the rows that chose it, gathered.
 struct ExpertTask {
-  int64_t expert = 0;              // routed expert index, 0 .. n_routed_experts-1
-  const float* x = nullptr;        // [m, hidden] its input rows
+  int64_t expert = 0;        // routed expert index, 0 .. n_routed_experts-1
+  const float* x = nullptr;  // [m, hidden] its input rows
   int64_t m = 0;
-  const int64_t* rows = nullptr;   // [m] the output row of each input row
-  const float* gates = nullptr;    // [m] the gate weight of each
+  const int64_t* rows = nullptr;  // [m] the output row of each input row
+  const float* gates = nullptr;   // [m] the gate weight of each
 };
 
 class ExpertExecutor {

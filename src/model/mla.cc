@@ -67,8 +67,8 @@ void Mla::forward(const float* x, const Batch& b, int64_t layer, const RopeTable
   for (int64_t task = 0; task < m * groups; ++task) {
     const int64_t r = task / groups, g = task % groups;
     float* qfull = thread_scratch_.data() + omp_get_thread_num() * per_thread;  // [C + R]
-    float* olat = qfull + W;                                                     // [C]
-    float* scores = olat + C;                                                    // [t]
+    float* olat = qfull + W;                                                    // [C]
+    float* scores = olat + C;                                                   // [t]
     const int64_t pos = b.pos[size_t(r)];
     const float* rows = b.cache[size_t(r)]->layer_rows(layer);
     for (int64_t h = g * heads_per_group; h < std::min(H, (g + 1) * heads_per_group); ++h) {

@@ -9,7 +9,10 @@ namespace dsv3 {
 
 Moe::Moe(const ModelConfig& c, const MoeWeights& w, std::unique_ptr<ExpertExecutor> experts,
          const kernels::LinearOptions& lin)
-    : c_(c), w_(w), rp_(RouterParams::from(c)), experts_exec_(std::move(experts)),
+    : c_(c),
+      w_(w),
+      rp_(RouterParams::from(c)),
+      experts_exec_(std::move(experts)),
       offsets_(size_t(c.n_routed_experts) + 1) {
   if (!experts_exec_) experts_exec_ = std::make_unique<LocalExperts>(w_, c.hidden_size, lin);
   tasks_.reserve(size_t(c.n_routed_experts));
@@ -27,8 +30,8 @@ void Moe::forward(const float* x, int64_t m, float* out, RoutingRecord* record) 
     record->scores.resize(size_t(m * E));
   }
   for (int64_t r = 0; r < m; ++r)
-    route(rp_, logits_.data() + r * E, w_.bias, experts_.data() + r * K, gates_.data() + r * K,
-          route_scratch_.data(), record ? record->scores.data() + r * E : nullptr);
+    route(rp_, logits_.data() + r * E, w_.bias, experts_.data() + r * K, gates_.data() + r * K, route_scratch_.data(),
+          record ? record->scores.data() + r * E : nullptr);
   if (record) {
     record->experts = experts_;
     record->gates = gates_;
@@ -56,8 +59,8 @@ void Moe::forward(const float* x, int64_t m, float* out, RoutingRecord* record) 
       rows_[size_t(b + i)] = slot / K;
       row_gates_[size_t(b + i)] = gates_[size_t(slot)];
     }
-    tasks_.push_back({.expert = e, .x = xin_.data() + b * D, .m = n, .rows = rows_.data() + b,
-                      .gates = row_gates_.data() + b});
+    tasks_.push_back(
+        {.expert = e, .x = xin_.data() + b * D, .m = n, .rows = rows_.data() + b, .gates = row_gates_.data() + b});
   }
   std::fill(out, out + m * D, 0.0f);
   experts_exec_->run(tasks_, x, m, out);

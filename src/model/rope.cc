@@ -9,8 +9,7 @@ RopeTable::RopeTable(const ModelConfig& c) : dim_(c.qk_rope_head_dim) {
   const int64_t half = dim_ / 2;
   const float base = float(c.rope_theta);
   inv_freq_.resize(size_t(half));
-  for (int64_t i = 0; i < half; ++i)
-    inv_freq_[size_t(i)] = 1.0f / std::pow(base, float(2 * i) / float(dim_));
+  for (int64_t i = 0; i < half; ++i) inv_freq_[size_t(i)] = 1.0f / std::pow(base, float(2 * i) / float(dim_));
   if (c.rope_scaling) {
     const YarnScaling& y = *c.rope_scaling;
     const double orig = double(y.original_max_position_embeddings);

@@ -9,7 +9,8 @@ namespace dsv3 {
 std::vector<WeightSpec> enumerate_weights(const ModelConfig& c, const SchemaScope& scope) {
   std::vector<WeightSpec> out;
   ModelW<SpecKit> w;
-  visit_model(c, w, [&](const WeightSpec& s, SpecKit::None&) { out.push_back(s); }, scope);
+  visit_model(
+      c, w, [&](const WeightSpec& s, SpecKit::None&) { out.push_back(s); }, scope);
   return out;
 }
 

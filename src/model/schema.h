@@ -64,7 +64,7 @@ struct WeightSpec {
 // ---- The layer tree, one struct family over a handle kit K.
 
 template <class K>
-struct FfnW {  // SwiGLU: w2(silu(w1 x) ⊙ w3 x)
+struct FfnW {            // SwiGLU: w2(silu(w1 x) ⊙ w3 x)
   typename K::Mat w1{};  // gate_proj [inter, hidden]
   typename K::Mat w2{};  // down_proj [hidden, inter]
   typename K::Mat w3{};  // up_proj   [inter, hidden]
@@ -85,16 +85,16 @@ struct MlaW {
 
 template <class K>
 struct MoeW {
-  typename K::Mat gate{};          // [n_routed_experts, hidden]
-  typename K::Bias bias{};         // [n_routed_experts] (noaux_tc) or empty
-  std::vector<FfnW<K>> experts;    // n_routed_experts (outside a SchemaScope's range: left empty)
+  typename K::Mat gate{};        // [n_routed_experts, hidden]
+  typename K::Bias bias{};       // [n_routed_experts] (noaux_tc) or empty
+  std::vector<FfnW<K>> experts;  // n_routed_experts (outside a SchemaScope's range: left empty)
   bool has_shared = false;
-  FfnW<K> shared;                  // width n_shared_experts * moe_intermediate_size
+  FfnW<K> shared;  // width n_shared_experts * moe_intermediate_size
 };
 
 template <class K>
 struct LayerW {
-  int64_t index = 0;  // HF layer index
+  int64_t index = 0;            // HF layer index
   typename K::Vec attn_norm{};  // input_layernorm [hidden]
   typename K::Vec ffn_norm{};   // post_attention_layernorm [hidden]
   MlaW<K> attn;
@@ -109,7 +109,7 @@ struct MtpW {
   typename K::Vec hnorm{};
   typename K::Mat eh_proj{};  // [hidden, 2 * hidden], input = concat[enorm(embed), hnorm(h)]
   LayerW<K> layer;
-  typename K::Vec head_norm{};    // shared_head.norm
+  typename K::Vec head_norm{};      // shared_head.norm
   typename K::Mat embed{}, head{};  // the module's copies, or the main model's when absent
 };
 
@@ -174,8 +174,7 @@ void visit_layer(const ModelConfig& c, int64_t l, LayerW<K>& w, Visit& visit, co
   if (w.is_moe) {
     MoeW<K>& e = w.moe;
     visit(spec(p + "mlp.gate.weight", {E, D}, R::Gate), e.gate);
-    if (c.topk_method == TopkMethod::NoauxTc)
-      visit(spec(p + "mlp.gate.e_score_correction_bias", {E}, R::Bias), e.bias);
+    if (c.topk_method == TopkMethod::NoauxTc) visit(spec(p + "mlp.gate.e_score_correction_bias", {E}, R::Bias), e.bias);
     e.experts.resize(size_t(E));
     for (int64_t i = 0; i < E; ++i) {
       if (!scope.has(i)) continue;

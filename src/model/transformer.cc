@@ -43,8 +43,7 @@ KvCache Model::new_cache(int64_t capacity) const {
   return KvCache(config_.num_hidden_layers, config_.kv_cache_values_per_token(), capacity);
 }
 KvCache Model::new_mtp_cache(int64_t capacity) const {
-  return KvCache(std::max<int64_t>(config_.num_nextn_predict_layers, 1), config_.kv_cache_values_per_token(),
-                 capacity);
+  return KvCache(std::max<int64_t>(config_.num_nextn_predict_layers, 1), config_.kv_cache_values_per_token(), capacity);
 }
 
 const Batch& Model::make_batch(std::span<const SeqChunk> chunks, int64_t m, const char* what) {
@@ -153,7 +152,8 @@ void Model::mtp_forward(int64_t k, std::span<const int32_t> next_tokens, const f
   const float eps = float(config_.rms_norm_eps);
   const Batch& b = make_batch(chunks, m, "mtp_forward");
   for (const SeqChunk& ch : chunks)
-    if (ch.cache->layers() <= k) fail("mtp_forward: the MTP cache has {} layers, module {} needs more", ch.cache->layers(), k);
+    if (ch.cache->layers() <= k)
+      fail("mtp_forward: the MTP cache has {} layers, module {} needs more", ch.cache->layers(), k);
   // cat = [enorm(embed(t[i+1])), hnorm(h[i])]  [m, 2D]
   cat_.resize(size_t(m * 2 * D));
   tmp_.resize(size_t(m * D));

@@ -61,8 +61,8 @@ class Model {
   // Runs the main model over tokens [Σ chunk.n] (chunk after chunk). Each chunk's tokens are appended to
   // its cache. hidden_out (optional): [Σn, hidden] final hidden states after model.norm. logits_out:
   // [rows, vocab] where rows = Σn (All) or chunks.size() (LastOfEachChunk).
-  void forward(std::span<const int32_t> tokens, std::span<const SeqChunk> chunks, float* hidden_out,
-               float* logits_out, const ForwardOptions& opt = {});
+  void forward(std::span<const int32_t> tokens, std::span<const SeqChunk> chunks, float* hidden_out, float* logits_out,
+               const ForwardOptions& opt = {});
 
   // MTP module k (0-based). Row r combines the embedding of next_tokens[r] with hidden_in[r] (for k = 0 the
   // main model's final hidden state of the row's predecessor position) and is appended to the chunk's MTP
@@ -83,8 +83,8 @@ class Model {
   // Fills batch_ (reused: no allocation once warmed up) and validates the chunks.
   const Batch& make_batch(std::span<const SeqChunk> chunks, int64_t m, const char* what);
   void run_block(Block& blk, int64_t cache_layer, float* h, const Batch& b, const ForwardOptions& opt);
-  void project_logits(const float* normed, std::span<const SeqChunk> chunks, int64_t m,
-                      const kernels::WeightRef& head, LogitRows which, float* logits_out);
+  void project_logits(const float* normed, std::span<const SeqChunk> chunks, int64_t m, const kernels::WeightRef& head,
+                      LogitRows which, float* logits_out);
   void embed(std::span<const int32_t> tokens, const kernels::WeightRef& table, float* out);
 
   ModelConfig config_;

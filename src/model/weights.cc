@@ -33,8 +33,7 @@ class Binder {
   const float* vec(const std::string& name, int64_t n) {
     const TensorView& t = get(name);
     check_shape(name, t, {n});
-    if (t.dtype == DType::F32 && reinterpret_cast<uintptr_t>(t.data) % alignof(float) == 0)
-      return t.as<float>();
+    if (t.dtype == DType::F32 && reinterpret_cast<uintptr_t>(t.data) % alignof(float) == 0) return t.as<float>();
     if (t.dtype != DType::F32 && t.dtype != DType::BF16 && t.dtype != DType::F16)
       fail("{}: tensor {} has dtype {}; expected F32, BF16 or F16", label_, name, dtype_name(t.dtype));
     auto& v = w_.owned.emplace_back(size_t(n));
@@ -70,8 +69,8 @@ class Binder {
     if (s->dtype != DType::F16) fail("{}: {} must be F16, found {}", label_, sname, dtype_name(s->dtype));
     const std::vector<int64_t> want{n, kernels::qblocks(k)};
     if (s->shape != want)
-      fail("{}: {} has shape {}; blocks of 32 over {} need {}", label_, sname, shape_str(s->shape),
-           shape_str({n, k}), shape_str(want));
+      fail("{}: {} has shape {}; blocks of 32 over {} need {}", label_, sname, shape_str(s->shape), shape_str({n, k}),
+           shape_str(want));
     kernels::WeightRef r;
     r.dtype = t.dtype;
     r.quant = q;
@@ -175,7 +174,8 @@ ModelWeights bind_weights(const ModelConfig& c, const TensorLookup& lookup, cons
 }
 
 ModelWeights bind_weights(const ModelConfig& c, const io::Checkpoint& ckpt, const SchemaScope& scope) {
-  return bind_weights(c, [&](const std::string& n) { return ckpt.find(n); }, ckpt.dir(), scope);
+  return bind_weights(
+      c, [&](const std::string& n) { return ckpt.find(n); }, ckpt.dir(), scope);
 }
 
 }  // namespace dsv3

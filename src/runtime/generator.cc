@@ -29,8 +29,8 @@ Engine::Engine(Model& model, EngineOptions options) : model_(model), options_(op
   if (options_.draft < 1) fail("the draft depth must be >= 1, got {}", options_.draft);
   if (options_.prefill_chunk < 1) fail("the prefill chunk must be >= 1 token, got {}", options_.prefill_chunk);
   if (options_.max_context < 0) fail("the context size must be >= 0, got {}", options_.max_context);
-  max_context_ = options_.max_context == 0 ? c.max_position_embeddings
-                                           : std::min(options_.max_context, c.max_position_embeddings);
+  max_context_ =
+      options_.max_context == 0 ? c.max_position_embeddings : std::min(options_.max_context, c.max_position_embeddings);
 }
 
 std::unique_ptr<Sequence> Engine::start(GenerationRequest request, TokenCallback callback, Sequence* reuse) const {

@@ -27,9 +27,9 @@ SpecMode parse_spec_mode(const std::string& s);  // "none" | "mtp"; throws namin
 
 struct EngineOptions {
   SpecMode spec = SpecMode::None;
-  int64_t draft = 1;             // MTP draft depth (>= 1); depth > 1 chains the module on its own output
-  int64_t prefill_chunk = 512;   // prompt tokens per step over all prefilling sequences
-  int64_t max_context = 0;       // 0 = max_position_embeddings
+  int64_t draft = 1;            // MTP draft depth (>= 1); depth > 1 chains the module on its own output
+  int64_t prefill_chunk = 512;  // prompt tokens per step over all prefilling sequences
+  int64_t max_context = 0;      // 0 = max_position_embeddings
 };
 
 struct EngineStats {
@@ -51,8 +51,7 @@ class Engine {
   // A new sequence; throws dsv3::Error (naming the problem) for an empty prompt, token ids outside the
   // vocabulary, a prompt that does not fit the context, or bad sampling parameters. `reuse`: a finished
   // sequence whose caches (common prefix with the new prompt) are taken over, as multi-turn chat does.
-  std::unique_ptr<Sequence> start(GenerationRequest request, TokenCallback callback,
-                                  Sequence* reuse = nullptr) const;
+  std::unique_ptr<Sequence> start(GenerationRequest request, TokenCallback callback, Sequence* reuse = nullptr) const;
 
   // Advances every sequence of `seqs` that is not done (cancelled ones are finished without work).
   void step(std::span<Sequence* const> seqs);

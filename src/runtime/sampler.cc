@@ -37,7 +37,8 @@ double Rng::uniform() { return double(next() >> 11) * 0x1.0p-53; }
 // ---- SamplingParams ---------------------------------------------------------------------------------------
 
 void SamplingParams::validate() const {
-  if (!std::isfinite(temperature) || temperature < 0) fail("temperature must be a finite number >= 0, got {}", temperature);
+  if (!std::isfinite(temperature) || temperature < 0)
+    fail("temperature must be a finite number >= 0, got {}", temperature);
   if (top_k < 0) fail("top_k must be >= 0 (0 = off), got {}", top_k);
   if (!(top_p > 0 && top_p <= 1)) fail("top_p must be in (0, 1], got {}", top_p);
   if (!(min_p >= 0 && min_p <= 1)) fail("min_p must be in [0, 1], got {}", min_p);
@@ -62,9 +63,8 @@ TokenLogprobs compute_logprobs(const float* logits, int64_t vocab, int32_t chose
   if (n > 0) {
     std::vector<int32_t> ids(static_cast<size_t>(vocab));
     for (int64_t i = 0; i < vocab; ++i) ids[size_t(i)] = int32_t(i);
-    std::partial_sort(ids.begin(), ids.begin() + n, ids.end(), [&](int32_t a, int32_t b) {
-      return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-    });
+    std::partial_sort(ids.begin(), ids.begin() + n, ids.end(),
+                      [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
     for (int64_t i = 0; i < n; ++i) r.top.push_back({ids[size_t(i)], float(double(logits[ids[size_t(i)]]) - lse)});
   }
   return r;

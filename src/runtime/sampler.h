@@ -47,7 +47,7 @@ struct SamplingParams {
   double frequency_penalty = 0.0;
   double presence_penalty = 0.0;
   uint64_t seed = 0;
-  int64_t logprobs = -1;            // -1 = none; n >= 0: the chosen token's logprob and the top n
+  int64_t logprobs = -1;  // -1 = none; n >= 0: the chosen token's logprob and the top n
 
   // Throws dsv3::Error naming the field when a value is out of range.
   void validate() const;

@@ -81,7 +81,8 @@ std::shared_ptr<Job> Scheduler::submit(GenerationRequest request, std::vector<st
   Job* raw = job.get();
   const int64_t n = int64_t(request.prompt.size());
   // Validation (and the cache allocation) happen here, on the caller's thread: errors reach the client.
-  job->seq_ = engine_.start(std::move(request), [raw](int32_t t, const TokenLogprobs* lp) { return raw->on_token(t, lp); });
+  job->seq_ =
+      engine_.start(std::move(request), [raw](int32_t t, const TokenLogprobs* lp) { return raw->on_token(t, lp); });
   if (tokenizer_) job->text_.emplace(*tokenizer_, std::move(stop));
   job->prompt_tokens_ = n;
   {
@@ -153,7 +154,8 @@ void Scheduler::loop() {
       if (!error.empty() || j.seq_->done()) {
         if (!error.empty() && !j.seq_->done()) j.seq_->finish = FinishReason::Cancelled;
         j.complete(error);
-        (error.empty() ? (j.cancelled_ || j.seq_->finish == FinishReason::Cancelled ? cancelled : completed) : failed) += 1;
+        (error.empty() ? (j.cancelled_ || j.seq_->finish == FinishReason::Cancelled ? cancelled : completed)
+                       : failed) += 1;
         prompt += j.seq_->stats.prompt_tokens;
         generated += j.seq_->stats.generated;
         it = active.erase(it);

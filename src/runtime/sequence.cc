@@ -9,16 +9,20 @@ namespace dsv3::runtime {
 
 const char* finish_reason_name(FinishReason r) {
   switch (r) {
-    case FinishReason::Stop: return "stop";
-    case FinishReason::Length: return "length";
-    case FinishReason::Cancelled: return "cancelled";
-    case FinishReason::None: break;
+    case FinishReason::Stop:
+      return "stop";
+    case FinishReason::Length:
+      return "length";
+    case FinishReason::Cancelled:
+      return "cancelled";
+    case FinishReason::None:
+      break;
   }
   return "none";
 }
 
-Sequence::Sequence(const Model& model, GenerationRequest req, TokenCallback cb, int64_t max_context,
-                   bool speculative, int64_t draft, Sequence* reuse)
+Sequence::Sequence(const Model& model, GenerationRequest req, TokenCallback cb, int64_t max_context, bool speculative,
+                   int64_t draft, Sequence* reuse)
     : request(std::move(req)), callback(std::move(cb)), sampler(request.sampling, model.config().vocab_size) {
   const ModelConfig& c = model.config();
   const int64_t n = int64_t(request.prompt.size());
@@ -45,8 +49,7 @@ Sequence::Sequence(const Model& model, GenerationRequest req, TokenCallback cb, 
     int64_t common = 0;
     while (common < have && common < n && reuse->tokens[size_t(common)] == request.prompt[size_t(common)]) ++common;
     keep = std::min(common, n - 1);
-    if (speculative)
-      keep = reuse->mtp_cache.layers() > 0 ? std::min({keep, common - 1, reuse->mtp_cache.length()}) : 0;
+    if (speculative) keep = reuse->mtp_cache.layers() > 0 ? std::min({keep, common - 1, reuse->mtp_cache.length()}) : 0;
     keep = std::max<int64_t>(keep, 0);
   }
   if (keep > 0) {

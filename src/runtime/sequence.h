@@ -30,11 +30,11 @@ enum class FinishReason { None, Stop, Length, Cancelled };
 const char* finish_reason_name(FinishReason r);  // "stop", "length", "cancelled"
 
 struct GenerationRequest {
-  std::vector<int32_t> prompt;     // at least one token
+  std::vector<int32_t> prompt;  // at least one token
   SamplingParams sampling;
-  int64_t max_tokens = 256;        // generated tokens, an end-of-sequence token included
-  std::vector<int32_t> eos_ids;    // sampling one of these ends the generation (FinishReason::Stop)
-  bool ignore_eos = false;         // benchmarks: generate exactly max_tokens
+  int64_t max_tokens = 256;      // generated tokens, an end-of-sequence token included
+  std::vector<int32_t> eos_ids;  // sampling one of these ends the generation (FinishReason::Stop)
+  bool ignore_eos = false;       // benchmarks: generate exactly max_tokens
 };
 
 // Called once per generated token that is not end-of-sequence, in order; `lp` is set when logprobs were
@@ -43,17 +43,17 @@ using TokenCallback = std::function<bool(int32_t token, const TokenLogprobs* lp)
 
 struct SequenceStats {
   int64_t prompt_tokens = 0, generated = 0;
-  int64_t reused = 0;                   // prompt tokens taken over from a previous sequence's cache
-  double prefill_s = 0, decode_s = 0;   // wall time of the engine steps this sequence took part in
-  int64_t drafted = 0, accepted = 0;    // MTP drafts proposed / accepted
-  int64_t verify_steps = 0;             // speculative decode steps (one main forward each)
+  int64_t reused = 0;                  // prompt tokens taken over from a previous sequence's cache
+  double prefill_s = 0, decode_s = 0;  // wall time of the engine steps this sequence took part in
+  int64_t drafted = 0, accepted = 0;   // MTP drafts proposed / accepted
+  int64_t verify_steps = 0;            // speculative decode steps (one main forward each)
 };
 
 struct Sequence {
   // `reuse` (optional): a finished sequence whose caches are taken over; the longest common prefix of its
   // tokens and the new prompt is kept and not computed again (multi-turn chat).
-  Sequence(const Model& model, GenerationRequest request, TokenCallback callback, int64_t max_context,
-           bool speculative, int64_t draft, Sequence* reuse = nullptr);
+  Sequence(const Model& model, GenerationRequest request, TokenCallback callback, int64_t max_context, bool speculative,
+           int64_t draft, Sequence* reuse = nullptr);
 
   bool done() const { return finish != FinishReason::None; }
   bool prefilling() const { return prefilled < int64_t(request.prompt.size()); }
@@ -65,8 +65,8 @@ struct Sequence {
   GenerationRequest request;
   TokenCallback callback;
   Sampler sampler;
-  int64_t max_total = 0;        // prompt + generated never exceeds this (context / max_position_embeddings)
-  int64_t max_generated = 0;    // min(max_tokens, max_total − prompt)
+  int64_t max_total = 0;      // prompt + generated never exceeds this (context / max_position_embeddings)
+  int64_t max_generated = 0;  // min(max_tokens, max_total − prompt)
   KvCache cache, mtp_cache;
   std::vector<int32_t> tokens;  // prompt + generated
   int64_t prefilled = 0;        // prompt tokens already in the cache

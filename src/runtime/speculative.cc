@@ -31,7 +31,8 @@ SpecVerdict verify_drafts(Sampler& sampler, std::span<const int32_t> drafts, std
       p[size_t(i)] = std::max(0.0f, p[size_t(i)] - q[size_t(j)][size_t(i)]);
       z += p[size_t(i)];
     }
-    if (!(z > 0)) sampler.distribution(target_logits + j * V, drafts.first(size_t(j)), p);  // p == q: rounding only
+    if (!(z > 0))
+      sampler.distribution(target_logits + j * V, drafts.first(size_t(j)), p);  // p == q: rounding only
     else
       for (float& x : p) x = float(x / z);
     return {j, greedy ? argmax(p) : sampler.draw(p)};

@@ -53,11 +53,11 @@ class Server {
     const ModelConfig& c = bundle_.model->config();
     chat_ = bundle_.chat_template.value_or(io::ChatTemplate{});  // none: DeepSeek-V3's
     if (o.ctx < 2) fail("--ctx must be >= 2, got {}", o.ctx);
-    engine_ = std::make_unique<runtime::Engine>(
-        *bundle_.model, runtime::EngineOptions{.spec = runtime::parse_spec_mode(o.spec),
-                                               .draft = o.draft,
-                                               .prefill_chunk = o.prefill_chunk,
-                                               .max_context = o.ctx});
+    engine_ = std::make_unique<runtime::Engine>(*bundle_.model,
+                                                runtime::EngineOptions{.spec = runtime::parse_spec_mode(o.spec),
+                                                                       .draft = o.draft,
+                                                                       .prefill_chunk = o.prefill_chunk,
+                                                                       .max_context = o.ctx});
     scheduler_ = std::make_unique<runtime::Scheduler>(
         *engine_, bundle_.tokenizer ? &*bundle_.tokenizer : nullptr,
         runtime::SchedulerOptions{.parallel = o.parallel, .max_queue = o.max_queue});
@@ -97,12 +97,10 @@ class Server {
     svr.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
       res.set_content(metrics_text(), "text/plain; version=0.0.4");
     });
-    svr.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
-      complete(Endpoint::Chat, req, res);
-    });
-    svr.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
-      complete(Endpoint::Completion, req, res);
-    });
+    svr.Post("/v1/chat/completions",
+             [this](const httplib::Request& req, httplib::Response& res) { complete(Endpoint::Chat, req, res); });
+    svr.Post("/v1/completions",
+             [this](const httplib::Request& req, httplib::Response& res) { complete(Endpoint::Completion, req, res); });
     svr.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
       if (!res.body.empty()) return;
       if (res.status == 404)
@@ -125,8 +123,9 @@ class Server {
     });
     svr.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
       std::lock_guard lk(mu_);
-      ++requests_[{req.path.rfind("/v1/", 0) == 0 || req.path == "/health" || req.path == "/metrics" ? req.path : "other",
-                   res.status}];
+      ++requests_[{
+          req.path.rfind("/v1/", 0) == 0 || req.path == "/health" || req.path == "/metrics" ? req.path : "other",
+          res.status}];
     });
   }
 
@@ -139,9 +138,9 @@ class Server {
     ApiRequest req;
     ResponseMeta meta;
     bool sent_role = false, finished = false;
-    std::string text;                                // non-streaming: everything
-    std::vector<runtime::TokenLogprobs> logprobs;    // non-streaming: everything
-    int64_t text_offset = 0;                         // completions logprobs
+    std::string text;                              // non-streaming: everything
+    std::vector<runtime::TokenLogprobs> logprobs;  // non-streaming: everything
+    int64_t text_offset = 0;                       // completions logprobs
   };
 
   void complete(Endpoint ep, const httplib::Request& req, httplib::Response& res) {
@@ -149,8 +148,10 @@ class Server {
     std::shared_ptr<Job> job;
     try {
       if (ep == Endpoint::Chat && !bundle_.tokenizer)
-        throw ApiError(400, "this model has no tokenizer.json, so chat is unavailable; use /v1/completions with "
-                            "token ids", "invalid_request_error", "messages");
+        throw ApiError(400,
+                       "this model has no tokenizer.json, so chat is unavailable; use /v1/completions with "
+                       "token ids",
+                       "invalid_request_error", "messages");
       r = parse_request(ep, req.body, api_ctx_);
       runtime::GenerationRequest g;
       g.prompt = r.prompt;
@@ -218,8 +219,8 @@ class Server {
                    {"delta", delta},
                    {"logprobs", logprobs ? *logprobs : json(nullptr)},
                    {"finish_reason", finish ? json(finish) : json(nullptr)}};
-    return json{{"id", r.meta.id},          {"object", "chat.completion.chunk"}, {"created", r.meta.created},
-                {"model", r.meta.model},    {"system_fingerprint", "dsv3"},      {"choices", json::array({choice})}};
+    return json{{"id", r.meta.id},       {"object", "chat.completion.chunk"}, {"created", r.meta.created},
+                {"model", r.meta.model}, {"system_fingerprint", "dsv3"},      {"choices", json::array({choice})}};
   }
 
   json completion_chunk(const Relay& r, const std::string& text, const json* logprobs, const char* finish) const {
@@ -227,7 +228,7 @@ class Server {
                    {"text", text},
                    {"logprobs", logprobs ? *logprobs : json(nullptr)},
                    {"finish_reason", finish ? json(finish) : json(nullptr)}};
-    return json{{"id", r.meta.id},       {"object", "text_completion"}, {"created", r.meta.created},
+    return json{{"id", r.meta.id},       {"object", "text_completion"},  {"created", r.meta.created},
                 {"model", r.meta.model}, {"system_fingerprint", "dsv3"}, {"choices", json::array({choice})}};
   }
 
@@ -246,7 +247,8 @@ class Server {
       json lp;
       if (r.req.logprobs) lp = logprobs_of(r, u.logprobs, u.text);
       const json* lpp = r.req.logprobs ? &lp : nullptr;
-      out += sse(chat ? chat_chunk(r, json{{"content", u.text}}, lpp, nullptr) : completion_chunk(r, u.text, lpp, nullptr));
+      out += sse(chat ? chat_chunk(r, json{{"content", u.text}}, lpp, nullptr)
+                      : completion_chunk(r, u.text, lpp, nullptr));
     }
     if (!u.done) return out;
     r.finished = true;
@@ -279,11 +281,12 @@ class Server {
     const bool chat = r.req.endpoint == Endpoint::Chat;
     json lp = nullptr;
     if (r.req.logprobs) lp = logprobs_of(r, r.logprobs, r.text);
-    json choice = chat ? json{{"index", 0},
-                              {"message", {{"role", "assistant"}, {"content", r.text}}},
-                              {"logprobs", lp},
-                              {"finish_reason", finish_reason_json(u.finish)}}
-                       : json{{"index", 0}, {"text", r.text}, {"logprobs", lp}, {"finish_reason", finish_reason_json(u.finish)}};
+    json choice =
+        chat ? json{{"index", 0},
+                    {"message", {{"role", "assistant"}, {"content", r.text}}},
+                    {"logprobs", lp},
+                    {"finish_reason", finish_reason_json(u.finish)}}
+             : json{{"index", 0}, {"text", r.text}, {"logprobs", lp}, {"finish_reason", finish_reason_json(u.finish)}};
     json body = {{"id", r.meta.id},
                  {"object", chat ? "chat.completion" : "text_completion"},
                  {"created", r.meta.created},
@@ -321,7 +324,8 @@ class Server {
     metric("dsv3_requests_failed_total", "counter", "Generation requests failed by an engine error.",
            one("dsv3_requests_failed_total", double(m.failed)));
     metric("dsv3_queue_depth", "gauge", "Requests waiting for a slot.", one("dsv3_queue_depth", double(m.queued)));
-    metric("dsv3_active_sequences", "gauge", "Sequences being generated.", one("dsv3_active_sequences", double(m.active)));
+    metric("dsv3_active_sequences", "gauge", "Sequences being generated.",
+           one("dsv3_active_sequences", double(m.active)));
     metric("dsv3_prompt_tokens_total", "counter", "Prompt tokens of finished requests.",
            one("dsv3_prompt_tokens_total", double(m.prompt_tokens)));
     metric("dsv3_generation_tokens_total", "counter", "Generated tokens of finished requests.",

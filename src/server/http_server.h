@@ -20,17 +20,17 @@ namespace dsv3::server {
 struct ServerOptions {
   std::string model_dir;
   std::string host = "127.0.0.1";
-  int port = 8080;               // 0: any free port (the chosen one is printed)
-  std::string api_key;           // empty: no authentication
-  std::string model_name;        // the id /v1/models reports; default: the directory's name
-  int64_t parallel = 4;          // sequences decoded together
-  int64_t ctx = 4096;            // context per sequence (prompt + completion)
-  int64_t max_queue = 64;        // requests waiting for a slot before 503
-  int64_t http_threads = 0;      // 0: parallel + max_queue + 4
-  std::string spec = "none";     // none | mtp
+  int port = 8080;            // 0: any free port (the chosen one is printed)
+  std::string api_key;        // empty: no authentication
+  std::string model_name;     // the id /v1/models reports; default: the directory's name
+  int64_t parallel = 4;       // sequences decoded together
+  int64_t ctx = 4096;         // context per sequence (prompt + completion)
+  int64_t max_queue = 64;     // requests waiting for a slot before 503
+  int64_t http_threads = 0;   // 0: parallel + max_queue + 4
+  std::string spec = "none";  // none | mtp
   int64_t draft = 1;
   int64_t prefill_chunk = 512;
-  ModelOptions model_options;    // --bf16-activations, --no-mmap
+  ModelOptions model_options;  // --bf16-activations, --no-mmap
 };
 
 // Loads the model, binds, prints "dsv3 serve: listening on http://HOST:PORT" to stderr and serves until

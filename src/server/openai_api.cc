@@ -51,7 +51,8 @@ std::optional<double> get_number(const json& j, const char* key, double lo, doub
   const json& v = j[key];
   if (!v.is_number()) bad(key, fmt::format("'{}' must be a number", key));
   const double x = v.get<double>();
-  if (!std::isfinite(x) || x < lo || x > hi) bad(key, fmt::format("'{}' must be between {} and {}, got {}", key, lo, hi, x));
+  if (!std::isfinite(x) || x < lo || x > hi)
+    bad(key, fmt::format("'{}' must be between {} and {}, got {}", key, lo, hi, x));
   return x;
 }
 
@@ -126,7 +127,8 @@ std::vector<int32_t> chat_prompt(const json& body, const ApiContext& ctx) {
       if (c.is_array()) {  // content parts: text only
         std::string text;
         for (const json& part : c) {
-          if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string())
+          if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
+              !part["text"].is_string())
             bad(p + ".content", "only text content parts ({\"type\": \"text\", \"text\": ...}) are supported");
           text += part["text"].get<std::string>();
         }

@@ -44,8 +44,8 @@ enum class Endpoint { Chat, Completion };
 struct ApiContext {
   const io::Tokenizer* tokenizer = nullptr;  // required for text prompts and chat
   const io::ChatTemplate* chat_template = nullptr;
-  int64_t context = 4096;      // prompt + completion tokens
-  int64_t vocab_size = 0;      // token-id prompts are checked against it
+  int64_t context = 4096;  // prompt + completion tokens
+  int64_t vocab_size = 0;  // token-id prompts are checked against it
 };
 
 struct ApiRequest {

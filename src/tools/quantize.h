@@ -8,8 +8,8 @@
 // goes straight into the logits, and it is ~1% of a V3 token's weight traffic (llama.cpp's Q4_0 likewise
 // keeps output.weight at higher precision). Kept as stored: embeddings (a row lookup, no bandwidth to
 // save), the router gate (tiny; expert selection is discontinuous in its output), RMSNorm weights and
-// e_score_correction_bias (vectors). kv_b is quantized too (MLA reads it in its stored dtype, kernels/weight_view.h). --type bf16 converts every
-// matrix (embeddings, gate and heads included) to BF16 and keeps vectors as stored.
+// e_score_correction_bias (vectors). kv_b is quantized too (MLA reads it in its stored dtype, kernels/weight_view.h).
+// --type bf16 converts every matrix (embeddings, gate and heads included) to BF16 and keeps vectors as stored.
 #pragma once
 
 #include <cstdint>

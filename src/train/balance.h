@@ -19,16 +19,16 @@
 namespace dsv3::train {
 
 enum class BalanceMode {
-  AuxFree,    // DeepSeek-V3: bias-based selection (bias updated by the trainer) + tiny sequence-wise loss
-  AuxLoss,    // classic auxiliary loss (DeepSeek-V2 style expert-level balance loss), no bias updates
-  None,       // no balancing at all
+  AuxFree,  // DeepSeek-V3: bias-based selection (bias updated by the trainer) + tiny sequence-wise loss
+  AuxLoss,  // classic auxiliary loss (DeepSeek-V2 style expert-level balance loss), no bias updates
+  None,     // no balancing at all
 };
 
 // Per MoE layer (main layers first, then MTP layers), what the step saw.
 struct LayerRouting {
-  int64_t layer = 0;                 // HF layer index
-  std::vector<int64_t> load;         // [n_routed_experts] tokens routed to each expert in this batch
-  double balance_loss = 0.0;         // value of the layer's balance loss term (before α)
+  int64_t layer = 0;          // HF layer index
+  std::vector<int64_t> load;  // [n_routed_experts] tokens routed to each expert in this batch
+  double balance_loss = 0.0;  // value of the layer's balance loss term (before α)
 };
 
 // (max − mean) / mean of a load vector; 0 for an empty or all-zero load.

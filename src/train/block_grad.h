@@ -15,9 +15,9 @@
 namespace dsv3::train {
 
 struct BlockActs {
-  std::vector<float> x_in;   // [m, hidden] residual stream entering the layer
-  std::vector<float> rs1;    // [m] attn_norm rstd
-  std::vector<float> xn1;    // [m, hidden] attn_norm(x_in)
+  std::vector<float> x_in;  // [m, hidden] residual stream entering the layer
+  std::vector<float> rs1;   // [m] attn_norm rstd
+  std::vector<float> xn1;   // [m, hidden] attn_norm(x_in)
   MlaActs attn;
   std::vector<float> h_mid;  // [m, hidden] x_in + attention
   std::vector<float> rs2;    // [m] ffn_norm rstd

@@ -113,8 +113,8 @@ nlohmann::json read_checkpoint_train_config(const std::string& ckpt_dir) {
 }
 
 TrainerState load_checkpoint(const std::string& ckpt_dir, const ModelConfig& c, Params& params, AdamW& opt) {
-  const TrainerState st = TrainerState::from_json(read_json(ckpt_dir + "/trainer_state.json"),
-                                                  ckpt_dir + "/trainer_state.json");
+  const TrainerState st =
+      TrainerState::from_json(read_json(ckpt_dir + "/trainer_state.json"), ckpt_dir + "/trainer_state.json");
   {
     const io::Checkpoint ck = io::Checkpoint::open(ckpt_dir);
     for (size_t i = 0; i < params.size(); ++i) {

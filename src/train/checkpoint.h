@@ -29,7 +29,7 @@ struct TrainerState {
   int64_t tokens_seen = 0;  // training tokens consumed (drives the batch ramp)
   io::LoaderPosition data;  // next training window
   uint64_t seed = 0;
-  double elapsed_s = 0;     // training wall time over all invocations
+  double elapsed_s = 0;  // training wall time over all invocations
   std::string tokenizer_sha256;
   int64_t train_tokens = 0;  // of the dataset the run started on (checked on resume)
 

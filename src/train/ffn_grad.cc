@@ -28,8 +28,8 @@ void ffn_forward(const StepContext& ctx, const FfnP& w, const float* x, int64_t 
   linear_forward(a.act.data(), w.w2, m, hidden, I, y, prec);
 }
 
-void ffn_backward(const StepContext& ctx, const FfnP& w, const FfnG& g, const float* x, int64_t m,
-                  const FfnActs& a, const float* dy, float* dx) {
+void ffn_backward(const StepContext& ctx, const FfnP& w, const FfnG& g, const float* x, int64_t m, const FfnActs& a,
+                  const float* dy, float* dx) {
   const int64_t hidden = ctx.config.hidden_size, I = w.inter, n = m * I;
   const LinearPrecision& prec = ctx.linear;
   std::vector<float> da(size_t(n), 0.0f), du(static_cast<size_t>(n));

@@ -24,7 +24,7 @@ struct FfnActs {
 void ffn_forward(const StepContext& ctx, const FfnP& w, const float* x, int64_t m, float* y, FfnActs& a);
 
 // dy [m, hidden]; dx [m, hidden] += ∂L/∂x (skipped when null); weight gradients accumulate into g.
-void ffn_backward(const StepContext& ctx, const FfnP& w, const FfnG& g, const float* x, int64_t m,
-                  const FfnActs& a, const float* dy, float* dx);
+void ffn_backward(const StepContext& ctx, const FfnP& w, const FfnG& g, const float* x, int64_t m, const FfnActs& a,
+                  const float* dy, float* dx);
 
 }  // namespace dsv3::train

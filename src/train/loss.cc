@@ -13,7 +13,8 @@ double head_cross_entropy(const float* hn, const float* head, int64_t vocab, int
                           const std::vector<CeTarget>& targets, float coef, float* dhn, float* dhead) {
   const int64_t n = int64_t(targets.size()), V = vocab, D = hidden;
   // Rows per chunk: up to 512, with the chunk's logits kept under 16M floats (64 MB) for large vocabularies.
-  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(n, std::clamp<int64_t>((int64_t(1) << 24) / V, 16, 512)));
+  const int64_t chunk =
+      std::max<int64_t>(1, std::min<int64_t>(n, std::clamp<int64_t>((int64_t(1) << 24) / V, 16, 512)));
   std::vector<float> x(size_t(chunk * D)), logits(size_t(chunk * V)), dx(size_t(chunk * D));
   std::vector<double> row_loss(static_cast<size_t>(chunk));
   double total = 0.0;

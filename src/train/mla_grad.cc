@@ -98,8 +98,7 @@ void mla_forward(const StepContext& ctx, const MlaP& w, const float* x, float* o
       kernels::softmax(row, i + 1);
       std::fill(row + i + 1, row + T, 0.0f);
     }
-    kernels::gemm(T, d.dv, T, 1.0f, {p, T, false}, {vh, ldkv, false}, 0.0f, a.o.data() + b * T * ldo + h * d.dv,
-                  ldo);
+    kernels::gemm(T, d.dv, T, 1.0f, {p, T, false}, {vh, ldkv, false}, 0.0f, a.o.data() + b * T * ldo + h * d.dv, ldo);
   }
   linear_forward(a.o.data(), w.wo, m, d.D, d.H * d.dv, out, prec);
 }

@@ -110,8 +110,8 @@ void moe_backward(const StepContext& ctx, const MoeP& w, const MoeG& g, const fl
       const float gk = a.gates[size_t(slot)];
       for (int64_t j = 0; j < D; ++j) dy[size_t(i * D + j)] = gk * dout[r * D + j];
     }
-    ffn_backward(ctx, w.experts[size_t(e)], g.experts[size_t(e)], xin.data(), n, a.expert_acts[size_t(e)],
-                 dy.data(), dxin.data());
+    ffn_backward(ctx, w.experts[size_t(e)], g.experts[size_t(e)], xin.data(), n, a.expert_acts[size_t(e)], dy.data(),
+                 dxin.data());
     for (int64_t i = 0; i < n; ++i)
       std::memcpy(dxslot.data() + slots[size_t(i)] * D, dxin.data() + i * D, size_t(D) * sizeof(float));
   }

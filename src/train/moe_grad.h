@@ -31,7 +31,7 @@ struct MoeActs {
   std::vector<float> yslot;                 // [m·K, hidden] expert outputs before gating
   bool has_shared = false;
   FfnActs shared;
-  std::vector<int64_t> load;                // [E] tokens routed to each expert
+  std::vector<int64_t> load;  // [E] tokens routed to each expert
   // Balance loss: value (before α) and ∂L_bal/∂s'_{t,i} for the tokens of each segment, [segments, E].
   double balance = 0.0;
   int64_t seg_len = 0;

@@ -38,8 +38,8 @@ void mtp_forward(const StepContext& ctx, const MtpP& w, const float* embed, cons
   rmsnorm_forward(a.out.data(), w.head_norm, m, D, eps, a.hn.data(), a.out_rstd.data());
 }
 
-void mtp_backward(const StepContext& ctx, const MtpP& w, const MtpG& g, const MtpActs& a, const float* dhn,
-                  float* dout, float* dprev, float* dembed) {
+void mtp_backward(const StepContext& ctx, const MtpP& w, const MtpG& g, const MtpActs& a, const float* dhn, float* dout,
+                  float* dprev, float* dembed) {
   const int64_t B = ctx.batch, D = ctx.config.hidden_size, Tk = a.rows_per_seq, m = B * Tk;
   rmsnorm_backward(dhn, a.out.data(), w.head_norm, a.out_rstd.data(), m, D, dout, g.head_norm);
   block_backward(ctx.with_seq_len(Tk), w.layer, g.layer, a.block, dout);

@@ -16,17 +16,17 @@
 namespace dsv3::train {
 
 struct MtpActs {
-  int64_t rows_per_seq = 0;    // T_k = T − 1 − k
-  std::vector<int32_t> next;   // [B·T_k] embedded tokens t[b, i + k + 1]
-  std::vector<float> e;        // [B·T_k, hidden] embed(next)
-  std::vector<float> e_rstd;   // [B·T_k]
-  std::vector<float> hin;      // [B·T_k, hidden] previous stage's rows
-  std::vector<float> h_rstd;   // [B·T_k]
-  std::vector<float> cat;      // [B·T_k, 2·hidden] [enorm(e), hnorm(hin)]
+  int64_t rows_per_seq = 0;   // T_k = T − 1 − k
+  std::vector<int32_t> next;  // [B·T_k] embedded tokens t[b, i + k + 1]
+  std::vector<float> e;       // [B·T_k, hidden] embed(next)
+  std::vector<float> e_rstd;  // [B·T_k]
+  std::vector<float> hin;     // [B·T_k, hidden] previous stage's rows
+  std::vector<float> h_rstd;  // [B·T_k]
+  std::vector<float> cat;     // [B·T_k, 2·hidden] [enorm(e), hnorm(hin)]
   BlockActs block;
-  std::vector<float> out;      // [B·T_k, hidden] module output before shared_head.norm (next module's input)
-  std::vector<float> out_rstd; // [B·T_k]
-  std::vector<float> hn;       // [B·T_k, hidden] shared_head.norm(out): the head's input
+  std::vector<float> out;       // [B·T_k, hidden] module output before shared_head.norm (next module's input)
+  std::vector<float> out_rstd;  // [B·T_k]
+  std::vector<float> hn;        // [B·T_k, hidden] shared_head.norm(out): the head's input
 };
 
 // ctx: the main step's (B = ctx.batch, T = ctx.seq_len); the module's decoder layer runs over
@@ -37,7 +37,7 @@ void mtp_forward(const StepContext& ctx, const MtpP& w, const float* embed, cons
 
 // dhn [B·T_k, hidden]: ∂L/∂hn from the head. dout [B·T_k, hidden]: ∂L/∂out from module k+1 on entry (zeros
 // for the last module); used as scratch. Accumulates into dprev [B·(T_k + 1), hidden], dembed and g.
-void mtp_backward(const StepContext& ctx, const MtpP& w, const MtpG& g, const MtpActs& a, const float* dhn,
-                  float* dout, float* dprev, float* dembed);
+void mtp_backward(const StepContext& ctx, const MtpP& w, const MtpG& g, const MtpActs& a, const float* dhn, float* dout,
+                  float* dprev, float* dembed);
 
 }  // namespace dsv3::train

@@ -29,8 +29,8 @@ void decode(const std::string& label, const std::string& name, const TensorView&
       const int64_t rows = t.shape[0], cols = t.shape[1], bn = c.weight_block_n, bk = c.weight_block_k;
       const std::vector<int64_t> want{(rows + bn - 1) / bn, (cols + bk - 1) / bk};
       if (scale->shape != want)
-        fail("{}: {}_scale_inv has shape {}; blocks of {}x{} over {} need {}", label, name, shape_str(scale->shape),
-             bn, bk, shape_str(t.shape), shape_str(want));
+        fail("{}: {}_scale_inv has shape {}; blocks of {}x{} over {} need {}", label, name, shape_str(scale->shape), bn,
+             bk, shape_str(t.shape), shape_str(want));
       const auto* bytes = reinterpret_cast<const uint8_t*>(t.data);
       for (int64_t i = 0; i < rows; ++i)
         for (int64_t j = 0; j < cols; ++j) {

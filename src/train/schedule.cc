@@ -12,7 +12,8 @@ double LrSchedule::at(int64_t step) const {
   step -= warmup_steps;
   if (step < constant_steps) return lr;
   step -= constant_steps;
-  if (step < decay_steps) return min_lr + (lr - min_lr) * 0.5 * (1.0 + std::cos(M_PI * double(step) / double(decay_steps)));
+  if (step < decay_steps)
+    return min_lr + (lr - min_lr) * 0.5 * (1.0 + std::cos(M_PI * double(step) / double(decay_steps)));
   return min_lr;
 }
 
@@ -27,9 +28,11 @@ LrSchedule LrScheduleSpec::resolve(int64_t total) const {
   };
   LrSchedule s{.lr = lr, .min_lr = min_lr, .warmup_steps = std::min(warmup_steps, total)};
   const int64_t rest = total - s.warmup_steps;
-  s.constant_steps = constant_steps >= 0 ? constant_steps : constant_frac >= 0 ? frac(constant_frac, "constant_frac") : 0;
+  s.constant_steps = constant_steps >= 0  ? constant_steps
+                     : constant_frac >= 0 ? frac(constant_frac, "constant_frac")
+                                          : 0;
   s.constant_steps = std::min(s.constant_steps, rest);
-  s.decay_steps = decay_steps >= 0 ? decay_steps
+  s.decay_steps = decay_steps >= 0  ? decay_steps
                   : decay_frac >= 0 ? frac(decay_frac, "decay_frac")
                                     : rest - s.constant_steps;
   s.decay_steps = std::min(s.decay_steps, rest - s.constant_steps);

@@ -13,8 +13,8 @@
 namespace dsv3::train {
 
 struct LrSchedule {
-  double lr = 3e-4;       // peak
-  double min_lr = 3e-5;   // the floor reached at the end of the decay
+  double lr = 3e-4;      // peak
+  double min_lr = 3e-5;  // the floor reached at the end of the decay
   int64_t warmup_steps = 0;
   int64_t constant_steps = 0;
   int64_t decay_steps = 0;  // cosine from lr to min_lr; steps after it stay at min_lr

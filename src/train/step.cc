@@ -75,8 +75,7 @@ StepResult run(const ModelConfig& c, const Params& params, const int32_t* tokens
   std::vector<float> h(size_t(m * D));
   embedding_forward(w.embed, tokens, m, D, h.data());
   std::vector<BlockActs> blocks(w.layers.size());
-  for (size_t l = 0; l < w.layers.size(); ++l)
-    block_forward(ctx, w.layers[l], h.data(), blocks[l]);
+  for (size_t l = 0; l < w.layers.size(); ++l) block_forward(ctx, w.layers[l], h.data(), blocks[l]);
   std::vector<float> hn(size_t(m * D)), hn_rstd(static_cast<size_t>(m));
   rmsnorm_forward(h.data(), w.norm, m, D, eps, hn.data(), hn_rstd.data());
 
@@ -99,7 +98,8 @@ StepResult run(const ModelConfig& c, const Params& params, const int32_t* tokens
     const double n = double(targets.size());
     res.tokens = int64_t(targets.size());
     res.main_ce = head_cross_entropy(hn.data(), w.head, V, D, targets, float(grad_scale / n),
-                                     grads ? dhn.data() : nullptr, grads ? g.head : nullptr) / n;
+                                     grads ? dhn.data() : nullptr, grads ? g.head : nullptr) /
+                  n;
   }
   std::vector<std::vector<float>> dmtp_hn(static_cast<size_t>(n_mtp));
   for (int64_t k = 0; k < n_mtp; ++k) {
@@ -112,7 +112,8 @@ StepResult run(const ModelConfig& c, const Params& params, const int32_t* tokens
     const double weight = opt.mtp_lambda / double(n_mtp_cfg);
     if (grads) dmtp_hn[size_t(k)].assign(size_t(B * Tk * D), 0.0f);
     const double ce = head_cross_entropy(a.hn.data(), w.head, V, D, targets, float(grad_scale * weight / n),
-                                         grads ? dmtp_hn[size_t(k)].data() : nullptr, grads ? g.head : nullptr) / n;
+                                         grads ? dmtp_hn[size_t(k)].data() : nullptr, grads ? g.head : nullptr) /
+                      n;
     res.mtp_ce += ce / double(n_mtp_cfg);
   }
   double balance_sum = 0.0;
@@ -140,8 +141,7 @@ StepResult run(const ModelConfig& c, const Params& params, const int32_t* tokens
   }
   std::vector<float> dh(size_t(m * D), 0.0f);
   rmsnorm_backward(dhn.data(), h.data(), w.norm, hn_rstd.data(), m, D, dh.data(), g.norm);
-  for (size_t l = w.layers.size(); l-- > 0;)
-    block_backward(ctx, w.layers[l], g.layers[l], blocks[l], dh.data());
+  for (size_t l = w.layers.size(); l-- > 0;) block_backward(ctx, w.layers[l], g.layers[l], blocks[l], dh.data());
   embedding_backward(dh.data(), tokens, m, D, g.embed);
   return res;
 }
@@ -153,8 +153,8 @@ StepResult forward_backward(const ModelConfig& c, const Params& params, const in
   return run(c, params, tokens, batch, seq_len, opt, &grads, grad_scale);
 }
 
-StepResult evaluate(const ModelConfig& c, const Params& params, const int32_t* tokens, int64_t batch,
-                    int64_t seq_len, const LossOptions& opt) {
+StepResult evaluate(const ModelConfig& c, const Params& params, const int32_t* tokens, int64_t batch, int64_t seq_len,
+                    const LossOptions& opt) {
   return run(c, params, tokens, batch, seq_len, opt, nullptr, 1.0f);
 }
 

@@ -16,8 +16,8 @@
 namespace dsv3::train {
 
 struct LossOptions {
-  double mtp_lambda = 0.3;      // weight of the mean MTP cross-entropy (0 disables MTP)
-  double balance_alpha = 0.0;   // sequence-wise balance loss weight (V3 eqs. 17–20; paper: 1e-4)
+  double mtp_lambda = 0.3;     // weight of the mean MTP cross-entropy (0 disables MTP)
+  double balance_alpha = 0.0;  // sequence-wise balance loss weight (V3 eqs. 17–20; paper: 1e-4)
   BalanceMode mode = BalanceMode::AuxFree;
   // Precision of the linear layers of experts, shared experts, dense MLPs, MLA projections and the MTP
   // projection (train/fp8_recipe.h); float32 by default.
@@ -25,10 +25,10 @@ struct LossOptions {
 };
 
 struct StepResult {
-  double loss = 0.0;       // total objective: main CE + λ·MTP CE + α·Σ balance
-  double main_ce = 0.0;    // mean next-token cross-entropy over valid rows
-  double mtp_ce = 0.0;     // mean MTP cross-entropy (row i predicts token i+2), 0 without MTP
-  int64_t tokens = 0;      // rows contributing to main_ce
+  double loss = 0.0;     // total objective: main CE + λ·MTP CE + α·Σ balance
+  double main_ce = 0.0;  // mean next-token cross-entropy over valid rows
+  double mtp_ce = 0.0;   // mean MTP cross-entropy (row i predicts token i+2), 0 without MTP
+  int64_t tokens = 0;    // rows contributing to main_ce
   std::vector<LayerRouting> routing;
 };
 
@@ -42,7 +42,7 @@ StepResult forward_backward(const ModelConfig& c, const Params& params, const in
                             int64_t seq_len, const LossOptions& opt, Params& grads, float grad_scale = 1.0f);
 
 // Forward only (validation): same losses, no gradients.
-StepResult evaluate(const ModelConfig& c, const Params& params, const int32_t* tokens, int64_t batch,
-                    int64_t seq_len, const LossOptions& opt);
+StepResult evaluate(const ModelConfig& c, const Params& params, const int32_t* tokens, int64_t batch, int64_t seq_len,
+                    const LossOptions& opt);
 
 }  // namespace dsv3::train

@@ -38,10 +38,12 @@ class Reader {
       if (!it->is_number()) bad(key, "a number", *it);
       out = it->get<double>();
     } else if constexpr (std::is_integral_v<T>) {
-      if (!it->is_number_integer() && !(it->is_number_float() && it->get<double>() == double(int64_t(it->get<double>()))))
+      if (!it->is_number_integer() &&
+          !(it->is_number_float() && it->get<double>() == double(int64_t(it->get<double>()))))
         bad(key, "an integer", *it);
       if constexpr (std::is_unsigned_v<T>) {
-        if (it->is_number_integer() && !it->is_number_unsigned() && it->get<int64_t>() < 0) bad(key, "a non-negative integer", *it);
+        if (it->is_number_integer() && !it->is_number_unsigned() && it->get<int64_t>() < 0)
+          bad(key, "a non-negative integer", *it);
       }
       out = T(it->is_number_float() ? int64_t(it->get<double>()) : it->get<int64_t>());
     } else {
@@ -94,7 +96,7 @@ bool negative(T v) {
 // The range of a value, checked once its object is read (unknown keys refused first).
 struct Range {
   enum Kind { Any, AtLeast, Positive, NonNegative, Fraction, BelowOne } kind = Any;
-  int64_t min = 0;             // AtLeast
+  int64_t min = 0;              // AtLeast
   bool unset_negative = false;  // a negative value means "not set": not checked, not written
 };
 constexpr Range kPositive{Range::Positive}, kNonNegative{Range::NonNegative}, kFraction{Range::Fraction};
@@ -135,22 +137,23 @@ struct Field {
 // Rows for plain values: a member, or a member of a member (lr.min_lr).
 template <class S, class Get>
 Field<S> value_at(const char* key, Get get, Range r) {
-  return {key, [key, get](Reader& rd, S& s) { rd.get(key, get(s)); },
-          [get, r](const S& s) -> std::optional<json> {
-            if (r.unset_negative && negative(get(s))) return std::nullopt;
-            return json(get(s));
-          },
-          [get, r](const std::string& label, const std::string& path, const S& s) {
-            check_range(label, path, r, get(s));
-          }};
+  return {
+      key, [key, get](Reader& rd, S& s) { rd.get(key, get(s)); },
+      [get, r](const S& s) -> std::optional<json> {
+        if (r.unset_negative && negative(get(s))) return std::nullopt;
+        return json(get(s));
+      },
+      [get, r](const std::string& label, const std::string& path, const S& s) { check_range(label, path, r, get(s)); }};
 }
 template <class S, class T>
 Field<S> value(const char* key, T S::*m, Range r = {}) {
-  return value_at<S>(key, [m](auto& s) -> auto& { return s.*m; }, r);
+  return value_at<S>(
+      key, [m](auto& s) -> auto& { return s.*m; }, r);
 }
 template <class S, class M, class T>
 Field<S> value(const char* key, M S::*outer, T M::*inner, Range r = {}) {
-  return value_at<S>(key, [outer, inner](auto& s) -> auto& { return (s.*outer).*inner; }, r);
+  return value_at<S>(
+      key, [ outer, inner ](auto& s) -> auto& { return (s.*outer).*inner; }, r);
 }
 
 // A string naming one of the n enumerators E(0) .. E(n - 1) (bool: false, true), spelled by `name`.
@@ -337,7 +340,8 @@ void check_training(const TrainOptions& o, const std::string& L) {
   if (o.grad_accum > o.batch_seqs)
     fail("{}: 'training.grad_accum' ({}) exceeds 'training.batch_seqs' ({})", L, o.grad_accum, o.batch_seqs);
   if (o.batch_seqs_start < 0 || o.batch_seqs_start > o.batch_seqs)
-    fail("{}: 'training.batch_seqs_start' must lie in [0, batch_seqs = {}], got {}", L, o.batch_seqs, o.batch_seqs_start);
+    fail("{}: 'training.batch_seqs_start' must lie in [0, batch_seqs = {}], got {}", L, o.batch_seqs,
+         o.batch_seqs_start);
   if (o.lr.min_lr > o.lr.lr) fail("{}: 'training.min_lr' ({}) exceeds 'training.lr' ({})", L, o.lr.min_lr, o.lr.lr);
 }
 
@@ -353,9 +357,12 @@ TrainOptions parse_training(const json& t, const std::string& label) {
 
 const char* balance_mode_name(BalanceMode m) {
   switch (m) {
-    case BalanceMode::AuxFree: return "aux_free";
-    case BalanceMode::AuxLoss: return "aux_loss";
-    case BalanceMode::None: return "none";
+    case BalanceMode::AuxFree:
+      return "aux_free";
+    case BalanceMode::AuxLoss:
+      return "aux_loss";
+    case BalanceMode::None:
+      return "none";
   }
   return "?";
 }
@@ -377,8 +384,10 @@ TrainSpec parse_train_config(const nlohmann::json& j, const std::optional<Tokeni
     if (!model.contains("vocab_size") || model["vocab_size"].is_null()) {
       model["vocab_size"] = tok->vocab_size;
     } else if (!model["vocab_size"].is_number_integer() || model["vocab_size"].get<int64_t>() < tok->vocab_size) {
-      fail("{}: 'vocab_size' ({}) is smaller than the tokenizer's vocabulary ({}); leave it out to take the "
-           "tokenizer's", label, model["vocab_size"].dump(), tok->vocab_size);
+      fail(
+          "{}: 'vocab_size' ({}) is smaller than the tokenizer's vocabulary ({}); leave it out to take the "
+          "tokenizer's",
+          label, model["vocab_size"].dump(), tok->vocab_size);
     }
     if ((!model.contains("bos_token_id") || model["bos_token_id"].is_null()) && tok->bos_id >= 0)
       model["bos_token_id"] = tok->bos_id;
@@ -393,9 +402,10 @@ TrainSpec parse_train_config(const nlohmann::json& j, const std::optional<Tokeni
          s.model.max_position_embeddings);
   const bool has_bias = s.model.n_routed_experts > 0 && s.model.topk_method == TopkMethod::NoauxTc;
   if (t.balance == BalanceMode::AuxFree && s.model.n_routed_experts > 0 && !has_bias && t.gamma > 0)
-    fail("{}: balance mode aux_free moves e_score_correction_bias, which needs 'topk_method': 'noaux_tc' (got a "
-         "model without the bias); use mode aux_loss or none",
-         label);
+    fail(
+        "{}: balance mode aux_free moves e_score_correction_bias, which needs 'topk_method': 'noaux_tc' (got a "
+        "model without the bias); use mode aux_loss or none",
+        label);
   s.model_json = s.model.raw_json();
   s.raw = model;
   s.raw["training"] = t.to_json();

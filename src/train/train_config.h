@@ -64,7 +64,7 @@ struct TrainSpec {
   ModelConfig model;
   nlohmann::json model_json;  // the HF part, with vocab/bos/eos filled in
   TrainOptions train;
-  nlohmann::json raw;         // the whole TRAIN.json as resolved (model_json + "training": to_json())
+  nlohmann::json raw;  // the whole TRAIN.json as resolved (model_json + "training": to_json())
 };
 
 struct TokenizerFacts {

@@ -162,9 +162,10 @@ void Trainer::setup() {
       nlohmann::json a = given.raw, b = spec_.raw;
       for (auto* j : {&a, &b}) (*j)["training"].erase("time_budget_minutes"), (*j)["training"].erase("steps");
       if (a != b)
-        fail("--resume: {} differs from the configuration the run was started with ({}); resume without "
-             "--config, or start a new run",
-             o_.config, ckpt + "/train_config.json");
+        fail(
+            "--resume: {} differs from the configuration the run was started with ({}); resume without "
+            "--config, or start a new run",
+            o_.config, ckpt + "/train_config.json");
     }
   } else {
     if (o_.config.empty()) fail("no --config TRAIN.json");
@@ -204,7 +205,8 @@ void Trainer::setup() {
                                                         .eps = t.eps,
                                                         .weight_decay = t.weight_decay,
                                                         .bf16_moments = t.precision != Precision::FP32});
-  ramp_ = {.start = t.batch_seqs_start > 0 ? t.batch_seqs_start : t.batch_seqs, .end = t.batch_seqs,
+  ramp_ = {.start = t.batch_seqs_start > 0 ? t.batch_seqs_start : t.batch_seqs,
+           .end = t.batch_seqs,
            .ramp_tokens = t.batch_seqs_start > 0 ? t.batch_ramp_tokens : 0};
   fs::create_directories(o_.out);
   if (o_.resume) {
@@ -220,9 +222,11 @@ void Trainer::setup() {
                  (long long)st_.total_steps);
   } else {
     const auto init = init_weights_f32(c, {.seed = t.seed, .std = t.init_std, .dtype = InitDType::F32});
-    if (init.size() != params_->size()) fail("internal: init produced {} tensors for {} params", init.size(), params_->size());
+    if (init.size() != params_->size())
+      fail("internal: init produced {} tensors for {} params", init.size(), params_->size());
     for (size_t i = 0; i < init.size(); ++i) {
-      if (init[i].first.name != params_->specs()[i].name) fail("internal: init order differs at {}", init[i].first.name);
+      if (init[i].first.name != params_->specs()[i].name)
+        fail("internal: init order differs at {}", init[i].first.name);
       std::copy(init[i].second.begin(), init[i].second.end(), params_->value(i).begin());
     }
     st_.seed = t.seed;
@@ -231,9 +235,10 @@ void Trainer::setup() {
     st_.total_steps = o_.steps >= 0 ? o_.steps : t.steps;
     if (st_.total_steps == 0) {
       if (budget_s_ <= 0)
-        fail("{}: give training.steps (or --steps N), or a time budget (training.time_budget_minutes or "
-             "--max-minutes) to fit the schedule to",
-             o_.config);
+        fail(
+            "{}: give training.steps (or --steps N), or a time budget (training.time_budget_minutes or "
+            "--max-minutes) to fit the schedule to",
+            o_.config);
       fit_steps_to_budget(budget_s_);
     }
     io::write_file_atomic(o_.out + "/train_config.json", spec_.raw.dump(2) + "\n");
@@ -280,7 +285,9 @@ void Trainer::fit_steps_to_budget(double budget_s) {
     tokens += B * t.seq_len;
     ++n;
   }
-  if (n < 1) fail("the time budget ({:.1f} min) does not fit a single step ({:.1f} s per step)", budget_s / 60, double(t.batch_seqs * t.seq_len) * spt);
+  if (n < 1)
+    fail("the time budget ({:.1f} min) does not fit a single step ({:.1f} s per step)", budget_s / 60,
+         double(t.batch_seqs * t.seq_len) * spt);
   st_.total_steps = n;
   std::fprintf(stderr, "fitted the schedule to the %.1f-minute budget: %lld steps (%.0f tokens/s measured)\n",
                budget_s / 60, (long long)n, 1.0 / spt);
@@ -289,7 +296,8 @@ void Trainer::fit_steps_to_budget(double budget_s) {
 LossOptions Trainer::loss_options(int64_t step) const {
   const TrainOptions& t = spec_.train;
   LossOptions lo;
-  lo.mtp_lambda = spec_.model.num_nextn_predict_layers > 0 ? t.mtp_lambda.at(step, std::max<int64_t>(1, st_.total_steps)) : 0.0;
+  lo.mtp_lambda =
+      spec_.model.num_nextn_predict_layers > 0 ? t.mtp_lambda.at(step, std::max<int64_t>(1, st_.total_steps)) : 0.0;
   lo.balance_alpha = t.balance_alpha;
   lo.mode = t.balance;
   lo.linear = t.linear_precision();
@@ -343,8 +351,8 @@ void Trainer::show_progress(bool force, double loss, double main_ce) {
   const int filled = int(double(width) * double(st_.step) / double(std::max<int64_t>(1, st_.total_steps)));
   const std::string bar = std::string(size_t(filled), '#') + std::string(size_t(width - filled), '.');
   std::fprintf(stderr, "%s[%s] step %lld/%lld | loss %.4f (main CE %.4f)%s | %.0f tok/s | %s elapsed | ETA %s%s",
-               tty ? "\r" : "", bar.c_str(), (long long)st_.step, (long long)st_.total_steps, loss, main_ce, val.c_str(), tps,
-               hms(seconds_since(t0_)).c_str(), hms(eta).c_str(), tty ? "\x1b[K" : "\n");
+               tty ? "\r" : "", bar.c_str(), (long long)st_.step, (long long)st_.total_steps, loss, main_ce,
+               val.c_str(), tps, hms(seconds_since(t0_)).c_str(), hms(eta).c_str(), tty ? "\x1b[K" : "\n");
   std::fflush(stderr);
 }
 
@@ -400,10 +408,18 @@ TrainSummary Trainer::run() {
     const bool do_ckpt = last || stop_here || over_time || (t.ckpt_every > 0 && st_.step % t.ckpt_every == 0);
 
     if (st_.step % t.log_every == 0 || do_eval || do_ckpt || st_.step == 1) {
-      nlohmann::json j{{"type", "train"},      {"step", st_.step},        {"lr", lr},
-                       {"loss", sum.loss},     {"main_ce", sum.main_ce},  {"mtp_ce", sum.mtp_ce},
-                       {"mtp_lambda", lo.mtp_lambda}, {"gamma", gamma},   {"grad_norm", gnorm},
-                       {"batch_seqs", B},      {"tokens", st_.tokens_seen}, {"tokens_per_s", double(B * T) / dt},
+      nlohmann::json j{{"type", "train"},
+                       {"step", st_.step},
+                       {"lr", lr},
+                       {"loss", sum.loss},
+                       {"main_ce", sum.main_ce},
+                       {"mtp_ce", sum.mtp_ce},
+                       {"mtp_lambda", lo.mtp_lambda},
+                       {"gamma", gamma},
+                       {"grad_norm", gnorm},
+                       {"batch_seqs", B},
+                       {"tokens", st_.tokens_seen},
+                       {"tokens_per_s", double(B * T) / dt},
                        {"elapsed_s", elapsed_at_start_ + seconds_since(t0_)}};
       nlohmann::json layers = nlohmann::json::array(), vio = nlohmann::json::array(), load = nlohmann::json::array(),
                      bal = nlohmann::json::array();
@@ -422,8 +438,12 @@ TrainSummary Trainer::run() {
     if (do_eval && val_loader_) {
       const EvalResult e = eval(s);
       last_val_ = e.main_ce;
-      log({{"type", "val"}, {"step", st_.step}, {"val_loss", e.main_ce}, {"val_mtp_ce", e.mtp_ce},
-           {"val_total", e.loss}, {"sequences", e.sequences}});
+      log({{"type", "val"},
+           {"step", st_.step},
+           {"val_loss", e.main_ce},
+           {"val_mtp_ce", e.mtp_ce},
+           {"val_total", e.loss},
+           {"sequences", e.sequences}});
     }
     show_progress(do_eval || last, loss, sum.main_ce);
     if (do_ckpt) checkpoint();

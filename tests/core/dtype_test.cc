@@ -54,7 +54,7 @@ TEST(DType, E4M3EncodeRoundTripsAndRoundsToNearestEven) {
     int want = (b & 1) ? b + 1 : b;
     EXPECT_EQ(f32_to_e4m3(mid), want) << "between " << lo << " and " << hi;
   }
-  EXPECT_EQ(f32_to_e4m3(1e9f), 0x7e);   // saturates
+  EXPECT_EQ(f32_to_e4m3(1e9f), 0x7e);  // saturates
   EXPECT_EQ(f32_to_e4m3(-1e9f), 0xfe);
   EXPECT_EQ(f32_to_e4m3(NAN), 0x7f);
 }

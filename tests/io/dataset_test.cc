@@ -31,7 +31,13 @@ std::string decode(const int32_t* ids, size_t n) {
   std::string s;
   for (size_t i = 0; i < n; ++i) {
     const int32_t id = ids[i];
-    s += id >= 8 ? std::string(1, char(id - 8)) : id == 0 ? "<B>" : id == 1 ? "<E>" : id == 3 ? "<FB>" : id == 4 ? "<FH>" : id == 5 ? "<FE>" : "<?>";
+    s += id >= 8   ? std::string(1, char(id - 8))
+         : id == 0 ? "<B>"
+         : id == 1 ? "<E>"
+         : id == 3 ? "<FB>"
+         : id == 4 ? "<FH>"
+         : id == 5 ? "<FE>"
+                   : "<?>";
   }
   return s;
 }
@@ -170,7 +176,8 @@ TEST(Dataset, LoaderShufflesDeterministicallyAndResumes) {
   EXPECT_EQ(ea, eb);
   EXPECT_NE(ea, ec);
   std::set<std::vector<int32_t>> seen;
-  for (int64_t w = 0; w < per_epoch; ++w) seen.insert(std::vector<int32_t>(ea.begin() + w * T, ea.begin() + (w + 1) * T));
+  for (int64_t w = 0; w < per_epoch; ++w)
+    seen.insert(std::vector<int32_t>(ea.begin() + w * T, ea.begin() + (w + 1) * T));
   EXPECT_EQ(int64_t(seen.size()), per_epoch);
   // Crossing into epoch 1, then resuming from a saved position reproduces the stream.
   std::vector<int32_t> x(size_t(5 * T)), y(x.size());

@@ -64,8 +64,7 @@ std::string read_file(const std::string& p) {
 }
 
 // Expects SafetensorsFile::open(p, mode) to throw a dsv3::Error whose message contains every one of `parts`.
-void expect_open_error(const std::string& p, std::initializer_list<std::string> parts,
-                       LoadMode mode = LoadMode::Mmap) {
+void expect_open_error(const std::string& p, std::initializer_list<std::string> parts, LoadMode mode = LoadMode::Mmap) {
   try {
     SafetensorsFile::open(p, mode);
     ADD_FAILURE() << p << ": expected a dsv3::Error";

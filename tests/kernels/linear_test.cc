@@ -101,7 +101,8 @@ void check_all_isas(const TestWeight& w, const float* x, int64_t m, double tol =
     std::vector<float> got(static_cast<size_t>(size), NAN);
     linear(x, m, w.ref, got.data());
     EXPECT_LE(err(got, want.data(), t, k), std::max(tol, 2 * ref_err)) << describe(isa, w.ref.dtype, m, w.ref.n, k);
-    EXPECT_LE(err(got, t.y.data(), t, k), std::max(tol, ref_err)) << "vs double: " << describe(isa, w.ref.dtype, m, w.ref.n, k);
+    EXPECT_LE(err(got, t.y.data(), t, k), std::max(tol, ref_err))
+        << "vs double: " << describe(isa, w.ref.dtype, m, w.ref.n, k);
   }
 }
 
@@ -185,14 +186,20 @@ TEST(Linear, EmptyShapes) {
 
 TEST(Linear, Bf16ActivationsOptIn) {
   if (!has_avx512_bf16()) GTEST_SKIP() << "no AVX-512 BF16 on this CPU";
-  for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{5, 33, 17}, {65, 129, 576}, {40, 600, 1100},
-                         {7, 320, 1}, {17, 64, 3}, {100, 70, 1}, {33, 31, 513}}) {
+  for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{5, 33, 17},
+                         {65, 129, 576},
+                         {40, 600, 1100},
+                         {7, 320, 1},
+                         {17, 64, 3},
+                         {100, 70, 1},
+                         {33, 31, 513}}) {
     const TestWeight w(DType::BF16, n, k, 3);
     const TestInput in(m, k, 4);
     // Reference on x rounded to bf16: the same products, summed in another order.
     std::vector<float> xr(in.x, in.x + m * k);
     for (float& v : xr) v = bf16_to_f32(f32_to_bf16(v));
-    std::vector<float> want(static_cast<size_t>(m * n)), exact(static_cast<size_t>(m * n)), got(static_cast<size_t>(m * n));
+    std::vector<float> want(static_cast<size_t>(m * n)), exact(static_cast<size_t>(m * n)),
+        got(static_cast<size_t>(m * n));
     linear_ref(xr.data(), m, w.ref, want.data());
     linear_ref(in.x, m, w.ref, exact.data());
     linear(in.x, m, w.ref, got.data(), LinearOptions{.bf16_activations = true});

@@ -80,7 +80,7 @@ class MatmulIsa : public ::testing::TestWithParam<Isa> {
 };
 
 TEST_P(MatmulIsa, MatchesReferenceOnAwkwardSizes) {
-  const int64_t sizes[][3] = {{1, 1, 1},    {1, 7, 3},     {7, 1, 63},   {13, 33, 65}, {65, 63, 7},
+  const int64_t sizes[][3] = {{1, 1, 1},     {1, 7, 3},      {7, 1, 63},     {13, 33, 65}, {65, 63, 7},
                               {12, 32, 256}, {97, 257, 300}, {200, 65, 513}, {3, 576, 17}};
   uint32_t seed = 1;
   for (const auto& s : sizes)

@@ -123,23 +123,26 @@ TEST(Ops, SoftmaxMatchesReference) {
         for (auto& v : x) v *= 1e4f;
       }
       if (variant == 3) x[static_cast<size_t>(n / 2)] = 1e30f;  // one entry far above the rest
-      if (variant == 1 && n == 1) continue;  // all -inf: NaN by definition
+      if (variant == 1 && n == 1) continue;                     // all -inf: NaN by definition
       std::vector<float> want = x;
       softmax_ref(want.data(), n);
       // The double truth: the reference's own sequential fp32 sum is ~1e-6 off at n = 7168.
       std::vector<double> exact(static_cast<size_t>(n));
       const double mx = *std::max_element(x.begin(), x.end());
       double sum = 0;
-      for (int64_t i = 0; i < n; ++i) sum += (exact[static_cast<size_t>(i)] = std::exp(double(x[static_cast<size_t>(i)]) - mx));
+      for (int64_t i = 0; i < n; ++i)
+        sum += (exact[static_cast<size_t>(i)] = std::exp(double(x[static_cast<size_t>(i)]) - mx));
       for (auto& v : exact) v /= sum;
       const double ref_err = rel_err(want.data(), exact.data(), n);
       for (Isa isa : available_isas()) {
         ForceIsa force(isa);
         std::vector<float> got = x;
         softmax(got.data(), n);
-        EXPECT_LE(rel_err(got, want), std::max(1e-6, 2 * ref_err)) << isa_name(isa) << " n=" << n << " variant " << variant;
+        EXPECT_LE(rel_err(got, want), std::max(1e-6, 2 * ref_err))
+            << isa_name(isa) << " n=" << n << " variant " << variant;
         if (isa != Isa::Scalar) {  // the scalar path is the reference itself
-          EXPECT_LE(rel_err(got.data(), exact.data(), n), 1e-6) << isa_name(isa) << " n=" << n << " variant " << variant;
+          EXPECT_LE(rel_err(got.data(), exact.data(), n), 1e-6)
+              << isa_name(isa) << " n=" << n << " variant " << variant;
         }
         double total = 0;
         for (float v : got) total += v;
@@ -188,7 +191,8 @@ std::vector<double> naive_attention(const float* q, int64_t h, const float* kv, 
     double sum = 0;
     for (auto& v : s) sum += (v = std::exp(v - mx));
     for (int64_t i = 0; i < t; ++i)
-      for (int64_t j = 0; j < c; ++j) o[static_cast<size_t>(hh * c + j)] += s[static_cast<size_t>(i)] / sum * double(kv[i * ld + j]);
+      for (int64_t j = 0; j < c; ++j)
+        o[static_cast<size_t>(hh * c + j)] += s[static_cast<size_t>(i)] / sum * double(kv[i * ld + j]);
   }
   return o;
 }
@@ -197,7 +201,7 @@ TEST(Ops, LatentAttentionMatchesDoubleAndReference) {
   struct Case {
     int64_t h, t, c, r, pad;
   };
-  const Case cases[] = {{1, 1, 7, 0, 0},     {3, 5, 7, 3, 1},     {8, 31, 64, 32, 0},  {13, 33, 63, 5, 3},
+  const Case cases[] = {{1, 1, 7, 0, 0},       {3, 5, 7, 3, 1},   {8, 31, 64, 32, 0},   {13, 33, 63, 5, 3},
                         {16, 100, 512, 64, 0}, {2, 64, 17, 1, 7}, {9, 200, 256, 32, 0}, {16, 32, 512, 64, 4},
                         {128, 70, 512, 64, 0}, {5, 1, 33, 31, 0}};
   for (const Case& cs : cases) {
@@ -242,10 +246,12 @@ TEST(Ops, TopK) {
       for (int64_t i = 0; i < n; i += 7) x[static_cast<size_t>(i)] = 0.5f;  // ties
       std::vector<int32_t> want(static_cast<size_t>(n));
       std::iota(want.begin(), want.end(), 0);
-      std::stable_sort(want.begin(), want.end(), [&](int32_t a, int32_t b) { return x[static_cast<size_t>(a)] > x[static_cast<size_t>(b)]; });
+      std::stable_sort(want.begin(), want.end(),
+                       [&](int32_t a, int32_t b) { return x[static_cast<size_t>(a)] > x[static_cast<size_t>(b)]; });
       std::vector<int32_t> got(static_cast<size_t>(k) + 1, -1);
       top_k(x.data(), n, k, got.data());
-      for (int64_t i = 0; i < k; ++i) EXPECT_EQ(got[static_cast<size_t>(i)], want[static_cast<size_t>(i)]) << "n=" << n << " k=" << k << " i=" << i;
+      for (int64_t i = 0; i < k; ++i)
+        EXPECT_EQ(got[static_cast<size_t>(i)], want[static_cast<size_t>(i)]) << "n=" << n << " k=" << k << " i=" << i;
       EXPECT_EQ(got[static_cast<size_t>(k)], -1);
     }
 }

@@ -21,9 +21,9 @@ namespace {
 
 using testing::available_isas;
 using testing::ForceIsa;
+using testing::QWeight;
 using testing::random_floats;
 using testing::rel_err;
-using testing::QWeight;
 
 std::string describe(Isa isa, Quant q, int64_t m, int64_t n, int64_t k) {
   return std::string(isa_name(isa)) + (q == Quant::Int8 ? " int8" : " int4") + " m=" + std::to_string(m) +

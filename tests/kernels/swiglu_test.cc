@@ -42,13 +42,21 @@ struct ExpertData {
   std::vector<float> x, gates;
   std::vector<int64_t> rows;
   ExpertData(DType dt, int64_t d, int64_t inter, int64_t m, int64_t out_rows, uint32_t seed)
-      : w1(dt, inter, d, seed), w3(dt, inter, d, seed + 1), w2(dt, d, inter, seed + 2),
-        x(random_floats(size_t(m * d), seed + 3)), gates(random_floats(size_t(m), seed + 4, 0.1f, 1.0f)) {
+      : w1(dt, inter, d, seed),
+        w3(dt, inter, d, seed + 1),
+        w2(dt, d, inter, seed + 2),
+        x(random_floats(size_t(m * d), seed + 3)),
+        gates(random_floats(size_t(m), seed + 4, 0.1f, 1.0f)) {
     for (int64_t i = 0; i < m; ++i) rows.push_back((i * 7 + seed) % out_rows);
   }
   SwigluExpert view(bool use_rows) const {
-    return {.w1 = w1.ref(), .w3 = w3.ref(), .w2 = w2.ref(), .x = x.data(), .m = int64_t(gates.size()),
-            .rows = use_rows ? rows.data() : nullptr, .gates = use_rows ? gates.data() : nullptr};
+    return {.w1 = w1.ref(),
+            .w3 = w3.ref(),
+            .w2 = w2.ref(),
+            .x = x.data(),
+            .m = int64_t(gates.size()),
+            .rows = use_rows ? rows.data() : nullptr,
+            .gates = use_rows ? gates.data() : nullptr};
   }
 };
 

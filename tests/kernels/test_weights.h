@@ -36,7 +36,9 @@ struct TestWeight {
       float f = v[static_cast<size_t>(i)];
       if (dt == DType::F8_E4M3 && (i % 5 == 0)) f *= 1e-3f;  // small and subnormal values too
       switch (dt) {
-        case DType::F32: std::memcpy(base + i * 4, &f, 4); break;
+        case DType::F32:
+          std::memcpy(base + i * 4, &f, 4);
+          break;
         case DType::BF16: {
           uint16_t h = f32_to_bf16(f);
           std::memcpy(base + i * 2, &h, 2);
@@ -47,8 +49,11 @@ struct TestWeight {
           std::memcpy(base + i * 2, &h, 2);
           break;
         }
-        case DType::F8_E4M3: base[i] = f32_to_e4m3(f); break;
-        default: break;
+        case DType::F8_E4M3:
+          base[i] = f32_to_e4m3(f);
+          break;
+        default:
+          break;
       }
     }
     ref.dtype = dt;

@@ -68,7 +68,8 @@ TEST(WeightView, Fp8KeepsItsFormatOnScaleBlocks) {
     EXPECT_EQ(r.dtype, r0 % 16 == 0 ? DType::F8_E4M3 : DType::F32) << r0;
     EXPECT_EQ(copy.empty(), r0 % 16 == 0) << r0;
     for (int64_t i = 0; i < n; ++i)
-      for (int64_t j = 0; j < w.ref.k; ++j) ASSERT_EQ(r.at(i, j), w.ref.at(r0 + i, j)) << r0 << " (" << i << ", " << j << ")";
+      for (int64_t j = 0; j < w.ref.k; ++j)
+        ASSERT_EQ(r.at(i, j), w.ref.at(r0 + i, j)) << r0 << " (" << i << ", " << j << ")";
   }
 }
 

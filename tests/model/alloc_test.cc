@@ -57,14 +57,16 @@ void decode_steps_allocate_nothing(const std::string& name, bool mtp) {
   // Warm-up steps size every buffer for this batch shape.
   for (int i = 0; i < 3; ++i) {
     model->forward(step, chunks, hidden.data(), logits.data(), {.logits = LogitRows::LastOfEachChunk});
-    if (mtp) model->mtp_forward(0, std::span<const int32_t>(step).first(1), hidden.data(), {&mch, 1}, nullptr, logits.data());
+    if (mtp)
+      model->mtp_forward(0, std::span<const int32_t>(step).first(1), hidden.data(), {&mch, 1}, nullptr, logits.data());
   }
   // The measured steps feed other tokens, so routing sends rows to experts the warm-up never used.
   const long before = g_allocs.load();
   for (int i = 0; i < 5; ++i) {
     step = {int32_t((101 * i + 7) % V), int32_t((53 * i + 1) % V)};
     model->forward(step, chunks, hidden.data(), logits.data(), {.logits = LogitRows::LastOfEachChunk});
-    if (mtp) model->mtp_forward(0, std::span<const int32_t>(step).first(1), hidden.data(), {&mch, 1}, nullptr, logits.data());
+    if (mtp)
+      model->mtp_forward(0, std::span<const int32_t>(step).first(1), hidden.data(), {&mch, 1}, nullptr, logits.data());
   }
   EXPECT_EQ(g_allocs.load() - before, 0) << name << ": heap allocations during 5 decode steps";
 }

@@ -372,8 +372,8 @@ std::set<std::string> keys_of(const json& j) {
 // transformers_version), options of HF's modelling code that DeepSeek's architecture fixes (attention_bias,
 // attention_dropout), and training or parallelism settings of DeepSeek's own trainer (aux_loss_alpha,
 // seq_aux, ep_size).
-const std::set<std::string> kNotRead = {"attention_bias", "attention_dropout", "auto_map",
-                                        "aux_loss_alpha", "ep_size",           "seq_aux",
+const std::set<std::string> kNotRead = {"attention_bias",       "attention_dropout", "auto_map",
+                                        "aux_loss_alpha",       "ep_size",           "seq_aux",
                                         "transformers_version", "use_cache"};
 
 TEST(ConfigTable, PublishedConfigsWriteBackTheirOwnKeysAndValues) {
@@ -417,8 +417,12 @@ ModelConfig unusual_config() {
   c.first_k_dense_replace = 2, c.moe_layer_freq = 2;
   c.q_lora_rank = 24, c.kv_lora_rank = 40, c.qk_nope_head_dim = 12, c.qk_rope_head_dim = 6, c.v_head_dim = 10;
   c.rope_theta = 5e5;
-  c.rope_scaling = YarnScaling{.factor = 8, .original_max_position_embeddings = 2048, .beta_fast = 16,
-                               .beta_slow = 2, .mscale = 0.9, .mscale_all_dim = 0.8};
+  c.rope_scaling = YarnScaling{.factor = 8,
+                               .original_max_position_embeddings = 2048,
+                               .beta_fast = 16,
+                               .beta_slow = 2,
+                               .mscale = 0.9,
+                               .mscale_all_dim = 0.8};
   c.rms_norm_eps = 1e-5, c.max_position_embeddings = 8192, c.tie_word_embeddings = true;
   c.bos_token_id = 7, c.eos_token_ids = {2, 3};
   c.initializer_range = 0.01, c.torch_dtype = "float16";
@@ -441,7 +445,8 @@ TEST(ConfigTable, EveryFieldRoundTrips) {
   const json base = parse_config(json::parse(R"({
     "model_type": "deepseek_v3", "vocab_size": 256, "hidden_size": 64, "intermediate_size": 128,
     "moe_intermediate_size": 32, "num_hidden_layers": 3, "num_attention_heads": 4, "num_experts_per_tok": 4,
-    "kv_lora_rank": 32, "qk_nope_head_dim": 16, "qk_rope_head_dim": 8, "v_head_dim": 16})")).raw_json();
+    "kv_lora_rank": 32, "qk_nope_head_dim": 16, "qk_rope_head_dim": 8, "v_head_dim": 16})"))
+                        .raw_json();
   for (const std::string& k : keys_of(written)) {
     if (k == "hidden_act") continue;
     EXPECT_NE(written[k], base.contains(k) ? base[k] : json()) << k;

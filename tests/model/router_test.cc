@@ -25,8 +25,13 @@ Routed run(const RouterParams& p, const std::vector<float>& logits, const std::v
 }
 
 RouterParams sigmoid_params(int64_t E, int64_t k, int64_t groups, int64_t keep) {
-  return {.n_experts = E, .top_k = k, .n_group = groups, .topk_group = keep, .scoring = ScoringFunc::Sigmoid,
-          .norm_topk_prob = true, .scale = 2.5f};
+  return {.n_experts = E,
+          .top_k = k,
+          .n_group = groups,
+          .topk_group = keep,
+          .scoring = ScoringFunc::Sigmoid,
+          .norm_topk_prob = true,
+          .scale = 2.5f};
 }
 
 TEST(Router, BiasChangesSelectionButNotGateWeights) {
@@ -74,8 +79,12 @@ TEST(Router, ExpertsOutsideKeptGroupsAreNeverChosenEvenIfNegativeScoresRemain) {
 }
 
 TEST(Router, SoftmaxWithoutNormalisationKeepsProbabilities) {
-  RouterParams p{.n_experts = 4, .top_k = 2, .scoring = ScoringFunc::Softmax, .norm_topk_prob = false,
-                 .scale = 1.0f, .scale_only_unnormalised = true};
+  RouterParams p{.n_experts = 4,
+                 .top_k = 2,
+                 .scoring = ScoringFunc::Softmax,
+                 .norm_topk_prob = false,
+                 .scale = 1.0f,
+                 .scale_only_unnormalised = true};
   const std::vector<float> logits{1.0f, 2.0f, 3.0f, 0.0f};
   const Routed r = run(p, logits);
   const double z = std::exp(1.0) + std::exp(2.0) + std::exp(3.0) + 1.0;
@@ -86,8 +95,12 @@ TEST(Router, SoftmaxWithoutNormalisationKeepsProbabilities) {
 
 TEST(Router, V2ScalesOnlyUnnormalisedWeights) {
   const std::vector<float> logits{1.0f, 2.0f, 3.0f, 0.0f};
-  RouterParams p{.n_experts = 4, .top_k = 2, .scoring = ScoringFunc::Softmax, .norm_topk_prob = false,
-                 .scale = 16.0f, .scale_only_unnormalised = true};
+  RouterParams p{.n_experts = 4,
+                 .top_k = 2,
+                 .scoring = ScoringFunc::Softmax,
+                 .norm_topk_prob = false,
+                 .scale = 16.0f,
+                 .scale_only_unnormalised = true};
   const double z = std::exp(1.0) + std::exp(2.0) + std::exp(3.0) + 1.0;
   EXPECT_NEAR(run(p, logits).weights[0], 16.0 * std::exp(3.0) / z, 1e-4);
   p.norm_topk_prob = true;  // normalised: the factor is not applied (HF DeepseekV2)

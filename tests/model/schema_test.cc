@@ -129,7 +129,6 @@ TEST(Schema, ReferenceCheckpointsHoldExactlyTheSchemasTensors) {
       EXPECT_EQ(m.eh_proj.data, data(q + "eh_proj.weight"));
       EXPECT_EQ(m.embed.data, ck.find(q + "embed_tokens.weight") ? data(q + "embed_tokens.weight") : w.embed.data);
     }
-
   }
   if (cases == 0) GTEST_SKIP() << "reference vectors absent from " << testing::testdata_dir();
 }

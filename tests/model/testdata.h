@@ -19,11 +19,11 @@ inline bool have_case(const std::string& name) {
   return std::filesystem::exists(testdata_dir() + "/" + name + "/config.json");
 }
 
-#define DSV3_REQUIRE_CASE(name)                                                                        \
-  do {                                                                                                 \
-    if (!::dsv3::testing::have_case(name))                                                             \
-      GTEST_SKIP() << "reference vectors " << ::dsv3::testing::testdata_dir() << "/" << (name)         \
-                   << " absent (they live in ../shared/testdata beside the checkout); skipping";      \
+#define DSV3_REQUIRE_CASE(name)                                                                  \
+  do {                                                                                           \
+    if (!::dsv3::testing::have_case(name))                                                       \
+      GTEST_SKIP() << "reference vectors " << ::dsv3::testing::testdata_dir() << "/" << (name)   \
+                   << " absent (they live in ../shared/testdata beside the checkout); skipping"; \
   } while (0)
 
 inline std::vector<std::vector<int32_t>> read_ids(const std::string& path) {

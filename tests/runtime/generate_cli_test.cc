@@ -45,7 +45,8 @@ Result dsv3(const std::string& args, const std::string& stdin_text = "") {
 }
 
 void expect_mtp_matches_plain(const std::string& model) {
-  const std::string common = "generate --model " + model + " --ids '0 5 9 33 7' -n 30 --temp 0 --print-ids --ignore-eos";
+  const std::string common =
+      "generate --model " + model + " --ids '0 5 9 33 7' -n 30 --temp 0 --print-ids --ignore-eos";
   const Result plain = dsv3(common);
   ASSERT_EQ(plain.status, 0) << plain.err;
   for (int depth : {1, 2, 3}) {
@@ -121,7 +122,7 @@ TEST(GenerateCli, TextSeedsStopsAndChat) {
   const std::string before = chat.out.substr(0, at), after = chat.out.substr(at + mark.size());
   EXPECT_FALSE(after.empty());
   EXPECT_EQ(before.rfind(after, 0), 0u) << "greedy: the first reply again after /reset";
-  EXPECT_GT(before.size(), after.size());  // two replies before
+  EXPECT_GT(before.size(), after.size());                                                // two replies before
   EXPECT_EQ(std::count(chat.err.begin(), chat.err.end(), '\n'), 3 * 3 + 0) << chat.err;  // stats of 3 turns
 }
 

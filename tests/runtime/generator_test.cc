@@ -20,16 +20,15 @@ using namespace dsv3::testing_models;
 
 class EngineTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    model_ = Model::load(write_draftable_model(temp_dir("engine"), 0.5, 21)).release();
-  }
+  static void SetUpTestSuite() { model_ = Model::load(write_draftable_model(temp_dir("engine"), 0.5, 21)).release(); }
   static void TearDownTestSuite() {
     delete model_;
     model_ = nullptr;
   }
   static Model* model_;
 
-  std::vector<int32_t> alone(EngineOptions eo, std::vector<int32_t> prompt, int64_t n, SamplingParams sp = {.temperature = 0}) {
+  std::vector<int32_t> alone(EngineOptions eo, std::vector<int32_t> prompt, int64_t n,
+                             SamplingParams sp = {.temperature = 0}) {
     Engine e(*model_, eo);
     std::vector<int32_t> out;
     auto s = e.start({.prompt = prompt, .sampling = sp, .max_tokens = n, .eos_ids = {}, .ignore_eos = true},
@@ -44,11 +43,12 @@ class EngineTest : public ::testing::Test {
 Model* EngineTest::model_ = nullptr;
 
 TEST_F(EngineTest, ContinuousBatchingMatchesSequencesRunAlone) {
-  const std::vector<std::vector<int32_t>> prompts = {{0, 5, 9, 33, 7}, {0, 200}, {3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3}, {77}};
+  const std::vector<std::vector<int32_t>> prompts = {
+      {0, 5, 9, 33, 7}, {0, 200}, {3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3}, {77}};
   const std::vector<int64_t> lengths = {20, 7, 15, 25};
   const std::vector<int> start_step = {0, 0, 3, 6};  // later arrivals join the running batch
-  for (EngineOptions eo : {EngineOptions{}, EngineOptions{.spec = SpecMode::Mtp, .draft = 2},
-                           EngineOptions{.prefill_chunk = 4}}) {
+  for (EngineOptions eo :
+       {EngineOptions{}, EngineOptions{.spec = SpecMode::Mtp, .draft = 2}, EngineOptions{.prefill_chunk = 4}}) {
     SCOPED_TRACE(eo.spec == SpecMode::Mtp ? "mtp" : eo.prefill_chunk == 4 ? "chunked prefill" : "plain");
     Engine e(*model_, eo);
     std::vector<std::vector<int32_t>> out(prompts.size());
@@ -57,12 +57,12 @@ TEST_F(EngineTest, ContinuousBatchingMatchesSequencesRunAlone) {
       std::vector<Sequence*> live;
       for (size_t i = 0; i < prompts.size(); ++i) {
         if (step == start_step[i])
-          seqs[i] = e.start({.prompt = prompts[i], .sampling = {.temperature = 0}, .max_tokens = lengths[i],
-                             .ignore_eos = true},
-                            [&out, i](int32_t t, const TokenLogprobs*) {
-                              out[i].push_back(t);
-                              return true;
-                            });
+          seqs[i] = e.start(
+              {.prompt = prompts[i], .sampling = {.temperature = 0}, .max_tokens = lengths[i], .ignore_eos = true},
+              [&out, i](int32_t t, const TokenLogprobs*) {
+                out[i].push_back(t);
+                return true;
+              });
         if (seqs[i] && !seqs[i]->done()) live.push_back(seqs[i].get());
       }
       if (live.empty() && step > 6) break;
@@ -85,30 +85,34 @@ TEST_F(EngineTest, ChunkedPrefillMatchesOneShot) {
 TEST_F(EngineTest, ReusedCachesGiveTheSameTokens) {
   for (SpecMode spec : {SpecMode::None, SpecMode::Mtp}) {
     Engine e(*model_, {.spec = spec, .draft = 2});
-    auto first = e.start({.prompt = {0, 8, 16, 24}, .sampling = {.temperature = 0}, .max_tokens = 10, .eos_ids = {}, .ignore_eos = true}, nullptr);
+    auto first = e.start(
+        {.prompt = {0, 8, 16, 24}, .sampling = {.temperature = 0}, .max_tokens = 10, .eos_ids = {}, .ignore_eos = true},
+        nullptr);
     run_to_completion(e, *first);
     // The next turn: the whole first exchange plus new tokens.
     std::vector<int32_t> prompt2 = first->tokens;
     prompt2.insert(prompt2.end(), {1, 99, 100});
     std::vector<int32_t> out;
-    auto second = e.start({.prompt = prompt2, .sampling = {.temperature = 0}, .max_tokens = 12, .eos_ids = {}, .ignore_eos = true},
-                          [&](int32_t t, const TokenLogprobs*) {
-                            out.push_back(t);
-                            return true;
-                          },
-                          first.get());
+    auto second = e.start(
+        {.prompt = prompt2, .sampling = {.temperature = 0}, .max_tokens = 12, .eos_ids = {}, .ignore_eos = true},
+        [&](int32_t t, const TokenLogprobs*) {
+          out.push_back(t);
+          return true;
+        },
+        first.get());
     EXPECT_GE(second->stats.reused, 10);
     run_to_completion(e, *second);
     EXPECT_EQ(out, alone({.spec = spec, .draft = 2}, prompt2, 12));
     // A prompt that diverges early keeps only the common prefix.
     std::vector<int32_t> prompt3 = {0, 8, 99};
     out.clear();
-    auto third = e.start({.prompt = prompt3, .sampling = {.temperature = 0}, .max_tokens = 5, .eos_ids = {}, .ignore_eos = true},
-                         [&](int32_t t, const TokenLogprobs*) {
-                           out.push_back(t);
-                           return true;
-                         },
-                         second.get());
+    auto third = e.start(
+        {.prompt = prompt3, .sampling = {.temperature = 0}, .max_tokens = 5, .eos_ids = {}, .ignore_eos = true},
+        [&](int32_t t, const TokenLogprobs*) {
+          out.push_back(t);
+          return true;
+        },
+        second.get());
     EXPECT_LE(third->stats.reused, 2);
     run_to_completion(e, *third);
     EXPECT_EQ(out, alone({.spec = spec}, prompt3, 5));
@@ -141,7 +145,8 @@ TEST_F(EngineTest, LimitsEndOfSequenceStopAndCancel) {
   EXPECT_EQ(got, std::vector<int32_t>(ref.begin(), ref.begin() + 2));
 
   int calls = 0;
-  auto stop = e.start({.prompt = {0, 5, 9}, .max_tokens = 6}, [&](int32_t, const TokenLogprobs*) { return ++calls < 3; });
+  auto stop =
+      e.start({.prompt = {0, 5, 9}, .max_tokens = 6}, [&](int32_t, const TokenLogprobs*) { return ++calls < 3; });
   run_to_completion(e, *stop);
   EXPECT_EQ(stop->finish, FinishReason::Stop);
   EXPECT_EQ(calls, 3);
@@ -160,7 +165,9 @@ TEST_F(EngineTest, LogprobsAreTheRawModelDistribution) {
     Engine e(*model_, {.spec = spec});
     std::vector<TokenLogprobs> lps;
     std::vector<int32_t> toks;
-    auto s = e.start({.prompt = prompt, .sampling = {.temperature = 0.8, .seed = 3, .logprobs = 3}, .max_tokens = 5,
+    auto s = e.start({.prompt = prompt,
+                      .sampling = {.temperature = 0.8, .seed = 3, .logprobs = 3},
+                      .max_tokens = 5,
                       .ignore_eos = true},
                      [&](int32_t t, const TokenLogprobs* lp) {
                        EXPECT_NE(lp, nullptr);

@@ -137,7 +137,8 @@ std::string request_text(const std::string& method, const std::string& path, con
                          const std::string& key) {
   std::string r = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
   if (!key.empty()) r += "Authorization: Bearer " + key + "\r\n";
-  if (method == "POST") r += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+  if (method == "POST")
+    r += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
   return r + "\r\n" + body;
 }
 
@@ -210,9 +211,7 @@ const char* kKey = "sk-dsv3-test";
 
 class ServerTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    model_dir_ = write_chat_model(temp_dir("server_model"), 0.5, 17);
-  }
+  static void SetUpTestSuite() { model_dir_ = write_chat_model(temp_dir("server_model"), 0.5, 17); }
   static inline std::string model_dir_;
 };
 
@@ -273,7 +272,8 @@ TEST_F(ServerTest, DisconnectFreesTheSlotAndOverloadIs503) {
   std::string why;
   ASSERT_TRUE(s.start({"--model", model_dir_, "--parallel", "1", "--max-queue", "1", "--ctx", "4096"}, &why)) << why;
   const int p = s.port();
-  const std::string longreq = R"({"prompt": "Once upon a time", "max_tokens": 4000, "ignore_eos": true, "stream": true})";
+  const std::string longreq =
+      R"({"prompt": "Once upon a time", "max_tokens": 4000, "ignore_eos": true, "stream": true})";
 
   // A streaming client reads a little and goes away: its sequence is cancelled and the slot freed.
   const int fd = connect_to(p);
@@ -293,7 +293,8 @@ TEST_F(ServerTest, DisconnectFreesTheSlotAndOverloadIs503) {
   // One slot, one queue place: of four long requests at once at least one is refused with 503.
   std::vector<std::future<HttpResult>> fs;
   const std::string mid = R"({"prompt": "Hello", "max_tokens": 400, "ignore_eos": true})";
-  for (int i = 0; i < 4; ++i) fs.push_back(std::async(std::launch::async, [&] { return http(p, "POST", "/v1/completions", mid); }));
+  for (int i = 0; i < 4; ++i)
+    fs.push_back(std::async(std::launch::async, [&] { return http(p, "POST", "/v1/completions", mid); }));
   int ok = 0, busy = 0;
   for (auto& f : fs) {
     HttpResult r = f.get();
@@ -325,8 +326,10 @@ std::string node_dir() {
   const std::string d = (fs::path(DSV3_BIN).parent_path() / "node_client").string();
   fs::create_directories(d);
   if (!fs::exists(d + "/node_modules/openai/package.json")) {
-    std::ofstream(d + "/package.json") << R"({"private": true, "type": "module"})" << "\n";
-    if (shell("cd '" + d + "' && npm install --ignore-scripts --no-audit --no-fund --loglevel=error openai@6", &out) != 0) {
+    std::ofstream(d + "/package.json") << R"({"private": true, "type": "module"})"
+                                       << "\n";
+    if (shell("cd '" + d + "' && npm install --ignore-scripts --no-audit --no-fund --loglevel=error openai@6", &out) !=
+        0) {
       failure = "npm install openai failed (offline?): " + out;
       return dir;
     }
@@ -344,14 +347,13 @@ TEST_F(ServerTest, OfficialOpenAIClient) {
     SCOPED_TRACE(spec);
     ServerProcess s;
     std::string why;
-    ASSERT_TRUE(s.start({"--model", model_dir_, "--api-key", kKey, "--ctx", "512", "--parallel", "4", "--spec", spec,
-                         "--draft", "2"},
-                        &why))
+    ASSERT_TRUE(s.start(
+        {"--model", model_dir_, "--api-key", kKey, "--ctx", "512", "--parallel", "4", "--spec", spec, "--draft", "2"},
+        &why))
         << why;
     std::string out;
-    const int rc = shell("cd '" + d + "' && node server_client.mjs http://127.0.0.1:" + std::to_string(s.port()) +
-                             "/v1 " + kKey,
-                         &out);
+    const int rc = shell(
+        "cd '" + d + "' && node server_client.mjs http://127.0.0.1:" + std::to_string(s.port()) + "/v1 " + kKey, &out);
     EXPECT_EQ(rc, 0) << out << "\nserver log:\n" << s.log();
     EXPECT_NE(out.find("checks passed"), std::string::npos) << out;
     if (std::string(spec) == "mtp") {
@@ -367,9 +369,9 @@ TEST_F(ServerTest, LoadTestReduced) {
   ServerProcess s;
   std::string why;
   ASSERT_TRUE(s.start({"--model", model_dir_, "--api-key", kKey, "--parallel", "8", "--ctx", "256"}, &why)) << why;
-  const int rc = shell("node '" + std::string(DSV3_TEST_SRC) + "/../bench/load_test.mjs' --json --url http://127.0.0.1:" +
-                           std::to_string(s.port()) + " --api-key " + kKey + " --clients 8 --requests 20 --pid " +
-                           std::to_string(s.pid()),
+  const int rc = shell("node '" + std::string(DSV3_TEST_SRC) +
+                           "/../bench/load_test.mjs' --json --url http://127.0.0.1:" + std::to_string(s.port()) +
+                           " --api-key " + kKey + " --clients 8 --requests 20 --pid " + std::to_string(s.pid()),
                        &out);
   EXPECT_EQ(rc, 0) << out;
   const json j = json::parse(out.substr(out.find('{')), nullptr, false);

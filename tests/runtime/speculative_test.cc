@@ -219,11 +219,12 @@ TEST(Speculative, SamplingKeepsTheDistribution) {
     for (int i = 0; i < batch; ++i) {
       SamplingParams sp = base;
       sp.seed = uint64_t(1000 + b0 + i);
-      seqs.push_back(engine.start({.prompt = prompt, .sampling = sp, .max_tokens = 4, .eos_ids = {}, .ignore_eos = true},
-                                  [&out, i](int32_t t, const TokenLogprobs*) {
-                                    out[size_t(i)].push_back(t);
-                                    return true;
-                                  }));
+      seqs.push_back(
+          engine.start({.prompt = prompt, .sampling = sp, .max_tokens = 4, .eos_ids = {}, .ignore_eos = true},
+                       [&out, i](int32_t t, const TokenLogprobs*) {
+                         out[size_t(i)].push_back(t);
+                         return true;
+                       }));
     }
     std::vector<Sequence*> ptrs;
     for (auto& s : seqs) ptrs.push_back(s.get());

@@ -24,19 +24,49 @@ namespace dsv3::testing_models {
 
 // The v3_mtp test case's architecture (q-LoRA, sigmoid routing with groups, YaRN, 1 dense + 2 MoE layers).
 inline nlohmann::json tiny_mtp_config(int64_t vocab = 256) {
-  return nlohmann::json{
-      {"vocab_size", vocab}, {"hidden_size", 64}, {"intermediate_size", 128}, {"moe_intermediate_size", 32},
-      {"num_hidden_layers", 3}, {"num_nextn_predict_layers", 1}, {"num_attention_heads", 4},
-      {"num_key_value_heads", 4}, {"n_shared_experts", 1}, {"n_routed_experts", 16}, {"num_experts_per_tok", 4},
-      {"n_group", 4}, {"topk_group", 2}, {"routed_scaling_factor", 2.5}, {"scoring_func", "sigmoid"},
-      {"topk_method", "noaux_tc"}, {"norm_topk_prob", true}, {"first_k_dense_replace", 1}, {"moe_layer_freq", 1},
-      {"q_lora_rank", 32}, {"kv_lora_rank", 32}, {"qk_nope_head_dim", 16}, {"qk_rope_head_dim", 8},
-      {"v_head_dim", 16}, {"rope_theta", 10000.0},
-      {"rope_scaling", {{"type", "yarn"}, {"factor", 40}, {"original_max_position_embeddings", 4096},
-                        {"beta_fast", 32}, {"beta_slow", 1}, {"mscale", 1.0}, {"mscale_all_dim", 1.0}}},
-      {"rms_norm_eps", 1e-6}, {"max_position_embeddings", 4096}, {"tie_word_embeddings", false},
-      {"bos_token_id", 0}, {"eos_token_id", 1}, {"hidden_act", "silu"}, {"initializer_range", 0.02},
-      {"model_type", "deepseek_v3"}, {"architectures", {"DeepseekV3ForCausalLM"}}, {"torch_dtype", "float32"}};
+  return nlohmann::json{{"vocab_size", vocab},
+                        {"hidden_size", 64},
+                        {"intermediate_size", 128},
+                        {"moe_intermediate_size", 32},
+                        {"num_hidden_layers", 3},
+                        {"num_nextn_predict_layers", 1},
+                        {"num_attention_heads", 4},
+                        {"num_key_value_heads", 4},
+                        {"n_shared_experts", 1},
+                        {"n_routed_experts", 16},
+                        {"num_experts_per_tok", 4},
+                        {"n_group", 4},
+                        {"topk_group", 2},
+                        {"routed_scaling_factor", 2.5},
+                        {"scoring_func", "sigmoid"},
+                        {"topk_method", "noaux_tc"},
+                        {"norm_topk_prob", true},
+                        {"first_k_dense_replace", 1},
+                        {"moe_layer_freq", 1},
+                        {"q_lora_rank", 32},
+                        {"kv_lora_rank", 32},
+                        {"qk_nope_head_dim", 16},
+                        {"qk_rope_head_dim", 8},
+                        {"v_head_dim", 16},
+                        {"rope_theta", 10000.0},
+                        {"rope_scaling",
+                         {{"type", "yarn"},
+                          {"factor", 40},
+                          {"original_max_position_embeddings", 4096},
+                          {"beta_fast", 32},
+                          {"beta_slow", 1},
+                          {"mscale", 1.0},
+                          {"mscale_all_dim", 1.0}}},
+                        {"rms_norm_eps", 1e-6},
+                        {"max_position_embeddings", 4096},
+                        {"tie_word_embeddings", false},
+                        {"bos_token_id", 0},
+                        {"eos_token_id", 1},
+                        {"hidden_act", "silu"},
+                        {"initializer_range", 0.02},
+                        {"model_type", "deepseek_v3"},
+                        {"architectures", {"DeepseekV3ForCausalLM"}},
+                        {"torch_dtype", "float32"}};
 }
 
 inline std::string temp_dir(const std::string& name) {
@@ -68,7 +98,8 @@ inline std::string write_draftable_model(const std::string& dir, double alpha, u
 }
 
 // A plain random model (dsv3 init's initialisation, BF16 storage as `dsv3 init` writes by default).
-inline std::string write_random_model(const std::string& dir, uint64_t seed, nlohmann::json config = tiny_mtp_config()) {
+inline std::string write_random_model(const std::string& dir, uint64_t seed,
+                                      nlohmann::json config = tiny_mtp_config()) {
   ModelConfig c = parse_config(config, "test config");
   auto w = init_weights_f32(c, {.seed = seed, .dtype = InitDType::BF16});
   write_model_dir(dir, c, encode_for_storage(w, InitDType::BF16), InitDType::BF16);

@@ -9,7 +9,6 @@
 //  - int4, 16 levels: step ≈ amax/7.5, e ≈ 8.5%, ~75× bf16's; bound 120× and at least 3× int8's (int4 that
 //    came out as accurate as int8 would mean the conversion did not happen).
 // KL bounds follow from the relative error δ of the logits z: KL ≈ ½ Var_p(δz) ≤ ½ (δ‖z‖∞)².
-#include "tools/divergence.h"
 #include "tools/quantize.h"
 
 #include <gtest/gtest.h>
@@ -21,10 +20,11 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 
+#include "../model/testdata.h"
 #include "core/error.h"
 #include "io/safetensors.h"
+#include "tools/divergence.h"
 #include "tools/init.h"
-#include "../model/testdata.h"
 
 namespace dsv3 {
 namespace {

@@ -62,7 +62,11 @@ ModelConfig base_config() {
 }
 
 YarnScaling yarn() {
-  return {.factor = 4.0, .original_max_position_embeddings = 16, .beta_fast = 32, .beta_slow = 1, .mscale = 1.0,
+  return {.factor = 4.0,
+          .original_max_position_embeddings = 16,
+          .beta_fast = 32,
+          .beta_slow = 1,
+          .mscale = 1.0,
           .mscale_all_dim = 1.0};
 }
 
@@ -305,8 +309,8 @@ INSTANTIATE_TEST_SUITE_P(
         MoeCase{"v2_softmax_greedy_auxloss", "deepseek_v2", ScoringFunc::Softmax, TopkMethod::Greedy, 1, 1, 2, false,
                 BalanceMode::AuxLoss},
         // V2: softmax, group-limited (max of group, no bias), normalised (so no scale), no shared expert.
-        MoeCase{"v2_softmax_grouplimited_norm", "deepseek_v2", ScoringFunc::Softmax, TopkMethod::GroupLimitedGreedy,
-                2, 1, 0, true, BalanceMode::None},
+        MoeCase{"v2_softmax_grouplimited_norm", "deepseek_v2", ScoringFunc::Softmax, TopkMethod::GroupLimitedGreedy, 2,
+                1, 0, true, BalanceMode::None},
         // V3 layout with softmax scores, normalised (+1e-20), scaled; sequence-wise loss.
         MoeCase{"v3_softmax_norm_auxfree", "deepseek_v3", ScoringFunc::Softmax, TopkMethod::NoauxTc, 1, 1, 1, true,
                 BalanceMode::AuxFree}),

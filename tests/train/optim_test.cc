@@ -41,7 +41,7 @@ TEST(AdamW, OneStepMatchesHandComputation) {
     const double m = 0.1 * g0, v = 0.05 * g0 * g0;
     return p0 * (decay ? 1 - lr * 0.1 : 1.0) - lr / 0.1 * m / (std::sqrt(v) / std::sqrt(0.05) + 1e-8);
   };
-  EXPECT_FLOAT_EQ(p.value(lin)[0], float(expect(1.0, 0.5, true)));    // 1·0.999 − 0.01 = 0.989
+  EXPECT_FLOAT_EQ(p.value(lin)[0], float(expect(1.0, 0.5, true)));     // 1·0.999 − 0.01 = 0.989
   EXPECT_FLOAT_EQ(p.value(lin)[1], float(expect(-2.0, -0.25, true)));  // −1.998 + 0.01
   EXPECT_FLOAT_EQ(p.value(lin)[0], 0.989f);
   EXPECT_FLOAT_EQ(p.value(norm)[0], float(expect(1.0, 2.0, false)));  // no decay on norms
@@ -90,7 +90,7 @@ TEST(Schedule, LrBoundaries) {
   EXPECT_DOUBLE_EQ(s.at(9), 1.0);   // last warmup step reaches the peak
   EXPECT_DOUBLE_EQ(s.at(10), 1.0);  // constant
   EXPECT_DOUBLE_EQ(s.at(29), 1.0);
-  EXPECT_DOUBLE_EQ(s.at(30), 1.0);  // cosine starts at the peak
+  EXPECT_DOUBLE_EQ(s.at(30), 1.0);     // cosine starts at the peak
   EXPECT_NEAR(s.at(50), 0.55, 1e-12);  // halfway
   EXPECT_NEAR(s.at(69), 0.1 + 0.9 * 0.5 * (1 + std::cos(M_PI * 39 / 40)), 1e-12);
   EXPECT_DOUBLE_EQ(s.at(70), 0.1);  // floor

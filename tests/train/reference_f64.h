@@ -88,10 +88,10 @@ inline Vec mla(const ModelConfig& c, const DParams& P, const std::string& pre, c
   const int64_t D = c.hidden_size, H = c.num_attention_heads, dn = c.qk_nope_head_dim, dr = c.qk_rope_head_dim,
                 dv = c.v_head_dim, C = c.kv_lora_rank, Rq = c.q_lora_rank, qk = dn + dr, m = B * T;
   const double eps = c.rms_norm_eps, scale = c.softmax_scale();
-  Vec q = Rq > 0 ? linear(rmsnorm(linear(x, P(pre + "q_a_proj.weight"), Rq, D), P(pre + "q_a_layernorm.weight"),
-                                  Rq, eps),
-                          P(pre + "q_b_proj.weight"), H * qk, Rq)
-                 : linear(x, P(pre + "q_proj.weight"), H * qk, D);
+  Vec q = Rq > 0
+              ? linear(rmsnorm(linear(x, P(pre + "q_a_proj.weight"), Rq, D), P(pre + "q_a_layernorm.weight"), Rq, eps),
+                       P(pre + "q_b_proj.weight"), H * qk, Rq)
+              : linear(x, P(pre + "q_proj.weight"), H * qk, D);
   const Vec ckv = linear(x, P(pre + "kv_a_proj_with_mqa.weight"), C + dr, D);
   Vec cpart(size_t(m * C)), kpe(size_t(m * dr));
   for (int64_t r = 0; r < m; ++r) {
@@ -175,7 +175,8 @@ inline MoeOut moe(const ModelConfig& c, const DParams& P, const std::string& pre
       std::vector<int64_t> order(static_cast<size_t>(ng));
       std::iota(order.begin(), order.end(), 0);
       std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return gs[size_t(a)] > gs[size_t(b)]; });
-      if (tg < ng) out.min_margin = std::min(out.min_margin, gs[size_t(order[size_t(tg - 1)])] - gs[size_t(order[size_t(tg)])]);
+      if (tg < ng)
+        out.min_margin = std::min(out.min_margin, gs[size_t(order[size_t(tg - 1)])] - gs[size_t(order[size_t(tg)])]);
       for (int64_t gi = tg; gi < ng; ++gi)
         for (int64_t i = 0; i < per; ++i) sel[size_t(order[size_t(gi)] * per + i)] = -inf;
     }

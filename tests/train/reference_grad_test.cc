@@ -5,10 +5,10 @@
 // `dsv3 grad` writes what the reference holds.
 #include <gtest/gtest.h>
 
-#include <cstring>  // before testdata.h, which uses std::memcpy
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>  // before testdata.h, which uses std::memcpy
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -71,8 +71,8 @@ TEST_P(ReferenceGrads, LossAndEveryGradientMatch) {
   const ModelConfig c = load_config(dir);
   const Params p = load_params(c, io::Checkpoint::open(dir));
   const auto ids = read_ids(dir + "/ids.txt")[0];
-  LossOptions opt{.mtp_lambda = c.num_nextn_predict_layers > 0 ? 0.3 : 0.0, .balance_alpha = 0.0,
-                  .mode = BalanceMode::None};
+  LossOptions opt{
+      .mtp_lambda = c.num_nextn_predict_layers > 0 ? 0.3 : 0.0, .balance_alpha = 0.0, .mode = BalanceMode::None};
   Params g(c);
   const StepResult r = forward_backward(c, p, ids.data(), 1, int64_t(ids.size()), opt, g);
   const double want = read_loss(dir);
@@ -80,8 +80,8 @@ TEST_P(ReferenceGrads, LossAndEveryGradientMatch) {
   EXPECT_EQ(r.tokens, int64_t(ids.size()) - 1);
   auto ref = io::SafetensorsFile::open(dir + "/grads.safetensors");
   const double worst = compare_grads(g, *ref, GetParam());
-  std::printf("[ %s ] loss %.8f (reference %.8f), worst gradient relative error %.3g\n", GetParam().c_str(),
-              r.loss, want, worst);
+  std::printf("[ %s ] loss %.8f (reference %.8f), worst gradient relative error %.3g\n", GetParam().c_str(), r.loss,
+              want, worst);
 
   // evaluate() computes the same objective without gradients.
   const StepResult e = evaluate(c, p, ids.data(), 1, int64_t(ids.size()), opt);
@@ -202,8 +202,8 @@ TEST(GradCli, WritesTheReferenceGradients) {
   const std::string out = ::testing::TempDir() + "/dsv3_grad_cli.safetensors";
   const std::string log = ::testing::TempDir() + "/dsv3_grad_cli.txt";
   std::filesystem::remove(out);
-  const std::string cmd = std::string(DSV3_BIN) + " grad --model " + dir + " --ids \"" + id_text.str() +
-                          "\" --out " + out + " > " + log;
+  const std::string cmd =
+      std::string(DSV3_BIN) + " grad --model " + dir + " --ids \"" + id_text.str() + "\" --out " + out + " > " + log;
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   std::ifstream lf(log);
   std::string word;

@@ -2,13 +2,12 @@
 //   train_tests --gtest_also_run_disabled_tests --gtest_filter='*Throughput*'
 // Optional: DSV3_BENCH_CONFIG=path/to/config.json, DSV3_BENCH_BATCH, DSV3_BENCH_SEQ, DSV3_BENCH_STEPS.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
 #include <chrono>
-#include <ctime>
-
-#include <sys/resource.h>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <random>
 
 #include "model/config.h"
@@ -82,10 +81,11 @@ TEST(TrainStepThroughput, DISABLED_Report) {
   const auto t0 = std::chrono::steady_clock::now();
   evaluate(c, p, tokens.data(), B, T, opt);
   const double ev = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("forward_backward: %lld x %lld tokens, %.1f M params: best %.3f s/step = %.0f tokens/s, %.0f tokens per "
-              "CPU-second (evaluate %.0f tokens/s)\n",
-              (long long)B, (long long)T, double(p.total()) / 1e6, best, double(B * T) / best, double(B * T) / best_cpu,
-              double(B * T) / ev);
+  std::printf(
+      "forward_backward: %lld x %lld tokens, %.1f M params: best %.3f s/step = %.0f tokens/s, %.0f tokens per "
+      "CPU-second (evaluate %.0f tokens/s)\n",
+      (long long)B, (long long)T, double(p.total()) / 1e6, best, double(B * T) / best, double(B * T) / best_cpu,
+      double(B * T) / ev);
 }
 
 }  // namespace

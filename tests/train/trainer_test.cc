@@ -49,8 +49,8 @@ nlohmann::json tiny_train_json() {
 const std::string& dataset() {
   static const std::string dir = [] {
     std::vector<std::string> docs;
-    const char* words[] = {"and", "the", "lord", "said", "unto", "moses", "in", "beginning", "god", "created",
-                           "heaven", "earth", "light", "was", "good"};
+    const char* words[] = {"and", "the",     "lord",   "said",  "unto",  "moses", "in",  "beginning",
+                           "god", "created", "heaven", "earth", "light", "was",   "good"};
     uint64_t x = 1;
     for (int d = 0; d < 40; ++d) {
       std::string s;
@@ -110,7 +110,8 @@ TEST(Trainer, ResumeReproducesTheUninterruptedRunBitForBit) {
   EXPECT_FALSE(b1.finished);
   EXPECT_EQ(b1.step, 4);
   // Simulate a crash after the step-4 checkpoint: the interrupted run had logged a little further.
-  std::ofstream(split + "/metrics.jsonl", std::ios::app) << R"({"type":"train","step":5,"loss":123})" << "\n";
+  std::ofstream(split + "/metrics.jsonl", std::ios::app) << R"({"type":"train","step":5,"loss":123})"
+                                                         << "\n";
   TrainSummary b2 = run_training({.data = dataset(), .out = split, .resume = true, .progress = false});
   EXPECT_TRUE(b2.finished);
 
@@ -124,7 +125,8 @@ TEST(Trainer, ResumeReproducesTheUninterruptedRunBitForBit) {
   }
   EXPECT_EQ(train_lines, 8);
   EXPECT_EQ(val_lines, 3);  // steps 3, 6, 8
-  EXPECT_EQ(read_bytes(straight + "/checkpoint/model.safetensors"), read_bytes(split + "/checkpoint/model.safetensors"));
+  EXPECT_EQ(read_bytes(straight + "/checkpoint/model.safetensors"),
+            read_bytes(split + "/checkpoint/model.safetensors"));
   EXPECT_EQ(read_bytes(straight + "/checkpoint/optimizer.safetensors"),
             read_bytes(split + "/checkpoint/optimizer.safetensors"));
 
