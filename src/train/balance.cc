@@ -32,14 +32,18 @@ void accumulate_routing(std::vector<LayerRouting>& acc, const std::vector<LayerR
   }
 }
 
-std::string expert_bias_name(int64_t layer) {
-  return fmt::format("model.layers.{}.mlp.gate.e_score_correction_bias", layer);
+size_t expert_bias_index(const Params& params, int64_t layer) {
+  for (size_t i = 0; i < params.size(); ++i) {
+    const WeightSpec& s = params.specs()[i];
+    if (s.role == WeightRole::Bias && s.layer == layer) return i;
+  }
+  fail("balance: layer {} has no e_score_correction_bias (not an MoE layer, or topk_method is not noaux_tc)", layer);
 }
 
 void update_expert_bias(Params& params, const std::vector<LayerRouting>& routing, double gamma) {
   if (gamma == 0.0) return;
   for (const LayerRouting& r : routing) {
-    const size_t idx = params.index(expert_bias_name(r.layer));
+    const size_t idx = expert_bias_index(params, r.layer);
     std::vector<float>& b = params.value(idx);
     if (b.size() != r.load.size())
       fail("balance: layer {} has {} biases but {} expert loads", r.layer, b.size(), r.load.size());

@@ -38,8 +38,8 @@ double max_vio(const std::vector<int64_t>& load);
 // Layers must match in order and size.
 void accumulate_routing(std::vector<LayerRouting>& acc, const std::vector<LayerRouting>& more);
 
-// The HF name of a layer's selection bias.
-std::string expert_bias_name(int64_t layer);
+// The index in `params` of a layer's selection bias (the schema's WeightRole::Bias of that layer).
+size_t expert_bias_index(const Params& params, int64_t layer);
 
 // Applies b_i += γ·sign(mean − load_i) to every layer in `routing`. Layers without a bias tensor (topk methods
 // other than noaux_tc) are an error: the aux-free mode needs noaux_tc. γ = 0 leaves the biases unchanged.
