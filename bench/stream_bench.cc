@@ -186,10 +186,12 @@ __attribute__((target("avx512f,avx512bf16"), noinline)) float peak_loop(int64_t 
   const __m512bh ab = _mm512_cvtne2ps_pbh(a, a), bb = _mm512_cvtne2ps_pbh(b, b);
 #define DSV3_ACC(i) __m512 c##i = _mm512_set1_ps(float(i) * 1e-3f);
 #define DSV3_STEP(i) c##i = kBf16 ? _mm512_dpbf16_ps(c##i, ab, bb) : _mm512_fmadd_ps(c##i, a, b);
-#define DSV3_X(F)                                                                                                      \
-  F(0)                                                                                                                 \
-  F(1) F(2) F(3) F(4) F(5) F(6) F(7) F(8) F(9) F(10) F(11) F(12) F(13) F(14) F(15) F(16) F(17) F(18) F(19) F(20) F(21) \
-      F(22) F(23)
+// clang-format does not settle on one layout for this macro.
+// clang-format off
+#define DSV3_X(F) \
+  F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7) F(8) F(9) F(10) F(11) \
+  F(12) F(13) F(14) F(15) F(16) F(17) F(18) F(19) F(20) F(21) F(22) F(23)
+  // clang-format on
   DSV3_X(DSV3_ACC)
   for (int64_t it = 0; it < iters; ++it) {
     DSV3_X(DSV3_STEP)

@@ -12,6 +12,7 @@ pkgs=(
   libgtest-dev libgmock-dev                      # unit tests through ctest
   libbenchmark-dev                               # micro-benchmarks in bench/
   clang-14 libclang-rt-14-dev                    # libFuzzer target for the safetensors header parser
+  clang-format-14                                # the code's format (.clang-format), checked by scripts/test.sh
   gnuplot-nox                                    # training plots
   tmux                                           # tests drive `dsv3 chat` in a real terminal
   bible-kjv                                      # the King James text for the main job

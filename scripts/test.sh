@@ -8,6 +8,10 @@ jobs=$(nproc)
 
 bash scripts/setup.sh
 
+echo "== format (.clang-format)"
+git ls-files 'src/*.h' 'src/*.cc' 'tests/*.h' 'tests/*.cc' 'bench/*.cc' 'fuzz/*.cc' |
+  xargs clang-format-14 --dry-run -Werror || { echo "run clang-format-14 -i on the files above" >&2; exit 1; }
+
 echo "== build (Release)"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$jobs"
