@@ -32,9 +32,7 @@ std::vector<std::pair<WeightSpec, std::vector<float>>> init_weights_f32(const Mo
   for (size_t i = 0; i < specs.size(); ++i) {
     const WeightSpec& s = specs[i];
     if (s.optional) continue;
-    int64_t n = 1;
-    for (int64_t d : s.shape) n *= d;
-    std::vector<float> v(static_cast<size_t>(n));
+    std::vector<float> v(static_cast<size_t>(s.numel()));
     switch (s.role) {
       case WeightRole::Norm:
         std::fill(v.begin(), v.end(), 1.0f);

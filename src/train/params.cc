@@ -7,10 +7,8 @@ namespace dsv3::train {
 Params::Params(const ModelConfig& c) {
   for (WeightSpec& s : enumerate_weights(c)) {
     if (s.optional) continue;
-    int64_t n = 1;
-    for (int64_t d : s.shape) n *= d;
     by_name_[s.name] = specs_.size();
-    values_.emplace_back(static_cast<size_t>(n), 0.0f);
+    values_.emplace_back(static_cast<size_t>(s.numel()), 0.0f);
     specs_.push_back(std::move(s));
   }
   views_.resize(specs_.size());
