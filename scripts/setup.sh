@@ -16,6 +16,7 @@ pkgs=(
   gnuplot-nox                                    # training plots
   tmux                                           # tests drive `dsv3 chat` in a real terminal
   bible-kjv                                      # the King James text for the main job
+  libopenmpi-dev openmpi-bin                     # MPI: expert/data parallelism across processes and machines (src/dist/)
 )
 missing=()
 # Node.js runs the peer tokenizer (transformers.js) and the openai SDK in tests; machines that already
