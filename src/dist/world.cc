@@ -1,6 +1,7 @@
 #include "dist/world.h"
 
 #include <omp.h>
+#include <sched.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -41,10 +42,14 @@ void init(int* argc, char*** argv) {
   if (mpi_started() || !launched_by_mpirun()) return;
   world_ptr() = mpi_init(argc, argv);
   mpi_started() = true;
-  const int local = env_int("OMPI_COMM_WORLD_LOCAL_SIZE", 1);
-  if (local > 1 && !std::getenv("OMP_NUM_THREADS")) {
-    const int cores = int(std::thread::hardware_concurrency());
-    omp_set_num_threads(std::max(1, cores / local));
+  // OpenMP threads: the cores this rank may run on (mpirun binds ranks to cores or sockets by default), and
+  // no more than its share of the host's cores when several ranks share the host unbound.
+  if (!std::getenv("OMP_NUM_THREADS")) {
+    const int local = env_int("OMPI_COMM_WORLD_LOCAL_SIZE", 1);
+    int threads = std::max(1, int(std::thread::hardware_concurrency()) / local);
+    cpu_set_t mask;
+    if (sched_getaffinity(0, sizeof(mask), &mask) == 0) threads = std::min(threads, std::max(1, CPU_COUNT(&mask)));
+    omp_set_num_threads(threads);
   }
 }
 

@@ -14,9 +14,9 @@ namespace dsv3::dist {
 // True when the environment says a multi-process launcher started this process.
 bool launched_by_mpirun();
 
-// Starts the world (MPI only when launched_by_mpirun()). Under mpirun with several ranks on one host and no
-// OMP_NUM_THREADS set, each rank gets cores / local ranks OpenMP threads (at least 1), so ranks do not
-// oversubscribe the cores. Idempotent.
+// Starts the world (MPI only when launched_by_mpirun()). Under mpirun with no OMP_NUM_THREADS set, each rank
+// gets as many OpenMP threads as cores it is bound to, at most cores / ranks on its host (at least 1), so
+// ranks neither oversubscribe the cores nor leave them idle. Idempotent.
 void init(int* argc, char*** argv);
 // Ends MPI when it was started (every rank must call it; main does on a normal exit).
 void finalize();
