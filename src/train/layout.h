@@ -36,6 +36,7 @@ using MtpG = MtpW<FloatKit<float>>;
 using ModelP = ModelW<FloatKit<const float>>;
 using ModelG = ModelW<FloatKit<float>>;
 
+// Walk the schema over p.scope(): routed experts outside it keep empty entries (null pointers).
 ModelP bind_params(const ModelConfig& c, const Params& p);
 ModelG bind_grads(const ModelConfig& c, Params& g);
 

@@ -4,8 +4,8 @@
 
 namespace dsv3::train {
 
-Params::Params(const ModelConfig& c) {
-  for (WeightSpec& s : enumerate_weights(c)) {
+Params::Params(const ModelConfig& c, const SchemaScope& scope) : scope_(scope) {
+  for (WeightSpec& s : enumerate_weights(c, scope)) {
     if (s.optional) continue;
     by_name_[s.name] = specs_.size();
     values_.emplace_back(static_cast<size_t>(s.numel()), 0.0f);

@@ -2,6 +2,11 @@
 // copies of embedding/head excluded — the MTP module shares the main model's, as in the paper), in that
 // order, plus gradients of the same shapes. The inference Model can run over them directly through
 // as_lookup() + bind_weights().
+//
+// A SchemaScope restricts the routed experts held to [expert_begin, expert_end) (an expert-parallel rank's
+// share, dist/layout.h expert_scope): the other experts' tensors are absent (index() throws for them,
+// bind_params / bind_grads leave their MoeW::experts entries empty); every other tensor is held in full.
+// The default scope holds every expert.
 #pragma once
 
 #include <string>
@@ -16,7 +21,10 @@ namespace dsv3::train {
 
 class Params {
  public:
-  explicit Params(const ModelConfig& c);  // zero-filled, shapes from enumerate_weights
+  // Zero-filled, shapes from enumerate_weights(c, scope).
+  explicit Params(const ModelConfig& c, const SchemaScope& scope = {});
+
+  const SchemaScope& scope() const { return scope_; }
 
   const std::vector<WeightSpec>& specs() const { return specs_; }
   size_t size() const { return specs_.size(); }
@@ -32,6 +40,7 @@ class Params {
   TensorLookup as_lookup() const;
 
  private:
+  SchemaScope scope_;
   std::vector<WeightSpec> specs_;
   std::vector<std::vector<float>> values_;
   std::vector<TensorView> views_;
