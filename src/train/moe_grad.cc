@@ -7,6 +7,52 @@
 
 namespace dsv3::train {
 
+namespace {
+
+// The routed experts in this process, each over the rows that chose it (parallel over experts): yslot and
+// the experts' saved activations.
+void local_experts_forward(const StepContext& ctx, const MoeP& w, const float* x, int64_t K, MoeActs& a) {
+  const int64_t E = int64_t(a.slots.size()), D = ctx.config.hidden_size;
+  a.expert_acts.resize(size_t(E));
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t e = 0; e < E; ++e) {
+    const auto& slots = a.slots[size_t(e)];
+    const int64_t n = int64_t(slots.size());
+    if (n == 0) continue;
+    std::vector<float> xin(size_t(n * D)), yout(size_t(n * D));
+    for (int64_t i = 0; i < n; ++i)
+      std::memcpy(xin.data() + i * D, x + (slots[size_t(i)] / K) * D, size_t(D) * sizeof(float));
+    ffn_forward(ctx, w.experts[size_t(e)], xin.data(), n, yout.data(), a.expert_acts[size_t(e)]);
+    for (int64_t i = 0; i < n; ++i)
+      std::memcpy(a.yslot.data() + slots[size_t(i)] * D, yout.data() + i * D, size_t(D) * sizeof(float));
+  }
+}
+
+// Its transpose: weight gradients into g.experts, dxslot [m·K, hidden] per slot.
+void local_experts_backward(const StepContext& ctx, const MoeP& w, const MoeG& g, const float* x, const MoeActs& a,
+                            int64_t K, const float* dout, float* dxslot) {
+  const int64_t E = int64_t(a.slots.size()), D = ctx.config.hidden_size;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t e = 0; e < E; ++e) {
+    const auto& slots = a.slots[size_t(e)];
+    const int64_t n = int64_t(slots.size());
+    if (n == 0) continue;
+    std::vector<float> xin(size_t(n * D)), dy(size_t(n * D)), dxin(size_t(n * D), 0.0f);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t slot = slots[size_t(i)], r = slot / K;
+      std::memcpy(xin.data() + i * D, x + r * D, size_t(D) * sizeof(float));
+      const float gk = a.gates[size_t(slot)];
+      for (int64_t j = 0; j < D; ++j) dy[size_t(i * D + j)] = gk * dout[r * D + j];
+    }
+    ffn_backward(ctx, w.experts[size_t(e)], g.experts[size_t(e)], xin.data(), n, a.expert_acts[size_t(e)], dy.data(),
+                 dxin.data());
+    for (int64_t i = 0; i < n; ++i)
+      std::memcpy(dxslot + slots[size_t(i)] * D, dxin.data() + i * D, size_t(D) * sizeof(float));
+  }
+}
+
+}  // namespace
+
 void moe_forward(const StepContext& ctx, const MoeP& w, const float* x, float* out, MoeActs& a) {
   const RouterParams rp = RouterParams::from(ctx.config);
   const BalanceMode balance = ctx.balance;
@@ -31,21 +77,12 @@ void moe_forward(const StepContext& ctx, const MoeP& w, const float* x, float* o
   a.load.resize(size_t(E));
   for (int64_t e = 0; e < E; ++e) a.load[size_t(e)] = int64_t(a.slots[size_t(e)].size());
 
-  // Routed experts, each over the rows that chose it (parallel over experts; outputs per slot).
-  a.expert_acts.resize(size_t(E));
+  // Routed experts, each over the rows that chose it (outputs per slot): here, or on their owners.
   a.yslot.resize(size_t(m * K * D));
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t e = 0; e < E; ++e) {
-    const auto& slots = a.slots[size_t(e)];
-    const int64_t n = int64_t(slots.size());
-    if (n == 0) continue;
-    std::vector<float> xin(size_t(n * D)), yout(size_t(n * D));
-    for (int64_t i = 0; i < n; ++i)
-      std::memcpy(xin.data() + i * D, x + (slots[size_t(i)] / K) * D, size_t(D) * sizeof(float));
-    ffn_forward(ctx, w.experts[size_t(e)], xin.data(), n, yout.data(), a.expert_acts[size_t(e)]);
-    for (int64_t i = 0; i < n; ++i)
-      std::memcpy(a.yslot.data() + slots[size_t(i)] * D, yout.data() + i * D, size_t(D) * sizeof(float));
-  }
+  if (ctx.ep)
+    ep_experts_forward(ctx, *ctx.ep, w.experts, x, a.slots, K, a.yslot.data(), a.ep);
+  else
+    local_experts_forward(ctx, w, x, K, a);
   a.has_shared = w.has_shared;
   if (w.has_shared)
     ffn_forward(ctx, w.shared, x, m, out, a.shared);
@@ -98,23 +135,10 @@ void moe_backward(const StepContext& ctx, const MoeP& w, const MoeG& g, const fl
 
   // Routed experts: dy of slot (r, k) is g_k · dout[r]; each expert writes its slots' input gradients.
   std::vector<float> dxslot(size_t(m * K * D));
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t e = 0; e < E; ++e) {
-    const auto& slots = a.slots[size_t(e)];
-    const int64_t n = int64_t(slots.size());
-    if (n == 0) continue;
-    std::vector<float> xin(size_t(n * D)), dy(size_t(n * D)), dxin(size_t(n * D), 0.0f);
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t slot = slots[size_t(i)], r = slot / K;
-      std::memcpy(xin.data() + i * D, x + r * D, size_t(D) * sizeof(float));
-      const float gk = a.gates[size_t(slot)];
-      for (int64_t j = 0; j < D; ++j) dy[size_t(i * D + j)] = gk * dout[r * D + j];
-    }
-    ffn_backward(ctx, w.experts[size_t(e)], g.experts[size_t(e)], xin.data(), n, a.expert_acts[size_t(e)], dy.data(),
-                 dxin.data());
-    for (int64_t i = 0; i < n; ++i)
-      std::memcpy(dxslot.data() + slots[size_t(i)] * D, dxin.data() + i * D, size_t(D) * sizeof(float));
-  }
+  if (ctx.ep)
+    ep_experts_backward(ctx, *ctx.ep, w.experts, g.experts, a.ep, a.gates.data(), dout, K, dxslot.data());
+  else
+    local_experts_backward(ctx, w, g, x, a, K, dout, dxslot.data());
   if (a.has_shared) ffn_backward(ctx, w.shared, g.shared, x, m, a.shared, dout, dx);
 
   // Router: gate gradients → affinities (through normalisation and scale) (+ balance loss) → logits.

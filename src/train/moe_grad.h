@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "train/balance.h"
+#include "train/expert_parallel.h"
 #include "train/ffn_grad.h"
 #include "train/layout.h"
 #include "train/step_context.h"
@@ -27,7 +28,8 @@ struct MoeActs {
   std::vector<int64_t> experts;             // [m, K] selected experts
   std::vector<float> gates;                 // [m, K] gate weights
   std::vector<std::vector<int64_t>> slots;  // per expert: its slots r·K + k, in row order
-  std::vector<FfnActs> expert_acts;         // per expert, over its slots' rows
+  std::vector<FfnActs> expert_acts;         // per expert, over its slots' rows (single process)
+  EpActs ep;                                // with expert parallelism: the exchange and the owned experts' acts
   std::vector<float> yslot;                 // [m·K, hidden] expert outputs before gating
   bool has_shared = false;
   FfnActs shared;
@@ -40,7 +42,9 @@ struct MoeActs {
 
 // x [B·T, hidden] (already ffn_norm'ed) → out [B·T, hidden]. ctx.balance chooses the balance-loss segments
 // (None: no balance loss). The experts' and shared experts' linear layers run in ctx.linear; the router
-// stays float32.
+// stays float32. With ctx.ep the routed experts run on their owners (train/expert_parallel.h; collective
+// over the EP group, in forward and backward alike); routing, gates, shared experts and the balance loss
+// stay local to this rank's rows.
 void moe_forward(const StepContext& ctx, const MoeP& w, const float* x, float* out, MoeActs& a);
 
 // dout [B·T, hidden]; dx [B·T, hidden] += ∂L/∂x; weight gradients accumulate into g. ctx.balance_weight

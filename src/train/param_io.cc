@@ -49,8 +49,8 @@ void decode(const std::string& label, const std::string& name, const TensorView&
 
 }  // namespace
 
-Params load_params(const ModelConfig& c, const io::Checkpoint& ckpt) {
-  Params p(c);
+Params load_params(const ModelConfig& c, const io::Checkpoint& ckpt, const SchemaScope& scope) {
+  Params p(c, scope);
   for (size_t i = 0; i < p.size(); ++i) {
     const WeightSpec& s = p.specs()[i];
     const TensorView* t = ckpt.find(s.name);

@@ -18,7 +18,8 @@
 namespace dsv3::train {
 
 // Errors name the tensor and the directory (missing tensor, wrong shape, unsupported dtype, FP8 without scales).
-Params load_params(const ModelConfig& c, const io::Checkpoint& ckpt);
+// With a scope, only its routed experts are read (Params(c, scope): an expert-parallel rank's share).
+Params load_params(const ModelConfig& c, const io::Checkpoint& ckpt, const SchemaScope& scope = {});
 Params load_params(const std::string& dir);  // config.json + checkpoint of a model directory; config via load_config
 
 // dtype: F32 (exact, the default), BF16 (matrices rounded to nearest even; norms and biases stay F32) or FP8.

@@ -3,7 +3,9 @@
 //   MTP k: module k over the previous stage's rows (train/mtp_grad.h) → head → CE(row i → t[i+k+2])
 //   loss = main_ce + λ · (1/D) Σ_k mtp_ce_k + α · Σ_layers balance     (D = num_nextn_predict_layers)
 // Backward runs the MTP modules last to first (each feeds the previous stage's gradient), then the main
-// model from its final norm down to the embedding.
+// model from its final norm down to the embedding; StepHooks::grads_ready reports each layer as it is done.
+// With expert parallelism (train/expert_parallel.h) the same composition runs over this rank's sequences and
+// only the MoE layers' routed experts exchange rows with the other EP ranks.
 // One StepContext (train/step_context.h) carries the config, rope table, batch shape, balance mode and weight
 // and linear precision to every module; the modules take only their own data positionally.
 #include "train/step.h"
@@ -43,8 +45,41 @@ void keep_freed_memory() {
 #endif
 }
 
+// Expert parallelism needs the owned experts bound (params and grads) and every EP rank to run the same MoE
+// layers (forward only or forward + backward, the same number of MTP modules): checked before the first
+// exchange, identically on every rank, so a mismatch fails all ranks with the same message.
+void check_ep(const ModelConfig& c, const ExpertParallel& ep, const ModelP& w, const ModelG* g, int64_t n_mtp) {
+  if (!ep.ep) fail("training step: expert parallelism without an EP communicator");
+  if (ep.n_experts != c.n_routed_experts)
+    fail("training step: the EP context is for {} routed experts, the model has {}", ep.n_experts, c.n_routed_experts);
+  auto check_layer = [&](const LayerP& lp, const LayerG* lg) {
+    if (!lp.is_moe) return;
+    for (int64_t e = 0; e < c.n_routed_experts; ++e) {
+      if (!ep.scope.has(e)) continue;
+      if (!lp.moe.experts[size_t(e)].w1 || (lg && !lg->moe.experts[size_t(e)].w1))
+        fail(
+            "training step: EP rank {} owns expert {} of layer {}, but its {} do not hold it (use Params(config, "
+            "ExpertParallel::scope))",
+            ep.ep->rank(), e, lp.index, lp.moe.experts[size_t(e)].w1 ? "gradients" : "parameters");
+    }
+  };
+  for (size_t l = 0; l < w.layers.size(); ++l) check_layer(w.layers[l], g ? &g->layers[l] : nullptr);
+  for (size_t k = 0; k < w.mtp.size(); ++k) check_layer(w.mtp[k].layer, g ? &g->mtp[k].layer : nullptr);
+  const int64_t mine[2] = {n_mtp, g ? 1 : 0};
+  std::vector<int64_t> all(size_t(2 * ep.ep->size()));
+  ep.ep->allgather(mine, 2, all.data(), dist::DType::I64);
+  for (int r = 0; r < ep.ep->size(); ++r)
+    if (all[size_t(2 * r)] != n_mtp || all[size_t(2 * r + 1)] != mine[1])
+      fail(
+          "training step: EP ranks run different MoE layers: EP rank {} runs {} MTP module(s) {}, EP rank {} runs {} "
+          "{} (every EP rank needs the same sequence length's MTP modules and the same kind of step)",
+          ep.ep->rank(), n_mtp, mine[1] ? "with backward" : "forward only", r, all[size_t(2 * r)],
+          all[size_t(2 * r + 1)] ? "with backward" : "forward only");
+}
+
 StepResult run(const ModelConfig& c, const Params& params, const int32_t* tokens, int64_t B, int64_t T,
-               const LossOptions& opt, Params* grads, float grad_scale) {
+               const LossOptions& opt, Params* grads, float grad_scale, const ExpertParallel* ep,
+               const StepHooks& hooks) {
   if (B < 1 || T < 2) fail("training step: need batch >= 1 and seq_len >= 2, got batch {} seq_len {}", B, T);
   if (T > c.max_position_embeddings)
     fail("training step: seq_len {} exceeds max_position_embeddings = {}", T, c.max_position_embeddings);
@@ -69,7 +104,13 @@ StepResult run(const ModelConfig& c, const Params& params, const int32_t* tokens
       .balance = bal,
       .balance_weight = bal == BalanceMode::None ? 0.0f : float(opt.balance_alpha) * grad_scale,
       .linear = opt.linear,
+      .ep = ep,
   };
+
+  // MTP module k needs T − 2 − k >= 1 rows with a target.
+  const int64_t n_mtp_cfg = int64_t(w.mtp.size());
+  const int64_t n_mtp = opt.mtp_lambda > 0 ? std::clamp<int64_t>(T - 2, 0, n_mtp_cfg) : 0;
+  if (ep) check_ep(c, *ep, w, grads ? &g : nullptr, n_mtp);
 
   // ---- main model forward
   std::vector<float> h(size_t(m * D));
@@ -79,9 +120,7 @@ StepResult run(const ModelConfig& c, const Params& params, const int32_t* tokens
   std::vector<float> hn(size_t(m * D)), hn_rstd(static_cast<size_t>(m));
   rmsnorm_forward(h.data(), w.norm, m, D, eps, hn.data(), hn_rstd.data());
 
-  // ---- MTP forwards (module k needs T − 2 − k >= 1 rows with a target)
-  const int64_t n_mtp_cfg = int64_t(w.mtp.size());
-  const int64_t n_mtp = opt.mtp_lambda > 0 ? std::clamp<int64_t>(T - 2, 0, n_mtp_cfg) : 0;
+  // ---- MTP forwards
   std::vector<MtpActs> mtp(static_cast<size_t>(n_mtp));
   for (int64_t k = 0; k < n_mtp; ++k)
     mtp_forward(ctx, w.mtp[size_t(k)], w.embed, tokens, k, k == 0 ? hn.data() : mtp[size_t(k - 1)].out.data(),
@@ -139,23 +178,32 @@ StepResult run(const ModelConfig& c, const Params& params, const int32_t* tokens
                  k == 0 ? dhn.data() : dprev.data(), g.embed);
     dnext = std::move(dprev);
   }
+  auto ready = [&](int64_t layer) {
+    if (hooks.grads_ready) hooks.grads_ready(layer);
+  };
+  for (int64_t k = n_mtp_cfg - 1; k >= 0; --k) ready(c.num_hidden_layers + k);
   std::vector<float> dh(size_t(m * D), 0.0f);
   rmsnorm_backward(dhn.data(), h.data(), w.norm, hn_rstd.data(), m, D, dh.data(), g.norm);
-  for (size_t l = w.layers.size(); l-- > 0;) block_backward(ctx, w.layers[l], g.layers[l], blocks[l], dh.data());
+  for (size_t l = w.layers.size(); l-- > 0;) {
+    block_backward(ctx, w.layers[l], g.layers[l], blocks[l], dh.data());
+    ready(w.layers[l].index);
+  }
   embedding_backward(dh.data(), tokens, m, D, g.embed);
+  ready(-1);
   return res;
 }
 
 }  // namespace
 
 StepResult forward_backward(const ModelConfig& c, const Params& params, const int32_t* tokens, int64_t batch,
-                            int64_t seq_len, const LossOptions& opt, Params& grads, float grad_scale) {
-  return run(c, params, tokens, batch, seq_len, opt, &grads, grad_scale);
+                            int64_t seq_len, const LossOptions& opt, Params& grads, float grad_scale,
+                            const ExpertParallel* ep, const StepHooks& hooks) {
+  return run(c, params, tokens, batch, seq_len, opt, &grads, grad_scale, ep, hooks);
 }
 
 StepResult evaluate(const ModelConfig& c, const Params& params, const int32_t* tokens, int64_t batch, int64_t seq_len,
-                    const LossOptions& opt) {
-  return run(c, params, tokens, batch, seq_len, opt, nullptr, 1.0f);
+                    const LossOptions& opt, const ExpertParallel* ep) {
+  return run(c, params, tokens, batch, seq_len, opt, nullptr, 1.0f, ep, {});
 }
 
 }  // namespace dsv3::train

@@ -6,10 +6,12 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "model/config.h"
 #include "train/balance.h"
+#include "train/expert_parallel.h"
 #include "train/fp8_recipe.h"
 #include "train/params.h"
 
@@ -24,12 +26,28 @@ struct LossOptions {
   LinearPrecision linear{};
 };
 
+// Callbacks during forward_backward's backward, for overlapping gradient communication (e.g. a layer's
+// data-parallel all-reduce) with the rest of the backward. grads_ready(l) is called exactly once per HF layer
+// index and once with −1, in this order: the MTP modules last to first (l = num_hidden_layers + k, k =
+// num_nextn_predict_layers − 1 … 0), then the decoder layers last to first (l = num_hidden_layers − 1 … 0),
+// then −1. When grads_ready(l) is called, this call's contribution to every gradient of layer l is in:
+//   l ≥ 0: every tensor named model.layers.{l}.* that the grads hold — norms, MLA, dense MLP or router gate,
+//          shared experts and the routed experts this rank holds (under expert parallelism these include every
+//          EP rank's tokens: the layer's backward exchange has completed on all of them). An MTP module whose
+//          loss did not run (mtp_lambda = 0, sequences too short) is reported too: its gradients are untouched.
+//   −1:    model.embed_tokens, model.norm, lm_head (the tensors the MTP modules share with the main model).
+// The callback runs on the calling thread, between modules; it must not modify gradients of layers not yet
+// reported. evaluate() calls nothing.
+struct StepHooks {
+  std::function<void(int64_t layer)> grads_ready;
+};
+
 struct StepResult {
-  double loss = 0.0;     // total objective: main CE + λ·MTP CE + α·Σ balance
-  double main_ce = 0.0;  // mean next-token cross-entropy over valid rows
-  double mtp_ce = 0.0;   // mean MTP cross-entropy (row i predicts token i+2), 0 without MTP
-  int64_t tokens = 0;    // rows contributing to main_ce
-  std::vector<LayerRouting> routing;
+  double loss = 0.0;                  // total objective: main CE + λ·MTP CE + α·Σ balance
+  double main_ce = 0.0;               // mean next-token cross-entropy over valid rows
+  double mtp_ce = 0.0;                // mean MTP cross-entropy (row i predicts token i+2), 0 without MTP
+  int64_t tokens = 0;                 // rows contributing to main_ce
+  std::vector<LayerRouting> routing;  // per MoE layer: load of this rank's tokens (and its balance loss)
 };
 
 // tokens: [batch, seq_len] row-major. Loss rows: position i of each sequence predicts token i+1
@@ -38,11 +56,20 @@ struct StepResult {
 // calling again), scaled by `grad_scale` (e.g. 1/micro_batches).
 // The MTP module's embedding and head are the main model's (shared, as in the paper): their gradients
 // land on model.embed_tokens / lm_head. e_score_correction_bias gets no gradient.
+//
+// Expert parallelism (ep non-null, train/expert_parallel.h): tokens are THIS rank's sequences; params and
+// grads hold at least the routed experts of ep->scope (Params(c, ep->scope)); the MoE layers exchange rows
+// with the other EP ranks, which must call forward_backward at the same time (collective over ep->ep).
+// Losses and routing are this rank's; the owned experts' gradients cover every EP rank's rows, each scaled
+// by its source rank's grad_scale. To get the gradient of the union of the ranks' batches, give each rank
+// grad_scale = (its valid rows) / (all ranks' valid rows) and sum the gradients (allreduce_ep_grads).
+// ep == nullptr is the single-process step.
 StepResult forward_backward(const ModelConfig& c, const Params& params, const int32_t* tokens, int64_t batch,
-                            int64_t seq_len, const LossOptions& opt, Params& grads, float grad_scale = 1.0f);
+                            int64_t seq_len, const LossOptions& opt, Params& grads, float grad_scale = 1.0f,
+                            const ExpertParallel* ep = nullptr, const StepHooks& hooks = {});
 
-// Forward only (validation): same losses, no gradients.
+// Forward only (validation): same losses, no gradients. With ep, collective over the EP group as above.
 StepResult evaluate(const ModelConfig& c, const Params& params, const int32_t* tokens, int64_t batch, int64_t seq_len,
-                    const LossOptions& opt);
+                    const LossOptions& opt, const ExpertParallel* ep = nullptr);
 
 }  // namespace dsv3::train

@@ -17,6 +17,8 @@
 
 namespace dsv3::train {
 
+struct ExpertParallel;  // train/expert_parallel.h
+
 struct StepContext {
   const ModelConfig& config;
   const RopeTable& rope;  // covers positions [0, seq_len)
@@ -29,6 +31,9 @@ struct StepContext {
   // The precision of the MLA projections, the dense MLPs, the experts (routed and shared) and the MTP
   // projection (train/fp8_recipe.h). The router, norms, attention core, embedding and head stay float32.
   LinearPrecision linear{};
+  // Expert parallelism (train/expert_parallel.h): the MoE layers run their routed experts on the owners
+  // through all-to-all exchanges. nullptr: every expert here (single process).
+  const ExpertParallel* ep = nullptr;
 
   int64_t rows() const { return batch * seq_len; }  // m = B·T
   // The same step over sequences of t tokens (an MTP module's decoder layer).
