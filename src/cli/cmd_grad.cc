@@ -1,18 +1,31 @@
-// dsv3 grad --model DIR --ids "I1 I2 ..." --out GRADS.safetensors [--mtp-lambda L]
-// One sequence through the training forward + backward (train/step.h) from the checkpoint's exact stored
-// values: prints the loss (main CE + L · MTP CE; L defaults to 0.3 with an MTP module, else 0) and writes the
-// float32 gradient of every trainable weight under the checkpoint's own names (atomically). As in the
-// reference vectors, e_score_correction_bias has no gradient and the MTP module's embedding/head copies are
-// the main model's (their gradients are under model.embed_tokens / lm_head).
+// dsv3 grad --model DIR --ids "I1 I2 ..." [--ids "..." ...] --out GRADS.safetensors [--mtp-lambda L]
+//           [--ep E] [--dp D]
+// A batch of sequences (one per --ids, all of one length) through the training forward + backward
+// (train/step.h) from the checkpoint's exact stored values: prints the loss (main CE + L · MTP CE, means over
+// the batch's valid rows; L defaults to 0.3 with an MTP module, else 0) and writes the float32 gradient of
+// every trainable weight under the checkpoint's own names (atomically). As in the reference vectors,
+// e_score_correction_bias has no gradient and the MTP module's embedding/head copies are the main model's
+// (their gradients are under model.embed_tokens / lm_head).
+//
+// Under `mpirun -np N` (N = D · E, dist/layout.h) the batch's sequences are split over the N ranks in order
+// (the batch must be a multiple of N): each rank runs the step over its own sequences with expert parallelism
+// over its EP group (train/expert_parallel.h: it holds only its block of routed experts), then the gradients
+// are reduced — every tensor but the routed experts summed over all ranks, the routed experts over the DP
+// group — and EP rank 0 of replica 0 (world rank 0) gathers the experts of its EP group and writes the same
+// file the single-process command writes.
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <optional>
 #include <string>
 
 #include "cli/command.h"
 #include "cli/ids.h"
 #include "core/error.h"
+#include "dist/layout.h"
+#include "dist/world.h"
 #include "io/safetensors.h"
+#include "train/expert_parallel.h"
 #include "train/param_io.h"
 #include "train/step.h"
 
@@ -20,41 +33,99 @@ namespace dsv3::cli {
 namespace {
 
 struct Options {
-  std::string model, ids, out;
+  std::string model, out;
+  std::vector<std::string> ids;
   double mtp_lambda = -1.0;  // < 0: the default
+  int ep = 1, dp = 0;        // dp 0: world size / ep
 };
 
-int run(const Options& o) {
-  const std::vector<int32_t> ids = parse_ids(o.ids);
-  if (ids.size() < 2) fail("--ids: need at least 2 token ids (position i predicts token i+1)");
-  const ModelConfig c = load_config(o.model);
-  const train::Params params = train::load_params(c, io::Checkpoint::open(o.model));
-  train::LossOptions opt;
-  opt.mtp_lambda = o.mtp_lambda >= 0 ? o.mtp_lambda : (c.num_nextn_predict_layers > 0 ? 0.3 : 0.0);
-  opt.balance_alpha = 0.0;
-  opt.mode = train::BalanceMode::None;
-  train::Params grads(c);
-  const train::StepResult r = train::forward_backward(c, params, ids.data(), 1, int64_t(ids.size()), opt, grads, 1.0f);
+void write_grads(const std::string& path, const train::Params& grads, double loss) {
   std::vector<io::TensorToWrite> out;
   for (size_t i = 0; i < grads.size(); ++i) {
     const WeightSpec& s = grads.specs()[i];
     if (s.role == WeightRole::Bias) continue;
     out.push_back({s.name, DType::F32, s.shape, grads.value(i).data()});
   }
-  io::write_safetensors(o.out, out, {{"loss", fmt::format("{:.9g}", r.loss)}});
-  fmt::print("loss {:.6f}\n", r.loss);
+  io::write_safetensors(path, out, {{"loss", fmt::format("{:.9g}", loss)}});
+}
+
+int run(const Options& o) {
+  // The batch: [B, T] row-major.
+  std::vector<int32_t> tokens;
+  int64_t T = 0;
+  for (size_t b = 0; b < o.ids.size(); ++b) {
+    const std::vector<int32_t> ids = parse_ids(o.ids[b]);
+    if (ids.size() < 2)
+      fail("--ids (sequence {}): need at least 2 token ids (position i predicts token i+1), got {}", b, ids.size());
+    if (b == 0) T = int64_t(ids.size());
+    if (int64_t(ids.size()) != T)
+      fail("--ids (sequence {}): {} token ids, sequence 0 has {} (every sequence of the batch needs the same length)",
+           b, ids.size(), T);
+    tokens.insert(tokens.end(), ids.begin(), ids.end());
+  }
+  const int64_t B = int64_t(o.ids.size());
+  const ModelConfig c = load_config(o.model);
+  train::LossOptions opt;
+  opt.mtp_lambda = o.mtp_lambda >= 0 ? o.mtp_lambda : (c.num_nextn_predict_layers > 0 ? 0.3 : 0.0);
+  opt.balance_alpha = 0.0;
+  opt.mode = train::BalanceMode::None;
+
+  dist::Comm& world = dist::world();
+  const dist::Layout layout = dist::make_layout(world.size(), o.dp, o.ep, c.n_routed_experts);
+  const int N = layout.ranks();
+  if (N == 1) {  // the single-process step
+    const train::Params params = train::load_params(c, io::Checkpoint::open(o.model));
+    train::Params grads(c);
+    const train::StepResult r = train::forward_backward(c, params, tokens.data(), B, T, opt, grads, 1.0f);
+    write_grads(o.out, grads, r.loss);
+    fmt::print("loss {:.6f}\n", r.loss);
+    return 0;
+  }
+
+  if (B % N != 0)
+    fail("--ids: {} sequence(s) do not split over the {} ranks (--dp {} × --ep {}): give a multiple of {}", B, N,
+         layout.dp, layout.ep, N);
+  dist::Groups groups = dist::make_groups(world, layout);
+  if (world.rank() == 0) std::fprintf(stderr, "%s\n", dist::describe(groups, world, c.n_routed_experts).c_str());
+  std::optional<train::ExpertParallel> ep;
+  if (layout.ep > 1) ep = train::ExpertParallel::make(c, *groups.ep);
+  const SchemaScope scope = ep ? ep->scope : SchemaScope{};
+  const train::Params params = train::load_params(c, io::Checkpoint::open(o.model), scope);
+  train::Params grads(c, scope);
+  // Every rank has Bl sequences of T tokens, so its share of every mean (main CE rows, MTP rows, balance
+  // segments) is Bl / B: one scale makes the sum over ranks the gradient of the whole batch.
+  const int64_t Bl = B / N;
+  const float scale = float(double(Bl) / double(B));
+  const train::StepResult r = train::forward_backward(c, params, tokens.data() + world.rank() * Bl * T, Bl, T, opt,
+                                                      grads, scale, ep ? &*ep : nullptr);
+  train::allreduce_ep_grads(grads, world, *groups.dp);
+  const double loss = world.allreduce_one(r.loss * double(Bl) / double(B));
+  if (groups.dp_rank != 0) return 0;  // replica 0 holds the same (reduced) gradients
+  if (ep) {
+    std::optional<train::Params> full = train::gather_experts(c, grads, *ep, /*root=*/0);
+    if (!full) return 0;
+    write_grads(o.out, *full, loss);
+  } else {
+    if (world.rank() != 0) return 0;
+    write_grads(o.out, grads, loss);
+  }
+  fmt::print("loss {:.6f}\n", loss);
   return 0;
 }
 
-Registrar reg("grad", "Loss and float32 gradients of every weight for one sequence", [](CLI::App& app) {
-  auto o = std::make_shared<Options>();
-  app.add_option("--model", o->model, "Model directory (config.json + safetensors)")->required();
-  app.add_option("--ids", o->ids, "Token ids, space separated")->required();
-  app.add_option("--out", o->out, "Output .safetensors of float32 gradients")->required();
-  app.add_option("--mtp-lambda", o->mtp_lambda, "Weight of the MTP cross-entropy (default 0.3 with MTP, else 0)")
-      ->check(CLI::NonNegativeNumber);
-  return [o] { return run(*o); };
-});
+Registrar reg(
+    "grad", "Loss and float32 gradients of every weight for a batch of sequences (mpirun: EP × DP)", [](CLI::App& app) {
+      auto o = std::make_shared<Options>();
+      app.add_option("--model", o->model, "Model directory (config.json + safetensors)")->required();
+      app.add_option("--ids", o->ids, "Token ids of one sequence, space separated; repeat for a batch (one length)")
+          ->required();
+      app.add_option("--out", o->out, "Output .safetensors of float32 gradients")->required();
+      app.add_option("--mtp-lambda", o->mtp_lambda, "Weight of the MTP cross-entropy (default 0.3 with MTP, else 0)")
+          ->check(CLI::NonNegativeNumber);
+      app.add_option("--ep", o->ep, "Expert-parallel ranks per replica (under mpirun; default 1)");
+      app.add_option("--dp", o->dp, "Data-parallel replicas (default: ranks / --ep)");
+      return [o] { return run(*o); };
+    });
 
 }  // namespace
 }  // namespace dsv3::cli
