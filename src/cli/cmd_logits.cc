@@ -1,9 +1,11 @@
-// dsv3 logits --model DIR --ids "I1 I2 ..." --out FILE [--mtp-out FILE]
+// dsv3 logits --model DIR --ids "I1 I2 ..." --out FILE [--mtp-out FILE] [--ep N]
 // Writes float32 little-endian row-major logits [n, vocab]; with --mtp-out also the MTP module's logits
 // [n-1, vocab] (row i predicts token i+2 from position i's final hidden state and token i+1).
+// Under mpirun -np N with --ep N the experts are spread over the ranks (cli/dist_flags.h); rank 0 writes.
 #include <string>
 
 #include "cli/command.h"
+#include "cli/dist_flags.h"
 #include "cli/ids.h"
 #include "core/error.h"
 #include "io/safetensors.h"
@@ -14,6 +16,7 @@ namespace {
 
 struct Options {
   std::string model, ids, out, mtp_out;
+  DistFlags dist;
 };
 
 void write_floats(const std::string& path, const std::vector<float>& v) {
@@ -22,7 +25,11 @@ void write_floats(const std::string& path, const std::vector<float>& v) {
 
 int run(const Options& o) {
   const std::vector<int32_t> ids = parse_ids(o.ids);
-  auto model = Model::load(o.model);
+  ModelOptions options;
+  auto job = o.dist.start(o.model, options);
+  if (job && !job->leads()) return follow(*job, o.model, options);
+  JobStopper stopper{job};
+  auto model = Model::load(o.model, options);
   const ModelConfig& c = model->config();
   const int64_t n = int64_t(ids.size()), V = c.vocab_size, D = c.hidden_size;
   if (!o.mtp_out.empty() && model->num_mtp() == 0)
@@ -50,6 +57,7 @@ Registrar reg("logits", "Write float32 logits of every position (and MTP logits)
   app.add_option("--ids", o->ids, "Token ids, space separated")->required();
   app.add_option("--out", o->out, "Output file: float32 [n, vocab]")->required();
   app.add_option("--mtp-out", o->mtp_out, "Output file for MTP logits: float32 [n-1, vocab]");
+  o->dist.add_to(app);
   return [o] { return run(*o); };
 });
 

@@ -14,6 +14,7 @@ LocalExperts::LocalExperts(const MoeWeights& w, int64_t hidden, const kernels::L
 
 void LocalExperts::run(std::span<const ExpertTask> tasks, const float* x, int64_t m, float* out) {
   const int64_t D = hidden_;
+  if (m == 0) return;  // no rows (a process with none in a distributed step): no pass over the weights
   int64_t most = m;
   for (const ExpertTask& t : tasks) {
     if (t.expert < 0 || t.expert >= int64_t(w_.experts.size()))

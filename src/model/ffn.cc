@@ -9,6 +9,7 @@ namespace dsv3 {
 
 void ffn_forward(const FfnWeights& w, const float* x, int64_t m, float* y, FfnScratch& s,
                  const kernels::LinearOptions& lin) {
+  if (m == 0) return;  // no rows: no pass over the weights
   if (m <= kernels::swiglu_max_rows()) {
     const kernels::SwigluExpert e{.w1 = w.w1, .w3 = w.w3, .w2 = w.w2, .x = x, .m = m};
     std::fill(y, y + m * w.w2.n, 0.0f);

@@ -2,29 +2,45 @@
 // latent c_KV (kv_lora_rank values) and the rotated decoupled key k_pe (qk_rope_head_dim values) — 576
 // values for V3 instead of 2 × 128 heads × 128. Stored float32 so the exact path matches the reference.
 // The MTP module keeps a cache of its own (another KvCache with num_nextn_predict_layers layers).
+//
+// The rows are allocated when a forward first writes to the cache (ensure()), not at construction: under a
+// distributed forward (model/parallel.h) the process that drives the model keeps, for a sequence another
+// process holds, a cache that only tracks its length — and holds no rows.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace dsv3 {
 
+// What a distributed forward attaches to a cache it placed (which process holds its rows). Owned by the
+// cache: destroying or replacing the cache destroys it, which is how the forward learns the sequence is gone.
+class CachePlacement {
+ public:
+  virtual ~CachePlacement() = default;
+};
+
 class KvCache {
  public:
   KvCache() = default;
-  // layers × capacity rows of `width` = kv_lora_rank + qk_rope_head_dim floats.
+  // layers × capacity rows of `width` = kv_lora_rank + qk_rope_head_dim floats (allocated at first use).
   KvCache(int64_t layers, int64_t width, int64_t capacity);
+  KvCache(KvCache&&) noexcept = default;
+  KvCache& operator=(KvCache&&) noexcept = default;
 
   int64_t layers() const { return layers_; }
   int64_t width() const { return width_; }
   int64_t length() const { return length_; }
-  int64_t capacity() const { return capacity_; }
-  size_t bytes() const { return data_.size() * sizeof(float); }
+  int64_t capacity() const { return capacity_; }                 // rows per layer, held or planned
+  size_t bytes() const { return data_.size() * sizeof(float); }  // held: 0 before the first forward
 
-  // Grows capacity to at least n tokens (doubling; moves the rows). Never called per decoded token when
-  // the capacity was chosen up front.
+  // Grows capacity to at least n tokens (doubling; moves the rows when they exist). Never called per decoded
+  // token when the capacity was chosen up front.
   void reserve(int64_t n);
+  // reserve(n), and allocates the rows if they do not exist yet: what a forward calls before writing rows.
+  void ensure(int64_t n);
   // Forgets tokens from position n on (speculative-decoding rollback, prompt-cache reuse).
   void truncate(int64_t n);
   // Marks n more tokens as present (after a forward wrote their rows).
@@ -33,9 +49,13 @@ class KvCache {
   float* row(int64_t layer, int64_t pos) { return data_.data() + (layer * capacity_ + pos) * width_; }
   const float* layer_rows(int64_t layer) const { return data_.data() + layer * capacity_ * width_; }
 
+  CachePlacement* placement() const { return placement_.get(); }
+  void set_placement(std::unique_ptr<CachePlacement> p) { placement_ = std::move(p); }
+
  private:
   int64_t layers_ = 0, width_ = 0, capacity_ = 0, length_ = 0;
-  std::vector<float> data_;  // [layers, capacity, width]
+  std::vector<float> data_;  // [layers, capacity, width] once allocated, else empty
+  std::unique_ptr<CachePlacement> placement_;
 };
 
 }  // namespace dsv3

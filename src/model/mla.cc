@@ -29,6 +29,7 @@ void Mla::forward(const float* x, const Batch& b, int64_t layer, const RopeTable
   const int64_t m = b.m, H = c_.num_attention_heads, C = c_.kv_lora_rank, R = c_.qk_rope_head_dim;
   const int64_t dn = c_.qk_nope_head_dim, dv = c_.v_head_dim, qk = dn + R, W = C + R;
   const float eps = float(c_.rms_norm_eps);
+  if (m == 0) return;  // a process with no rows in a distributed step
 
   // Queries [m, H, dn + R].
   q_.resize(size_t(m * H * qk));

@@ -1,13 +1,17 @@
 // Per-model options: what one Model instance computes with and how its weights are brought in. Passed to
 // Model::load (and the Model constructor), never process-wide switches (DESIGN.md, model/): two models with
 // different options live side by side in one process. Commands fill it from --bf16-activations / --no-mmap
-// (cli/gen_flags.h).
+// (cli/gen_flags.h); `parallel` from --ep (cli/dist_flags.h).
 #pragma once
+
+#include <memory>
 
 #include "io/safetensors.h"
 #include "kernels/linear.h"
 
 namespace dsv3 {
+
+class ModelParallel;  // model/parallel.h
 
 struct ModelOptions {
   // Matmuls over BF16 weights round their input to bf16 (kernels::LinearOptions::bf16_activations): MLA,
@@ -16,6 +20,9 @@ struct ModelOptions {
   bool bf16_activations = false;
   // How the safetensors files are brought into memory (io::LoadMode; Read = `--no-mmap`).
   io::LoadMode load_mode = io::LoadMode::Mmap;
+  // The model's part in a multi-process job (model/parallel.h: expert parallelism, attention data-parallel
+  // steps); null = this process alone. Shared by the copies of these options (one job per model).
+  std::shared_ptr<ModelParallel> parallel = nullptr;
 
   // The options of the model's matmuls (those this struct covers; the router gate uses LinearOptions{}).
   kernels::LinearOptions linear() const { return {.bf16_activations = bf16_activations}; }

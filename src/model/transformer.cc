@@ -6,22 +6,29 @@
 #include "core/error.h"
 #include "kernels/linear.h"
 #include "kernels/ops.h"
+#include "model/parallel.h"
 
 namespace dsv3 {
 
 std::unique_ptr<Model> Model::load(const std::string& dir, const ModelOptions& options) {
   ModelConfig config = load_config(dir);
+  // A process of an expert-parallel job binds only its own routed experts (the others stay unmapped).
+  const SchemaScope scope = options.parallel ? options.parallel->expert_scope(config) : SchemaScope{};
   auto ckpt = std::make_shared<io::Checkpoint>(io::Checkpoint::open(dir, options.load_mode));
-  ModelWeights w = bind_weights(config, *ckpt);
-  return std::make_unique<Model>(std::move(config), std::move(w), ckpt, options);
+  ModelWeights w = bind_weights(config, *ckpt, scope);
+  ExpertBinder bind = [ckpt, config](int64_t layer, int64_t expert, std::vector<std::vector<float>>& owned) {
+    return bind_expert(config, *ckpt, layer, expert, owned);
+  };
+  return std::make_unique<Model>(std::move(config), std::move(w), ckpt, options, std::move(bind));
 }
 
 Model::Model(ModelConfig config, ModelWeights weights, std::shared_ptr<const void> keepalive,
-             const ModelOptions& options)
+             const ModelOptions& options, ExpertBinder bind)
     : config_(std::move(config)),
       weights_(std::move(weights)),
       keepalive_(std::move(keepalive)),
       options_(options),
+      bind_(std::move(bind)),
       lin_(options.linear()),
       rope_(config_) {
   for (const LayerWeights& lw : weights_.layers) blocks_.push_back(make_block(lw));
@@ -32,10 +39,13 @@ Model::Block Model::make_block(const LayerWeights& lw) {
   Block b;
   b.w = &lw;
   b.attn = std::make_unique<Mla>(config_, lw.attn, lin_);
-  if (lw.is_moe)
-    b.moe = std::make_unique<Moe>(config_, lw.moe, nullptr, lin_);
-  else
+  if (lw.is_moe) {
+    std::unique_ptr<ExpertExecutor> experts;  // null: LocalExperts
+    if (options_.parallel) experts = options_.parallel->make_experts(config_, lw, lin_, bind_);
+    b.moe = std::make_unique<Moe>(config_, lw.moe, std::move(experts), lin_);
+  } else {
     b.mlp = lw.mlp;
+  }
   return b;
 }
 
@@ -46,12 +56,8 @@ KvCache Model::new_mtp_cache(int64_t capacity) const {
   return KvCache(std::max<int64_t>(config_.num_nextn_predict_layers, 1), config_.kv_cache_values_per_token(), capacity);
 }
 
-const Batch& Model::make_batch(std::span<const SeqChunk> chunks, int64_t m, const char* what) {
-  Batch& b = batch_;
-  b.m = m;
-  b.pos.clear();
-  b.cache.clear();
-  int64_t total = 0, max_pos = 0;
+void Model::check_chunks(std::span<const SeqChunk> chunks, int64_t m, const char* what) const {
+  int64_t total = 0;
   for (size_t i = 0; i < chunks.size(); ++i) {
     const SeqChunk& ch = chunks[i];
     if (!ch.cache) fail("{}: a chunk has no cache", what);
@@ -65,15 +71,46 @@ const Batch& Model::make_batch(std::span<const SeqChunk> chunks, int64_t m, cons
     if (start + ch.n > config_.max_position_embeddings)
       fail("{}: position {} exceeds max_position_embeddings = {}", what, start + ch.n - 1,
            config_.max_position_embeddings);
-    ch.cache->reserve(start + ch.n);
+    total += ch.n;
+  }
+  if (total != m) fail("{}: chunks cover {} tokens but {} were given", what, total, m);
+}
+
+void Model::check_call(int64_t mtp_module, std::span<const int32_t> tokens, std::span<const SeqChunk> chunks,
+                       LogitRows logits) const {
+  const bool mtp = mtp_module >= 0;
+  const char* what = mtp ? "mtp_forward" : "forward";
+  if (mtp && mtp_module >= num_mtp()) fail("MTP module {} requested but the model has {}", mtp_module, num_mtp());
+  check_chunks(chunks, int64_t(tokens.size()), what);
+  for (const SeqChunk& ch : chunks) {
+    if (!mtp && ch.cache->layers() != int64_t(blocks_.size()))
+      fail("forward: the cache has {} layers, the model {}", ch.cache->layers(), blocks_.size());
+    if (mtp && ch.cache->layers() <= mtp_module)
+      fail("mtp_forward: the MTP cache has {} layers, module {} needs more", ch.cache->layers(), mtp_module);
+    if (logits == LogitRows::LastOfEachChunk && ch.n == 0)
+      fail("forward: LastOfEachChunk needs every chunk to hold a token");
+  }
+  for (size_t i = 0; i < tokens.size(); ++i)
+    if (tokens[i] < 0 || tokens[i] >= config_.vocab_size)
+      fail("token id {} at index {} is outside [0, {})", tokens[i], i, config_.vocab_size);
+}
+
+const Batch& Model::make_batch(std::span<const SeqChunk> chunks, int64_t m, const char* what) {
+  check_chunks(chunks, m, what);
+  Batch& b = batch_;
+  b.m = m;
+  b.pos.clear();
+  b.cache.clear();
+  int64_t max_pos = 0;
+  for (const SeqChunk& ch : chunks) {
+    const int64_t start = ch.cache->length();
+    ch.cache->ensure(start + ch.n);
     for (int64_t k = 0; k < ch.n; ++k) {
       b.pos.push_back(start + k);
       b.cache.push_back(ch.cache);
     }
-    total += ch.n;
     max_pos = std::max(max_pos, start + ch.n);
   }
-  if (total != m) fail("{}: chunks cover {} tokens but {} were given", what, total, m);
   rope_.ensure(max_pos);
   return b;
 }
@@ -128,6 +165,21 @@ void Model::project_logits(const float* normed, std::span<const SeqChunk> chunks
 
 void Model::forward(std::span<const int32_t> tokens, std::span<const SeqChunk> chunks, float* hidden_out,
                     float* logits_out, const ForwardOptions& opt) {
+  if (options_.parallel && options_.parallel->leads()) {
+    if (opt.routing) fail("forward: routing records are not collected by a distributed forward");
+    options_.parallel->step(*this, StepCall{.mtp_module = -1,
+                                            .tokens = tokens,
+                                            .chunks = chunks,
+                                            .hidden_out = hidden_out,
+                                            .logits_out = logits_out,
+                                            .logits = opt.logits});
+    return;
+  }
+  forward_local(tokens, chunks, hidden_out, logits_out, opt);
+}
+
+void Model::forward_local(std::span<const int32_t> tokens, std::span<const SeqChunk> chunks, float* hidden_out,
+                          float* logits_out, const ForwardOptions& opt) {
   const int64_t m = int64_t(tokens.size()), D = config_.hidden_size;
   const Batch& b = make_batch(chunks, m, "forward");
   for (const SeqChunk& ch : chunks)
@@ -146,6 +198,24 @@ void Model::forward(std::span<const int32_t> tokens, std::span<const SeqChunk> c
 void Model::mtp_forward(int64_t k, std::span<const int32_t> next_tokens, const float* hidden_in,
                         std::span<const SeqChunk> chunks, float* hidden_out, float* logits_out,
                         const ForwardOptions& opt) {
+  if (k < 0 || k >= num_mtp()) fail("MTP module {} requested but the model has {}", k, num_mtp());
+  if (options_.parallel && options_.parallel->leads()) {
+    if (opt.routing) fail("mtp_forward: routing records are not collected by a distributed forward");
+    options_.parallel->step(*this, StepCall{.mtp_module = k,
+                                            .tokens = next_tokens,
+                                            .hidden_in = hidden_in,
+                                            .chunks = chunks,
+                                            .hidden_out = hidden_out,
+                                            .logits_out = logits_out,
+                                            .logits = opt.logits});
+    return;
+  }
+  mtp_forward_local(k, next_tokens, hidden_in, chunks, hidden_out, logits_out, opt);
+}
+
+void Model::mtp_forward_local(int64_t k, std::span<const int32_t> next_tokens, const float* hidden_in,
+                              std::span<const SeqChunk> chunks, float* hidden_out, float* logits_out,
+                              const ForwardOptions& opt) {
   if (k < 0 || k >= num_mtp()) fail("MTP module {} requested but the model has {}", k, num_mtp());
   const MtpWeights& mw = weights_.mtp[size_t(k)];
   const int64_t m = int64_t(next_tokens.size()), D = config_.hidden_size;

@@ -45,8 +45,9 @@ class Model {
   // says Read; FP8 used as stored).
   static std::unique_ptr<Model> load(const std::string& dir, const ModelOptions& options = {});
   // Builds a model over weights bound elsewhere (e.g. a trainer's buffers); `keepalive` owns their memory.
+  // `bind` (optional) brings in routed experts the weights lack (options.parallel's redundant copies).
   Model(ModelConfig config, ModelWeights weights, std::shared_ptr<const void> keepalive = nullptr,
-        const ModelOptions& options = {});
+        const ModelOptions& options = {}, ExpertBinder bind = {});
   Model(const Model&) = delete;  // blocks hold references into the config and weights
   Model& operator=(const Model&) = delete;
 
@@ -72,6 +73,19 @@ class Model {
                    std::span<const SeqChunk> chunks, float* hidden_out, float* logits_out,
                    const ForwardOptions& opt = {});
 
+  // With options().parallel leading (model/parallel.h), forward and mtp_forward hand the call to it; these
+  // run this process's share itself (a distributed step calls them on every process, possibly with no rows).
+  void forward_local(std::span<const int32_t> tokens, std::span<const SeqChunk> chunks, float* hidden_out,
+                     float* logits_out, const ForwardOptions& opt = {});
+  void mtp_forward_local(int64_t k, std::span<const int32_t> next_tokens, const float* hidden_in,
+                         std::span<const SeqChunk> chunks, float* hidden_out, float* logits_out,
+                         const ForwardOptions& opt = {});
+  // Every check forward (mtp_module < 0) or mtp_forward (module k) makes of its arguments before computing,
+  // without touching the caches: a distributed step runs it before any process starts, so a bad call
+  // throws here instead of leaving the other processes in a collective.
+  void check_call(int64_t mtp_module, std::span<const int32_t> tokens, std::span<const SeqChunk> chunks,
+                  LogitRows logits) const;
+
  private:
   struct Block {
     std::unique_ptr<Mla> attn;
@@ -80,8 +94,10 @@ class Model {
     const LayerWeights* w = nullptr;
   };
   Block make_block(const LayerWeights& lw);
-  // Fills batch_ (reused: no allocation once warmed up) and validates the chunks.
+  // Validates the chunks, then fills batch_ (reused: no allocation once warmed up) and makes the caches'
+  // rows exist.
   const Batch& make_batch(std::span<const SeqChunk> chunks, int64_t m, const char* what);
+  void check_chunks(std::span<const SeqChunk> chunks, int64_t m, const char* what) const;
   void run_block(Block& blk, int64_t cache_layer, float* h, const Batch& b, const ForwardOptions& opt);
   void project_logits(const float* normed, std::span<const SeqChunk> chunks, int64_t m, const kernels::WeightRef& head,
                       LogitRows which, float* logits_out);
@@ -91,6 +107,7 @@ class Model {
   ModelWeights weights_;
   std::shared_ptr<const void> keepalive_;
   ModelOptions options_;
+  ExpertBinder bind_;
   kernels::LinearOptions lin_;  // options_.linear(): every matmul but the MoE router gate
   RopeTable rope_;
   std::vector<Block> blocks_;

@@ -173,6 +173,22 @@ ModelWeights bind_weights(const ModelConfig& c, const TensorLookup& lookup, cons
   return w;
 }
 
+FfnWeights bind_expert(const ModelConfig& c, const io::Checkpoint& ckpt, int64_t layer, int64_t expert,
+                       std::vector<std::vector<float>>& owned) {
+  if (layer < 0 || layer >= c.num_hidden_layers + c.num_nextn_predict_layers || !c.is_moe_layer(layer))
+    fail("{}: layer {} is not a MoE layer", ckpt.dir(), layer);
+  if (expert < 0 || expert >= c.n_routed_experts)
+    fail("{}: expert {} is outside the {} routed experts", ckpt.dir(), expert, c.n_routed_experts);
+  // The layer's walk (the only place its names are spelled) scoped to this one expert.
+  ModelWeights tmp;
+  const TensorLookup lookup = [&](const std::string& n) { return ckpt.find(n); };
+  Binder b(c, lookup, ckpt.dir(), tmp);
+  LayerWeights lw;
+  visit_layer(c, layer, lw, b, SchemaScope{.expert_begin = expert, .expert_end = expert + 1});
+  for (auto& v : tmp.owned) owned.push_back(std::move(v));
+  return lw.moe.experts[size_t(expert)];
+}
+
 ModelWeights bind_weights(const ModelConfig& c, const io::Checkpoint& ckpt, const SchemaScope& scope) {
   return bind_weights(
       c, [&](const std::string& n) { return ckpt.find(n); }, ckpt.dir(), scope);

@@ -43,4 +43,14 @@ using TensorLookup = std::function<const TensorView*(const std::string&)>;
 ModelWeights bind_weights(const ModelConfig& c, const TensorLookup& lookup, const std::string& label,
                           const SchemaScope& scope = {});
 
+// One routed expert of MoE layer `layer` (HF index; MTP layers included), bound and validated as
+// bind_weights binds it; `owned` receives the aligned copies its views may point into (keep it alive with
+// them). Expert parallelism's redundant copies are bound this way after the rank's own block.
+FfnWeights bind_expert(const ModelConfig& c, const io::Checkpoint& ckpt, int64_t layer, int64_t expert,
+                       std::vector<std::vector<float>>& owned);
+
+// A source of single routed experts (bind_expert over the model's checkpoint); empty when the weights do
+// not come from a checkpoint.
+using ExpertBinder = std::function<FfnWeights(int64_t layer, int64_t expert, std::vector<std::vector<float>>& owned)>;
+
 }  // namespace dsv3
