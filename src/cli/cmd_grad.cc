@@ -15,6 +15,7 @@
 // file the single-process command writes.
 #include <fmt/format.h>
 
+#include <chrono>
 #include <cstdio>
 #include <optional>
 #include <string>
@@ -31,6 +32,10 @@
 
 namespace dsv3::cli {
 namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
 
 struct Options {
   std::string model, out;
@@ -76,9 +81,12 @@ int run(const Options& o) {
   if (N == 1) {  // the single-process step
     const train::Params params = train::load_params(c, io::Checkpoint::open(o.model));
     train::Params grads(c);
+    const auto t0 = std::chrono::steady_clock::now();
     const train::StepResult r = train::forward_backward(c, params, tokens.data(), B, T, opt, grads, 1.0f);
+    const double t_step = seconds_since(t0);
     write_grads(o.out, grads, r.loss);
     fmt::print("loss {:.6f}\n", r.loss);
+    std::fprintf(stderr, "step %.3f s\n", t_step);
     return 0;
   }
 
@@ -96,20 +104,26 @@ int run(const Options& o) {
   // segments) is Bl / B: one scale makes the sum over ranks the gradient of the whole batch.
   const int64_t Bl = B / N;
   const float scale = float(double(Bl) / double(B));
+  world.barrier();  // time the step from a common start
+  const auto t0 = std::chrono::steady_clock::now();
   const train::StepResult r = train::forward_backward(c, params, tokens.data() + world.rank() * Bl * T, Bl, T, opt,
                                                       grads, scale, ep ? &*ep : nullptr);
+  const double t_step = world.allreduce_one(seconds_since(t0), dist::ReduceOp::Max);
+  const auto t1 = std::chrono::steady_clock::now();
   train::allreduce_ep_grads(grads, world, *groups.dp);
   const double loss = world.allreduce_one(r.loss * double(Bl) / double(B));
+  const double t_reduce = seconds_since(t1);
   if (groups.dp_rank != 0) return 0;  // replica 0 holds the same (reduced) gradients
+  std::optional<train::Params> full;
   if (ep) {
-    std::optional<train::Params> full = train::gather_experts(c, grads, *ep, /*root=*/0);
+    full = train::gather_experts(c, grads, *ep, /*root=*/0);
     if (!full) return 0;
-    write_grads(o.out, *full, loss);
-  } else {
-    if (world.rank() != 0) return 0;
-    write_grads(o.out, grads, loss);
+  } else if (world.rank() != 0) {
+    return 0;
   }
+  write_grads(o.out, full ? *full : grads, loss);
   fmt::print("loss {:.6f}\n", loss);
+  std::fprintf(stderr, "step %.3f s (slowest rank), gradient all-reduce %.3f s (rank 0)\n", t_step, t_reduce);
   return 0;
 }
 
