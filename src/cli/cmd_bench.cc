@@ -5,6 +5,9 @@
 // By default decoding continues the prefilled prompt; --tg-empty decodes from an empty cache instead, as
 // llama-bench's tg test does (bench/vs_llamacpp.sh runs `--prompt $PP --gen $TG --reps $REPS --threads
 // $THREADS --tg-empty --json`, the exec: protocol of ../shared/bench/llamacpp/bench_llamacpp.py).
+// Under mpirun -np N with --ep N [--redundant-experts K] the model runs expert-parallel (cli/dist_flags.h)
+// and the routed rows each rank computed are reported: max / mean over the ranks (load imbalance), over
+// each MoE layer's calls after its first --redundant-warmup ones (the same window with and without K).
 #include <omp.h>
 
 #include <algorithm>
@@ -12,8 +15,10 @@
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "cli/command.h"
+#include "cli/dist_flags.h"
 #include "cli/gen_flags.h"
 #include "core/error.h"
 #include "kernels/linear.h"
@@ -28,6 +33,7 @@ struct Options {
   int64_t prompt = 128, gen = 64, reps = 3, batch = 1, threads = 0;
   bool json = false, tg_empty = false;
   ModelOptions model_options;  // --bf16-activations, --no-mmap
+  DistFlags dist;
 };
 
 double median(std::vector<double> v) {
@@ -70,7 +76,11 @@ int run(const Options& o) {
   if (o.prompt < 1 || o.gen < 1 || o.reps < 1 || o.batch < 1) fail("--prompt, --gen, --reps and --batch must be >= 1");
   if (o.threads < 0) fail("--threads must be >= 0");
   if (o.threads > 0) omp_set_num_threads(int(o.threads));
-  runtime::ModelBundle bundle = runtime::ModelBundle::load(o.model, o.model_options);
+  ModelOptions options = o.model_options;
+  auto job = o.dist.start(o.model, options);
+  if (job && !job->leads()) return follow(*job, o.model, options);
+  JobStopper stopper{job};
+  runtime::ModelBundle bundle = runtime::ModelBundle::load(o.model, options);
   Model* model = bundle.model.get();
   const ModelOptions& mo = model->options();
   const ModelConfig& c = model->config();
@@ -116,6 +126,8 @@ int run(const Options& o) {
   }
   const double pp = median(prefill_tps), tg = median(decode_tps);
   const double bpt = active_weight_bytes_per_token(*model);
+  std::optional<dist::LoadReport> load;
+  if (job) load = job->load_report(o.dist.redundant_warmup);
   if (o.json) {
     // pp_tps / tg_tps (+ _sd, _best, bytes_per_token) are the keys ../shared/bench/llamacpp's
     // bench_llamacpp.py reads from an exec: entry.
@@ -135,6 +147,14 @@ int run(const Options& o) {
                      {"pp_tps_best", *std::max_element(prefill_tps.begin(), prefill_tps.end())},
                      {"tg_tps_best", *std::max_element(decode_tps.begin(), decode_tps.end())},
                      {"bytes_per_token", bpt}};
+    if (load) {
+      j["ep"] = load->ranks;
+      j["redundant_experts"] = o.dist.redundant_experts;
+      j["load_rows_per_rank"] = load->total;
+      j["load_calls"] = load->calls;
+      j["load_imbalance"] = load->imbalance;
+      j["load_step_imbalance"] = load->step_imbalance;
+    }
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("model %s, %d threads, batch %lld, median of %lld runs%s%s\n", o.model.c_str(), omp_get_max_threads(),
@@ -143,6 +163,17 @@ int run(const Options& o) {
     std::printf("prefill  pp%-5lld %10.1f tok/s\n", (long long)o.prompt, pp);
     std::printf("decode   tg%-5lld %10.1f tok/s   (%.1f MB of weights per token: %.1f GB/s)\n", (long long)o.gen, tg,
                 bpt / 1e6, bpt * tg / 1e9);
+    if (load) {
+      std::string rows;
+      for (int64_t r : load->total) rows += " " + std::to_string(r);
+      std::printf(
+          "experts  --ep %d, %lld redundant per layer: routed rows per rank%s over %lld MoE calls (each "
+          "layer's from call %lld on)\n",
+          load->ranks, (long long)o.dist.redundant_experts, rows.c_str(), (long long)load->calls,
+          (long long)o.dist.redundant_warmup);
+      std::printf("         load imbalance max/mean %.3f over the run, %.3f per MoE call (mean)\n", load->imbalance,
+                  load->step_imbalance);
+    }
   }
   return 0;
 }
@@ -158,6 +189,7 @@ Registrar reg("bench", "Measure prefill and decode tokens/s", [](CLI::App& app) 
   app.add_flag("--tg-empty", o->tg_empty, "Decode from an empty cache (llama-bench's tg) instead of after the prompt");
   app.add_flag("--json", o->json, "Print one JSON object");
   add_engine_flags(app, o->model_options);
+  o->dist.add_to(app);
   return [o] { return run(*o); };
 });
 

@@ -1,11 +1,14 @@
 // dsv3 generate --model DIR (--prompt TEXT | --ids "I1 I2 ...") [-n N] [--temp T] [--top-k K] [--top-p P]
-//               [--seed S] [--spec mtp|none] [--draft N] [--stats] ...   (docs/serving.md)
+//               [--seed S] [--spec mtp|none] [--draft N] [--stats] [--ep N] ...   (docs/serving.md)
 // Streams the generated text to stdout as it is produced (token ids with --print-ids or when the model
 // has no tokenizer.json). --batch N generates N continuations together (seeds S, S+1, ...; continuous
 // batching as the server does) and prints them at the end; --stats then reports the aggregate throughput.
+// Under mpirun -np N with --ep N the sequences and experts are spread over the ranks (cli/dist_flags.h);
+// rank 0 prints.
 #include <cstdio>
 
 #include "cli/command.h"
+#include "cli/dist_flags.h"
 #include "cli/gen_flags.h"
 #include "cli/ids.h"
 #include "core/error.h"
@@ -19,6 +22,7 @@ struct Options {
   std::string prompt, ids;
   bool print_ids = false, no_bos = false;
   int64_t batch = 1;
+  DistFlags dist;
 };
 
 // --batch N: N sequences stepped together; texts printed at the end.
@@ -70,7 +74,11 @@ int run_batch(const Options& o, runtime::ModelBundle& g, runtime::Engine& engine
 
 int run(const Options& o) {
   if (o.prompt.empty() == o.ids.empty()) fail("give exactly one of --prompt and --ids");
-  runtime::ModelBundle g = runtime::ModelBundle::load(o.gen.model, o.gen.options);
+  ModelOptions options = o.gen.options;
+  auto job = o.dist.start(o.gen.model, options);
+  if (job && !job->leads()) return follow(*job, o.gen.model, options);
+  JobStopper stopper{job};
+  runtime::ModelBundle g = runtime::ModelBundle::load(o.gen.model, options);
   runtime::Engine engine(*g.model, o.gen.engine());
   runtime::GenerationRequest req;
   if (!o.ids.empty()) {
@@ -86,7 +94,11 @@ int run(const Options& o) {
   req.max_tokens = o.gen.max_tokens;
   req.eos_ids = g.eos_ids;
   req.ignore_eos = o.gen.ignore_eos;
-  if (o.batch > 1) return run_batch(o, g, engine, req, text);
+  if (o.batch > 1) {
+    const int rc = run_batch(o, g, engine, req, text);
+    if (o.gen.stats && job) print_placement(*job);
+    return rc;
+  }
   std::optional<runtime::TextStream> ts;
   if (text) ts.emplace(*g.tokenizer, o.gen.stop);
   auto seq = engine.start(std::move(req), [&](int32_t tok, const runtime::TokenLogprobs*) {
@@ -109,6 +121,7 @@ int run(const Options& o) {
   if (o.gen.stats) {
     print_stats(st, engine.options().spec == runtime::SpecMode::Mtp);
     std::fprintf(stderr, "finish: %s\n", runtime::finish_reason_name(seq->finish));
+    if (job) print_placement(*job);
   }
   return 0;
 }
@@ -122,6 +135,7 @@ Registrar reg("generate", "Generate text from a prompt (streams to stdout)", [](
   app.add_flag("--no-bos", o->no_bos, "Do not prepend the tokenizer's BOS token to --prompt");
   app.add_option("--batch", o->batch, "Generate N continuations together (seeds S, S+1, ...)")
       ->check(CLI::PositiveNumber);
+  o->dist.add_to(app);
   return [o] { return run(*o); };
 });
 

@@ -1,5 +1,7 @@
-// dsv3 info --model DIR|config.json [--json]: architecture summary of a model, parameter counts, KV-cache
-// size per token, and the storage dtypes of the checkpoint's tensors (when the directory holds weights).
+// dsv3 info --model DIR|config.json [--json] [--ep N]: architecture summary of a model, parameter counts,
+// KV-cache size per token, and the storage dtypes of the checkpoint's tensors (when the directory holds
+// weights). --ep N adds what each rank of an N-rank expert-parallel job holds (dist/rank_memory.h): its
+// replicated weights plus its block of routed experts, and its KV bytes per token (no mpirun needed).
 #include <fmt/format.h>
 
 #include <cmath>
@@ -8,6 +10,8 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "dist/layout.h"
+#include "dist/rank_memory.h"
 #include "io/safetensors.h"
 #include "model/config.h"
 #include "model/schema.h"
@@ -21,6 +25,7 @@ using nlohmann::json;
 struct Options {
   std::string model;
   bool json = false;
+  int ep = 0;  // 0: no per-rank table
 };
 
 struct DtypeStats {
@@ -105,6 +110,13 @@ int run_info(const Options& o) {
   const int64_t cache_layers = c.num_hidden_layers + c.num_nextn_predict_layers;
   const int64_t values_per_layer = c.kv_cache_values_per_token();
   const int64_t values_per_token = values_per_layer * cache_layers;
+  std::vector<dist::RankWeights> ranks;
+  if (o.ep != 0) {
+    dist::make_layout(o.ep, 1, o.ep, c.n_routed_experts);  // refusals name --ep
+    std::optional<io::Checkpoint> ck;
+    if (w) ck = io::Checkpoint::open(w->dir);
+    ranks = dist::rank_weight_bytes(c, o.ep, ck ? &*ck : nullptr);
+  }
 
   if (o.json) {
     json j;
@@ -146,6 +158,17 @@ int run_info(const Options& o) {
       j["weights"] = {{"dir", w->dir}, {"tensors", w->tensors}, {"bytes", w->bytes}, {"dtypes", dt}};
     } else {
       j["weights"] = nullptr;
+    }
+    if (!ranks.empty()) {
+      json per = json::array();
+      for (size_t r = 0; r < ranks.size(); ++r)
+        per.push_back({{"rank", r},
+                       {"experts", {ranks[r].expert_begin, ranks[r].expert_end}},
+                       {"replicated_bytes", ranks[r].replicated},
+                       {"routed_bytes", ranks[r].routed},
+                       {"weight_bytes", ranks[r].total()},
+                       {"kv_bytes_per_token_fp32", values_per_token * 4}});
+      j["ep"] = {{"ranks", o.ep}, {"stored_sizes", w.has_value()}, {"per_rank", per}};
     }
     j["config"] = c.raw_json();
     fmt::print("{}\n", j.dump(2));
@@ -198,6 +221,20 @@ int run_info(const Options& o) {
       fmt::print("               {:<8} {:>6} tensors {:>16} bytes ({})\n", name, s.tensors, s.bytes,
                  human_bytes(s.bytes));
   }
+  if (!ranks.empty()) {
+    fmt::print(
+        "expert parallel --ep {}: attention data-parallel (each rank its own sequences), routed experts in "
+        "contiguous blocks; {} sizes\n",
+        o.ep, w ? "stored" : "config-implied");
+    for (size_t r = 0; r < ranks.size(); ++r) {
+      const dist::RankWeights& rw = ranks[r];
+      fmt::print("  rank {:<3} experts {:>9}  replicated {} + routed {} = {} ({} bytes)\n", r,
+                 rw.expert_end > rw.expert_begin ? fmt::format("{}-{}", rw.expert_begin, rw.expert_end - 1) : "none",
+                 human_bytes(rw.replicated), human_bytes(rw.routed), human_bytes(rw.total()), rw.total());
+    }
+    fmt::print("  kv cache {} bytes fp32 per token of a sequence, on the one rank holding it (every rank alike)\n",
+               values_per_token * 4);
+  }
   return 0;
 }
 
@@ -205,6 +242,7 @@ Registrar reg("info", "Summarise a model: architecture, parameter counts, KV cac
   auto o = std::make_shared<Options>();
   app.add_option("--model", o->model, "Model directory (with config.json) or a config.json file")->required();
   app.add_flag("--json", o->json, "Machine-readable JSON output");
+  app.add_option("--ep", o->ep, "Also show what each rank of an N-rank expert-parallel job holds");
   return [o] { return run_info(*o); };
 });
 

@@ -1,14 +1,26 @@
-// dsv3 serve --model DIR [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--parallel N] [--ctx N] ...
-// An OpenAI-compatible HTTP server (src/server/http_server.h; flags in docs/serving.md).
+// dsv3 serve --model DIR [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--parallel N] [--ctx N] [--ep N] ...
+// An OpenAI-compatible HTTP server (src/server/http_server.h; flags in docs/serving.md). Under mpirun -np N
+// with --ep N rank 0 serves HTTP and the others hold their share of the sequences and experts
+// (cli/dist_flags.h); SIGTERM to rank 0 (its pid is on its start-up line) shuts the whole job down.
 #include "cli/command.h"
+#include "cli/dist_flags.h"
 #include "cli/gen_flags.h"
 #include "server/http_server.h"
 
 namespace dsv3::cli {
 namespace {
 
-using Options = server::ServerOptions;
-int run(const Options& o) { return server::run_server(o); }
+struct Options : server::ServerOptions {
+  DistFlags dist;
+};
+
+int run(const Options& o) {
+  server::ServerOptions so = o;
+  auto job = o.dist.start(so.model_dir, so.model_options);
+  if (job && !job->leads()) return follow(*job, so.model_dir, so.model_options);
+  JobStopper stopper{job};
+  return server::run_server(so);
+}
 
 Registrar reg("serve", "OpenAI-compatible HTTP server (chat/completions, SSE streaming)", [](CLI::App& app) {
   auto o = std::make_shared<Options>();
@@ -29,6 +41,7 @@ Registrar reg("serve", "OpenAI-compatible HTTP server (chat/completions, SSE str
   add_engine_flags(app, o->model_options);
   app.add_option("--prefill-chunk", o->prefill_chunk, "Prompt tokens per engine step (default 512)")
       ->check(CLI::PositiveNumber);
+  o->dist.add_to(app);
   return [o] { return run(*o); };
 });
 

@@ -40,6 +40,12 @@ std::shared_ptr<dist::EpInference> DistFlags::start(const std::string& model_dir
   return job;
 }
 
+void print_placement(const dist::EpInference& job) {
+  std::string line;
+  for (int64_t n : job.placed()) line += " " + std::to_string(n);
+  std::fprintf(stderr, "ep: sequences per rank:%s\n", line.c_str());
+}
+
 int follow(dist::EpInference& job, const std::string& model_dir, const ModelOptions& options) {
   auto model = Model::load(model_dir, options);
   job.follow(*model);

@@ -30,6 +30,9 @@ struct DistFlags {
   std::shared_ptr<dist::EpInference> start(const std::string& model_dir, ModelOptions& options) const;
 };
 
+// --stats under --ep: the sequences each rank held ("ep: sequences per rank: 2 1").
+void print_placement(const dist::EpInference& job);
+
 // A rank ≠ 0: loads the model (its own experts) and runs rank 0's steps until rank 0 stops the job.
 int follow(dist::EpInference& job, const std::string& model_dir, const ModelOptions& options);
 

@@ -99,8 +99,9 @@ struct EpInference::Step {
 struct EpInference::Registry {
   std::mutex mu;
   int64_t next_id = 1;
-  std::vector<int64_t> live[2];   // [kind: main, MTP][rank] live caches
-  std::vector<int64_t> released;  // ids of caches on ranks ≠ 0 destroyed since the last step
+  std::vector<int64_t> live[2];    // [kind: main, MTP][rank] live caches
+  std::vector<int64_t> placed[2];  // [kind][rank] caches ever placed
+  std::vector<int64_t> released;   // ids of caches on ranks ≠ 0 destroyed since the last step
 };
 
 namespace {
@@ -147,7 +148,10 @@ EpInference::EpInference(Comm& world, const ModelConfig& c, EpOptions options)
   groups_ = make_groups(world_, layout);
   load_ = std::make_shared<ExpertLoad>();
   registry_ = std::make_shared<Registry>();
-  for (auto& l : registry_->live) l.assign(size_t(size_), 0);
+  for (int k = 0; k < 2; ++k) {
+    registry_->live[k].assign(size_t(size_), 0);
+    registry_->placed[k].assign(size_t(size_), 0);
+  }
 }
 
 EpInference::~EpInference() = default;
@@ -178,6 +182,11 @@ void EpInference::send_step(const Step& s) {
     world_.send(&len, 1, DType::I64, r, kTagLength);
     world_.send(desc_.data(), desc_.size(), DType::I64, r, kTagStep);
   }
+}
+
+std::vector<int64_t> EpInference::placed(bool mtp) const {
+  std::lock_guard lk(registry_->mu);
+  return registry_->placed[mtp ? 1 : 0];
 }
 
 void EpInference::run_share(Model& model, const Step& s, const std::vector<KvCache*>& caches, const float* hidden_in,
@@ -232,6 +241,7 @@ void EpInference::step(Model& model, const StepCall& call) {
       const int r = int(std::min_element(live.begin(), live.end()) - live.begin());
       ch.cache->set_placement(std::make_unique<Placed>(registry_, registry_->next_id++, r, kind));
       ++registry_->live[kind][size_t(r)];
+      ++registry_->placed[kind][size_t(r)];
     }
     s.released.swap(registry_->released);
   }

@@ -78,6 +78,9 @@ class EpInference final : public ModelParallel {
   // Rank 0, a step of its own: the routed rows each rank computed, from each layer's call `from_call` on.
   LoadReport load_report(int64_t from_call = 0);
 
+  // Rank 0: how many caches of the main model (mtp: of the MTP modules) each rank was given so far.
+  std::vector<int64_t> placed(bool mtp = false) const;
+
   int rank() const { return rank_; }
   int ranks() const { return size_; }
   const EpOptions& options() const { return opt_; }

@@ -39,6 +39,14 @@ void send_error(httplib::Response& res, const ApiError& e) {
   res.set_content(dump(e.to_json()), "application/json");
 }
 
+// SIGINT / SIGTERM are taken by one thread in sigwait (run_server). Threads started before run_server blocked
+// them (MPI's own, under mpirun) may still be handed one: this handler passes it on to the waiting thread.
+std::atomic<bool> g_have_sigwaiter{false};
+pthread_t g_sigwaiter;
+void pass_signal_on(int s) {
+  if (g_have_sigwaiter.load()) pthread_kill(g_sigwaiter, s);
+}
+
 // Constant-time comparison of the presented key.
 bool same_key(const std::string& a, const std::string& b) {
   unsigned char diff = a.size() == b.size() ? 0 : 1;
@@ -372,6 +380,11 @@ int run_server(const ServerOptions& o) {
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  struct sigaction pass {};
+  pass.sa_handler = pass_signal_on;
+  sigemptyset(&pass.sa_mask);
+  sigaction(SIGINT, &pass, nullptr);
+  sigaction(SIGTERM, &pass, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
   Server server(o);
@@ -397,12 +410,15 @@ int run_server(const ServerOptions& o) {
     server.begin_stop();
     svr.stop();
   });
+  g_sigwaiter = sig.native_handle();
+  g_have_sigwaiter = true;
   std::fprintf(stderr, "dsv3 serve: listening on http://%s:%d\n", o.host.c_str(), port);
   std::fflush(stderr);
   const bool ok = svr.listen_after_bind();
   // Wake the signal thread if the server ended for another reason.
   pthread_kill(sig.native_handle(), SIGTERM);
   sig.join();
+  g_have_sigwaiter = false;
   std::fprintf(stderr, "dsv3 serve: stopped\n");
   return ok ? 0 : 1;
 }

@@ -83,6 +83,51 @@ std::vector<std::string> lines(const std::string& path) {
 
 bool have_case(const std::string& c) { return fs::exists(std::string(DSV3_TESTDATA) + "/" + c + "/config.json"); }
 
+// A tiny V3 model with an MTP module, made by `dsv3 init` (16 experts, top-4 in 2 of 4 groups; float32).
+std::string init_model(const std::string& name, const nlohmann::json& changes = nlohmann::json::object()) {
+  const std::string dir = tmp_dir() + "/" + name;
+  if (fs::exists(dir + "/model/config.json")) return dir + "/model";
+  fs::create_directories(dir);
+  nlohmann::json c = {{"vocab_size", 512},
+                      {"hidden_size", 64},
+                      {"intermediate_size", 128},
+                      {"moe_intermediate_size", 32},
+                      {"num_hidden_layers", 3},
+                      {"num_nextn_predict_layers", 1},
+                      {"num_attention_heads", 4},
+                      {"num_key_value_heads", 4},
+                      {"n_shared_experts", 1},
+                      {"n_routed_experts", 16},
+                      {"num_experts_per_tok", 4},
+                      {"n_group", 4},
+                      {"topk_group", 2},
+                      {"routed_scaling_factor", 2.5},
+                      {"scoring_func", "sigmoid"},
+                      {"topk_method", "noaux_tc"},
+                      {"norm_topk_prob", true},
+                      {"first_k_dense_replace", 1},
+                      {"moe_layer_freq", 1},
+                      {"q_lora_rank", 32},
+                      {"kv_lora_rank", 32},
+                      {"qk_nope_head_dim", 16},
+                      {"qk_rope_head_dim", 8},
+                      {"v_head_dim", 16},
+                      {"rope_theta", 10000.0},
+                      {"rms_norm_eps", 1e-6},
+                      {"max_position_embeddings", 4096},
+                      {"tie_word_embeddings", false},
+                      {"bos_token_id", 0},
+                      {"eos_token_id", 1},
+                      {"model_type", "deepseek_v3"},
+                      {"architectures", {"DeepseekV3ForCausalLM"}},
+                      {"torch_dtype", "float32"}};
+  c.update(changes);
+  std::ofstream(dir + "/config.json") << c.dump();
+  const Result r = dsv3("init --config " + dir + "/config.json --out " + dir + "/model --seed 11");
+  EXPECT_EQ(r.status, 0) << r.err;
+  return dir + "/model";
+}
+
 // ---- logits ----------------------------------------------------------------------------------------------------
 
 TEST(EpCli, LogitsOfEveryReferenceCaseOverTwoAndFourRanks) {
@@ -124,6 +169,109 @@ TEST(EpCli, LogitsOfEveryReferenceCaseOverTwoAndFourRanks) {
     }
   }
   if (ran == 0) GTEST_SKIP() << "no reference cases in " << DSV3_TESTDATA;
+}
+
+// ---- generate ----------------------------------------------------------------------------------------------
+
+// The same tokens from one process and from two ranks, for `args` (a generate command line).
+void expect_same_tokens(const std::string& args, const std::string& why) {
+  SCOPED_TRACE(why);
+  const Result one = dsv3(args);
+  ASSERT_EQ(one.status, 0) << one.err;
+  const Result two = mpi(2, args + " --ep 2 --stats");
+  ASSERT_EQ(two.status, 0) << two.err;
+  EXPECT_FALSE(one.out.empty());
+  EXPECT_EQ(two.out, one.out);
+  EXPECT_NE(two.err.find("ep: sequences per rank:"), std::string::npos) << two.err;
+}
+
+TEST(EpCli, GenerateGivesTheTokensOfOneProcess) {
+  std::vector<std::string> models = {init_model("gen")};
+  if (have_case("v3_mtp")) models.push_back(std::string(DSV3_TESTDATA) + "/v3_mtp");
+  for (const std::string& m : models) {
+    SCOPED_TRACE(m);
+    const std::string greedy = "generate --model " + m + " --ids '0 5 9 33 7' -n 24 --temp 0 --print-ids --ignore-eos";
+    expect_same_tokens(greedy, "greedy");
+    for (int depth : {1, 3}) expect_same_tokens(greedy + " --spec mtp --draft " + std::to_string(depth), "MTP draft");
+    // Several sequences in flight (continuous batching), placed on both ranks: greedy, and seeded sampling
+    // so that the sequences differ.
+    expect_same_tokens(greedy + " --batch 3", "batch greedy");
+    const std::string sampled =
+        "generate --model " + m + " --ids '0 5 9 33 7' -n 24 --temp 0.9 --seed 7 --print-ids --ignore-eos --batch 4";
+    expect_same_tokens(sampled, "batch sampled");
+    expect_same_tokens(sampled + " --spec mtp --draft 2", "batch sampled, MTP");
+    const Result two = mpi(2, sampled + " --ep 2 --stats");
+    EXPECT_NE(two.err.find("ep: sequences per rank: 2 2"), std::string::npos) << two.err;
+  }
+}
+
+// ---- info --------------------------------------------------------------------------------------------------
+
+TEST(EpCli, InfoShowsWhatEachRankHolds) {
+  if (!have_case("v3_mtp")) GTEST_SKIP() << "no " << DSV3_TESTDATA << "/v3_mtp";
+  const std::string m = std::string(DSV3_TESTDATA) + "/v3_mtp";
+  const Result r = dsv3("info --model " + m + " --ep 4");
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (const char* s : {"expert parallel --ep 4", "rank 0   experts       0-3", "rank 3   experts     12-15",
+                        "stored sizes", "bytes fp32 per token of a sequence"})
+    EXPECT_NE(r.out.find(s), std::string::npos) << s << " not in:\n" << r.out;
+  const Result j = dsv3("info --json --model " + m + " --ep 2");
+  ASSERT_EQ(j.status, 0) << j.err;
+  const auto js = nlohmann::json::parse(j.out);
+  const auto& per = js["ep"]["per_rank"];
+  ASSERT_EQ(per.size(), 2u);
+  EXPECT_EQ(per[0]["replicated_bytes"], per[1]["replicated_bytes"]);
+  // Replicated + every rank's experts = the checkpoint's bytes.
+  const uint64_t all = per[0]["replicated_bytes"].get<uint64_t>() + per[0]["routed_bytes"].get<uint64_t>() +
+                       per[1]["routed_bytes"].get<uint64_t>();
+  EXPECT_EQ(all, js["weights"]["bytes"].get<uint64_t>());
+  EXPECT_EQ(per[1]["experts"][0], 8);
+  EXPECT_EQ(per[1]["experts"][1], 16);
+  // A config alone: the sizes the config implies (DeepSeek-V3: FP8 experts over 8 ranks).
+  const Result v3 = dsv3("info --model " + std::string(DSV3_TEST_SRC) + "/data/deepseek_v3_config.json --ep 8");
+  ASSERT_EQ(v3.status, 0) << v3.err;
+  EXPECT_NE(v3.out.find("config-implied sizes"), std::string::npos) << v3.out;
+  EXPECT_NE(v3.out.find("rank 7   experts   224-255"), std::string::npos) << v3.out;
+}
+
+// ---- refusals and failures -----------------------------------------------------------------------------------
+
+TEST(EpCli, BadEpIsRefusedNamingTheFlag) {
+  const std::string m = init_model("gen");
+  const std::string run = "logits --model " + m + " --ids '1 2 3' --out " + tmp_dir() + "/bad.f32";
+  auto expect_refused = [](const Result& r, const std::string& what, const char* why) {
+    EXPECT_NE(r.status, 0) << why;
+    EXPECT_NE(r.err.find("--ep"), std::string::npos) << why << ": " << r.err;
+    EXPECT_NE(r.err.find(what), std::string::npos) << why << ": " << r.err;
+  };
+  expect_refused(dsv3(run + " --ep 2"), "must equal the job's 1 rank", "--ep 2 without mpirun");
+  expect_refused(mpi(2, run + " --ep 4"), "must equal the job's 2 ranks", "--ep 4 on 2 ranks");
+  expect_refused(mpi(2, run), "give --ep 2", "mpirun without --ep");
+  expect_refused(dsv3("info --model " + m + " --ep 32"), "more EP ranks than the model's 16 routed experts",
+                 "more ranks than experts");
+  const std::string few = init_model(
+      "few_experts", {{"n_routed_experts", 2}, {"num_experts_per_tok", 1}, {"n_group", 1}, {"topk_group", 1}});
+  expect_refused(mpi(4, "logits --model " + few + " --ids '1 2' --out " + tmp_dir() + "/few.f32 --ep 4"),
+                 "more EP ranks than the model's 2 routed experts", "4 ranks, 2 experts");
+  const std::string dense = init_model("dense", {{"n_routed_experts", 0}});
+  expect_refused(mpi(2, "logits --model " + dense + " --ids '1 2' --out " + tmp_dir() + "/dense.f32 --ep 2"),
+                 "no routed experts", "dense model");
+  const Result red = mpi(2, run + " --ep 2 --redundant-experts 17");
+  EXPECT_NE(red.status, 0);
+  EXPECT_NE(red.err.find("--redundant-experts 17"), std::string::npos) << red.err;
+}
+
+TEST(EpCli, AFailingRankEndsTheJobNamingItself) {
+  const std::string m = init_model("gen");
+  // MPMD: rank 1 is given a model directory that does not exist; rank 0 a good one. The job must end (no
+  // rank left waiting for the other), fail, and say which rank failed.
+  const std::string args = " logits --ids '1 2 3' --out " + tmp_dir() + "/fail.f32 --ep 2";
+  const Result r = sh(std::string(DSV3_MPIRUN) + " -np 1 " + DSV3_BIN + " " + args + " --model " + m + " : -np 1 " +
+                      DSV3_BIN + args + " --model " + tmp_dir() + "/no_such_model");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("[rank 1/2]"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("no_such_model"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(tmp_dir() + "/fail.f32"));
 }
 
 TEST(EpCli, V32CasesNeedDsaSupport) {

@@ -3,8 +3,10 @@
 // that disconnects freeing its slot, overload → 503 — and (2) by the official `openai` npm package
 // (tests/runtime/server_client.mjs) and a reduced run of bench/load_test.mjs. The Node parts are skipped
 // when node/npm are absent or the package cannot be installed (no network); npm installs into the build
-// tree (<build>/node_client, once).
+// tree (<build>/node_client, once). The official client's checks also run against `mpirun -np 2 dsv3 serve
+// --ep 2` (DSV3_MPIRUN): rank 0 serves, the sequences and experts are spread over both ranks.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -53,17 +55,26 @@ int shell(const std::string& cmd, std::string* out = nullptr) {
 
 class ServerProcess {
  public:
-  // Starts `dsv3 serve ARGS --port 0` and waits for its "listening on" line.
-  bool start(const std::vector<std::string>& args, std::string* why) {
+  // Starts `dsv3 serve ARGS --port 0` and waits for its "listening on" line. ranks > 1: under
+  // `DSV3_MPIRUN -np ranks` (ARGS then carry --ep); SIGTERM then goes to rank 0, which stops the job.
+  bool start(const std::vector<std::string>& args, std::string* why, int ranks = 1) {
     log_ = temp_dir("serve_logs") + "/serve_" + std::to_string(counter_++) + ".log";
     pid_ = ::fork();
     if (pid_ == 0) {
       FILE* f = std::freopen(log_.c_str(), "w", stderr);
       (void)f;
       ::dup2(STDERR_FILENO, STDOUT_FILENO);
+      const int null_in = ::open("/dev/null", O_RDONLY);  // mpirun forwards stdin
+      ::dup2(null_in, STDIN_FILENO);
       std::vector<std::string> all = {DSV3_BIN, "serve"};
       all.insert(all.end(), args.begin(), args.end());
       all.insert(all.end(), {"--port", "0", "--host", "127.0.0.1"});
+      if (ranks > 1) {
+        std::string cmd = "exec " + std::string(DSV3_MPIRUN) + " -np " + std::to_string(ranks);
+        for (auto& a : all) cmd += " '" + a + "'";
+        ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+        ::_exit(127);
+      }
       std::vector<char*> argv;
       for (auto& a : all) argv.push_back(a.data());
       argv.push_back(nullptr);
@@ -71,11 +82,20 @@ class ServerProcess {
       ::_exit(127);
     }
     const std::regex re("listening on http://127\\.0\\.0\\.1:(\\d+)");
+    const std::regex rank0("EP rank 0,[^;]*; pid (\\d+)");  // rank 0's start-up line (cli/dist_flags.h)
     for (int i = 0; i < 600; ++i) {
       std::smatch m;
       const std::string log = read_file(log_);
       if (std::regex_search(log, m, re)) {
         port_ = std::stoi(m[1]);
+        if (ranks > 1) {
+          std::smatch p;
+          if (!std::regex_search(log, p, rank0)) {
+            *why = "no rank 0 start-up line with its pid: " + log;
+            return false;
+          }
+          rank0_ = pid_t(std::stol(p[1]));
+        }
         return true;
       }
       int st = 0;
@@ -93,7 +113,7 @@ class ServerProcess {
   // SIGTERM, and the exit status (0 = a clean shutdown).
   int stop() {
     if (pid_ <= 0) return -1;
-    ::kill(pid_, SIGTERM);
+    ::kill(rank0_ > 0 ? rank0_ : pid_, SIGTERM);
     int st = 0;
     for (int i = 0; i < 200; ++i) {
       if (::waitpid(pid_, &st, WNOHANG) == pid_) {
@@ -113,7 +133,7 @@ class ServerProcess {
 
  private:
   static inline int counter_ = 0;
-  pid_t pid_ = -1;
+  pid_t pid_ = -1, rank0_ = -1;
   int port_ = 0;
   std::string log_;
 };
@@ -360,6 +380,33 @@ TEST_F(ServerTest, OfficialOpenAIClient) {
       EXPECT_GT(metric(s.port(), "dsv3_spec_draft_tokens_total"), 0);
     }
     EXPECT_EQ(s.stop(), 0);
+  }
+}
+
+TEST_F(ServerTest, OfficialOpenAIClientOverTwoRanks) {
+  const std::string d = node_dir();
+  if (d.empty()) GTEST_SKIP() << "node client unavailable";
+  fs::copy_file(std::string(DSV3_TEST_SRC) + "/runtime/server_client.mjs", d + "/server_client.mjs",
+                fs::copy_options::overwrite_existing);
+  for (const char* spec : {"none", "mtp"}) {
+    SCOPED_TRACE(spec);
+    ServerProcess s;
+    std::string why;
+    ASSERT_TRUE(s.start({"--model", model_dir_, "--api-key", kKey, "--ctx", "512", "--parallel", "4", "--spec", spec,
+                         "--draft", "2", "--ep", "2"},
+                        &why, /*ranks=*/2))
+        << why;
+    std::string out;
+    const int rc = shell(
+        "cd '" + d + "' && node server_client.mjs http://127.0.0.1:" + std::to_string(s.port()) + "/v1 " + kKey, &out);
+    EXPECT_EQ(rc, 0) << out << "\nserver log:\n" << s.log();
+    EXPECT_NE(out.find("checks passed"), std::string::npos) << out;
+    if (std::string(spec) == "mtp") {
+      EXPECT_GT(metric(s.port(), "dsv3_spec_draft_tokens_total"), 0);
+    }
+    const std::string log = s.log();
+    EXPECT_NE(log.find("EP rank 1, experts 8-15 of 16"), std::string::npos) << log;
+    EXPECT_EQ(s.stop(), 0) << s.log();  // SIGTERM to rank 0 ends both ranks cleanly
   }
 }
 
