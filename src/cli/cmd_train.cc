@@ -1,11 +1,14 @@
 // dsv3 train --config TRAIN.json --data DIR --out RUNDIR [--resume] [--max-minutes M] [--steps N]
 //            [--stop-at S] [--no-progress] [--precision fp32|bf16|fp8]
-// Trains a DeepSeek-V3-family model from scratch on prepared token shards (docs/training.md).
+// mpirun -np N dsv3 train ... [--dp D] [--ep E] [--bucket-mb MB]          (N = D·E)
+// Trains a DeepSeek-V3-family model from scratch on prepared token shards (docs/training.md); under mpirun
+// data- and expert-parallel (docs/scale-out-training-dp.md).
 #include <fmt/format.h>
 
 #include <cstdio>
 
 #include "cli/command.h"
+#include "dist/world.h"
 #include "train/trainer.h"
 
 namespace dsv3::cli {
@@ -13,6 +16,7 @@ namespace {
 
 int run(const train::RunOptions& o) {
   const train::TrainSummary s = train::run_training(o);
+  if (dist::world().rank() != 0) return 0;
   std::printf("%s: step %lld/%lld, train loss %.4f, val loss %s, %.0f tokens/s, %.1f s%s\n", o.out.c_str(),
               (long long)s.step, (long long)s.total_steps, s.train_loss,
               s.val_loss >= 0 ? fmt::format("{:.4f}", s.val_loss).c_str() : "n/a", s.tokens_per_s, s.seconds,
@@ -35,6 +39,12 @@ Registrar reg("train", "Train a model on prepared data (checkpoints, metrics, ex
                  "Linear layers in fp32 (default), bf16, or fp8 (DeepSeek-V3's fine-grained FP8 recipe, emulated; "
                  "docs/fp8.md); overrides training.precision")
       ->check(CLI::IsMember({"fp32", "bf16", "fp8"}));
+  app.add_option("--dp", o->dp,
+                 "Data-parallel replicas under mpirun (default: the job's ranks / --ep); each rank runs "
+                 "batch_seqs / ranks of every step's sequences");
+  app.add_option("--ep", o->ep, "Expert-parallel ranks per replica under mpirun (routed experts split over them)");
+  app.add_option("--bucket-mb", o->bucket_mb,
+                 "Gradient all-reduce bucket size in MiB (buckets start while the backward runs)");
   auto np = std::make_shared<bool>(false);
   app.add_flag("--no-progress", *np, "No progress line on stderr");
   return [o, np] {

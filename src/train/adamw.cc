@@ -13,15 +13,19 @@ bool decays(WeightRole r) {
   return r == WeightRole::Linear || r == WeightRole::Gate || r == WeightRole::Embedding || r == WeightRole::Head;
 }
 
-AdamW::AdamW(const Params& params, const AdamWOptions& o) : o_(o) {
+AdamW::AdamW(const Params& params, const AdamWOptions& o, const std::vector<char>& held) : o_(o) {
   if (!(o.beta1 >= 0 && o.beta1 < 1)) fail("adamw: beta1 must lie in [0, 1), got {}", o.beta1);
   if (!(o.beta2 >= 0 && o.beta2 < 1)) fail("adamw: beta2 must lie in [0, 1), got {}", o.beta2);
   if (!(o.eps > 0)) fail("adamw: eps must be positive, got {}", o.eps);
   if (!(o.weight_decay >= 0)) fail("adamw: weight_decay must not be negative, got {}", o.weight_decay);
+  if (!held.empty() && held.size() != params.size())
+    fail("adamw: {} ownership flags for {} tensors", held.size(), params.size());
   m_.resize(params.size());
   v_.resize(params.size());
+  held_.assign(params.size(), 0);
   for (size_t i = 0; i < params.size(); ++i) {
-    if (!trainable(params.specs()[i].role)) continue;
+    if (!trainable(params.specs()[i].role) || (!held.empty() && !held[i])) continue;
+    held_[i] = 1;
     m_[i].assign(params.value(i).size(), 0.0f);
     v_[i].assign(params.value(i).size(), 0.0f);
   }
@@ -34,7 +38,7 @@ void AdamW::step(Params& params, const Params& grads, double lr) {
   const double step_size = lr / bc1, inv_sqrt_bc2 = 1.0 / std::sqrt(bc2), eps = o_.eps;
   for (size_t i = 0; i < params.size(); ++i) {
     const WeightRole role = params.specs()[i].role;
-    if (!trainable(role)) continue;
+    if (!held_[i]) continue;
     const double keep = decays(role) ? 1.0 - lr * o_.weight_decay : 1.0;
     float* p = params.value(i).data();
     const float* g = grads.value(i).data();
@@ -59,13 +63,19 @@ void AdamW::step(Params& params, const Params& grads, double lr) {
   }
 }
 
-double grad_global_norm(const Params& grads) {
+int64_t AdamW::state_bytes() const {
+  int64_t n = 0;
+  for (size_t i = 0; i < m_.size(); ++i) n += int64_t(m_[i].size() + v_[i].size()) * int64_t(sizeof(float));
+  return n;
+}
+
+double grad_sq_sum(const Params& grads, const std::vector<char>& only) {
   // Fixed-size blocks summed in parallel, then the partial sums serially: the same bits for any thread count.
   constexpr int64_t kBlock = 16384;
   double total = 0.0;
   std::vector<double> part;
   for (size_t i = 0; i < grads.size(); ++i) {
-    if (!trainable(grads.specs()[i].role)) continue;
+    if (!trainable(grads.specs()[i].role) || (!only.empty() && !only[i])) continue;
     const float* g = grads.value(i).data();
     const int64_t n = int64_t(grads.value(i).size()), nb = (n + kBlock - 1) / kBlock;
     part.assign(size_t(nb), 0.0);
@@ -77,7 +87,16 @@ double grad_global_norm(const Params& grads) {
     }
     for (double s : part) total += s;
   }
-  return std::sqrt(total);
+  return total;
+}
+
+double grad_global_norm(const Params& grads) { return std::sqrt(grad_sq_sum(grads)); }
+
+void scale_grads(Params& grads, float c, const std::vector<char>& only) {
+  for (size_t i = 0; i < grads.size(); ++i) {
+    if (!trainable(grads.specs()[i].role) || (!only.empty() && !only[i])) continue;
+    for (float& g : grads.value(i)) g *= c;
+  }
 }
 
 double clip_grad_norm(Params& grads, double max_norm) {
@@ -85,11 +104,7 @@ double clip_grad_norm(Params& grads, double max_norm) {
   if (max_norm <= 0) return norm;
   const double coef = max_norm / (norm + 1e-6);
   if (coef >= 1.0) return norm;
-  const float c = float(coef);
-  for (size_t i = 0; i < grads.size(); ++i) {
-    if (!trainable(grads.specs()[i].role)) continue;
-    for (float& g : grads.value(i)) g *= c;
-  }
+  scale_grads(grads, float(coef));
   return norm;
 }
 

@@ -34,15 +34,21 @@ bool decays(WeightRole r);
 
 class AdamW {
  public:
-  AdamW(const Params& params, const AdamWOptions& o);
+  // held: per tensor of params, whether this optimizer keeps its moments and updates it (ZeRO-1: the tensors
+  // this rank owns, train/data_parallel.h); empty = every trainable tensor.
+  AdamW(const Params& params, const AdamWOptions& o, const std::vector<char>& held = {});
 
-  // One update with learning rate `lr`; increments steps().
+  // One update with learning rate `lr` of the held tensors (the others are left alone); increments steps().
   void step(Params& params, const Params& grads, double lr);
+  // Whether tensor i's moments are here.
+  bool holds(size_t i) const { return held_[i] != 0; }
+  // Bytes of the moments held here (2 × 4 per element).
+  int64_t state_bytes() const;
 
   const AdamWOptions& options() const { return o_; }
   int64_t steps() const { return t_; }
   void set_steps(int64_t t) { t_ = t; }
-  // First / second moments, same layout as Params (empty vectors for tensors that are not trainable).
+  // First / second moments, same layout as Params (empty vectors for tensors not trainable or not held).
   std::vector<float>& exp_avg(size_t i) { return m_[i]; }
   std::vector<float>& exp_avg_sq(size_t i) { return v_[i]; }
   const std::vector<float>& exp_avg(size_t i) const { return m_[i]; }
@@ -51,11 +57,16 @@ class AdamW {
  private:
   AdamWOptions o_;
   int64_t t_ = 0;
+  std::vector<char> held_;
   std::vector<std::vector<float>> m_, v_;
 };
 
 // √Σ g² over the trainable tensors, in double, summed in a fixed order (independent of the thread count).
 double grad_global_norm(const Params& grads);
+// Σ g² (before the square root) over the trainable tensors with only[i] set (all when empty), same order.
+double grad_sq_sum(const Params& grads, const std::vector<char>& only = {});
+// g ← c · g for the trainable tensors with only[i] set (all when empty).
+void scale_grads(Params& grads, float c, const std::vector<char>& only = {});
 
 // torch.nn.utils.clip_grad_norm_: when the global norm exceeds max_norm, every gradient is multiplied by
 // max_norm / (norm + 1e-6). Returns the norm before clipping. max_norm ≤ 0 disables clipping.

@@ -1,6 +1,7 @@
 #include "train/param_io.h"
 
 #include <cstring>
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 
@@ -73,6 +74,25 @@ void save_params(const std::string& dir, const ModelConfig& c, const Params& p, 
   w.reserve(p.size());
   for (size_t i = 0; i < p.size(); ++i) w.emplace_back(p.specs()[i], p.value(i));
   write_model_dir(dir, c, encode_for_storage(w, dtype), dtype);
+}
+
+uint64_t save_params_file(const std::string& path, const Params& p, const std::vector<char>& only) {
+  std::vector<io::TensorToWrite> w;
+  uint64_t bytes = 0;
+  for (size_t i = 0; i < p.size(); ++i) {
+    if (!only.empty() && !only[i]) continue;
+    const WeightSpec& s = p.specs()[i];
+    w.push_back({s.name, DType::F32, s.shape, p.value(i).data()});
+    bytes += uint64_t(p.value(i).size()) * sizeof(float);
+  }
+  io::write_safetensors(path, w);
+  return bytes;
+}
+
+void save_config_json(const std::string& dir, ModelConfig c) {
+  c.fp8 = false;
+  c.torch_dtype = "float32";
+  io::write_file_atomic(dir + "/config.json", c.raw_json().dump(2) + "\n");
 }
 
 }  // namespace dsv3::train

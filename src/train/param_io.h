@@ -8,7 +8,9 @@
 //                4 GiB), atomically per file. F32 storage round-trips exactly through load_params.
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "io/safetensors.h"
 #include "model/config.h"
@@ -24,5 +26,11 @@ Params load_params(const std::string& dir);  // config.json + checkpoint of a mo
 
 // dtype: F32 (exact, the default), BF16 (matrices rounded to nearest even; norms and biases stay F32) or FP8.
 void save_params(const std::string& dir, const ModelConfig& c, const Params& p, InitDType dtype = InitDType::F32);
+
+// One float32 safetensors file (atomic) of the tensors of p with only[i] set (all when empty): a shard of a
+// distributed checkpoint. Returns the bytes of tensor data written.
+uint64_t save_params_file(const std::string& path, const Params& p, const std::vector<char>& only = {});
+// The config.json save_params writes beside float32 tensors (torch_dtype float32, no quantization_config).
+void save_config_json(const std::string& dir, ModelConfig c);
 
 }  // namespace dsv3::train

@@ -8,9 +8,12 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 
 #include "core/error.h"
+#include "dist/layout.h"
+#include "dist/world.h"
 #include "io/dataset.h"
 #include "io/safetensors.h"
 #include "io/tokenizer.h"
@@ -18,6 +21,8 @@
 #include "train/adamw.h"
 #include "train/balance.h"
 #include "train/checkpoint.h"
+#include "train/data_parallel.h"
+#include "train/expert_parallel.h"
 #include "train/params.h"
 #include "train/schedule.h"
 #include "train/step.h"
@@ -110,25 +115,37 @@ struct EvalResult {
 
 class Trainer {
  public:
-  explicit Trainer(const RunOptions& o) : o_(o) {}
+  explicit Trainer(const RunOptions& o) : o_(o), world_(dist::world()), lead_(world_.rank() == 0) {}
   TrainSummary run();
 
  private:
   void setup();
+  void setup_layout();
   void fit_steps_to_budget(double budget_s);
   EvalResult eval(int64_t step);
   LossOptions loss_options(int64_t step) const;
   void log(const nlohmann::json& j);
   void checkpoint();
   void show_progress(bool force, double loss, double main_ce);
+  const ExpertParallel* ep() const { return ep_ ? &*ep_ : nullptr; }
+  // This rank's contiguous share [first, first + count) of a global batch of B sequences.
+  std::pair<int64_t, int64_t> share(int64_t B) const {
+    const int64_t N = world_.size(), r = world_.rank();
+    return {B * r / N, B * (r + 1) / N - B * r / N};
+  }
 
   RunOptions o_;
+  dist::Comm& world_;
+  const bool lead_;  // world rank 0: metrics, summary, progress, the run directory's files
   Clock::time_point t0_ = Clock::now();
   TrainSpec spec_;
   io::DatasetManifest data_;
   std::unique_ptr<io::TokenStream> train_stream_, val_stream_;
   std::unique_ptr<io::SequenceLoader> loader_, val_loader_;
+  dist::Groups groups_;
+  std::optional<ExpertParallel> ep_;  // --ep > 1
   std::unique_ptr<Params> params_, grads_;
+  std::unique_ptr<DataParallel> dp_;
   std::unique_ptr<AdamW> opt_;
   TrainerState st_;
   LrSchedule lr_;
@@ -144,6 +161,28 @@ class Trainer {
   std::vector<double> recent_loss_;
   double last_val_ = -1;
 };
+
+// The rank layout (--dp × --ep over the job's ranks), its communicators, and what the batch must satisfy to
+// be split over the ranks by sequences.
+void Trainer::setup_layout() {
+  const ModelConfig& c = spec_.model;
+  const TrainOptions& t = spec_.train;
+  const dist::Layout layout = dist::make_layout(world_.size(), o_.dp, o_.ep, c.n_routed_experts);
+  groups_ = dist::make_groups(world_, layout);
+  if (layout.ep > 1) ep_ = ExpertParallel::make(c, *groups_.ep);
+  const int64_t N = layout.ranks();
+  if (N == 1) return;
+  const std::string flags = fmt::format("--dp {} × --ep {}", layout.dp, layout.ep);
+  if (t.batch_seqs % N != 0)
+    fail(
+        "training.batch_seqs {} does not split over the {} ranks of {}: each rank runs an equal share of the "
+        "batch's sequences (give a multiple of {}, or other --dp / --ep)",
+        t.batch_seqs, N, flags, N);
+  if (t.batch_seqs_start > 0 && t.batch_seqs_start < N)
+    fail("training.batch_seqs_start {} is fewer sequences than the {} ranks of {}: every rank needs at least one",
+         t.batch_seqs_start, N, flags);
+  if (o_.bucket_mb <= 0) fail("--bucket-mb {}: must be positive", o_.bucket_mb);
+}
 
 void Trainer::setup() {
   if (o_.out.empty()) fail("no --out run directory");
@@ -183,32 +222,40 @@ void Trainer::setup() {
   }
   if (o_.max_minutes >= 0) t.time_budget_minutes = o_.max_minutes;
   budget_s_ = t.time_budget_minutes * 60.0;
+  setup_layout();
+  // Every rank has checked the run directory before rank 0 writes into it.
+  world_.barrier();
 
-  // Data.
+  // Data: every rank reads the same stream in the same order (the single-process one) and takes its share.
   train_stream_ = std::make_unique<io::TokenStream>(io::TokenStream::open(data_, "train"));
   loader_ = std::make_unique<io::SequenceLoader>(*train_stream_, t.seq_len, t.seed, true);
   if (data_.val_tokens >= 2 * t.seq_len) {
     val_stream_ = std::make_unique<io::TokenStream>(io::TokenStream::open(data_, "val"));
     val_loader_ = std::make_unique<io::SequenceLoader>(*val_stream_, t.seq_len, t.seed, false);
-  } else {
+  } else if (lead_) {
     std::fprintf(stderr, "note: %s has %lld validation tokens, fewer than two sequences of %lld: no validation\n",
                  o_.data.c_str(), (long long)data_.val_tokens, (long long)t.seq_len);
   }
   files_ = tokenizer_files(data_, spec_.model.max_position_embeddings);
 
-  // Model, optimizer, state.
+  // Model, optimizer, state: this rank's tensors (its EP rank's routed experts), its ZeRO-1 moments.
   const ModelConfig& c = spec_.model;
-  params_ = std::make_unique<Params>(c);
-  grads_ = std::make_unique<Params>(c);
-  opt_ = std::make_unique<AdamW>(*params_, AdamWOptions{.beta1 = t.beta1,
-                                                        .beta2 = t.beta2,
-                                                        .eps = t.eps,
-                                                        .weight_decay = t.weight_decay,
-                                                        .bf16_moments = t.precision != Precision::FP32});
+  const SchemaScope scope = ep_ ? ep_->scope : SchemaScope{};
+  params_ = std::make_unique<Params>(c, scope);
+  grads_ = std::make_unique<Params>(c, scope);
+  dp_ = std::make_unique<DataParallel>(c, world_, groups_, *params_, *grads_,
+                                       DataParallelOptions{.bucket_bytes = size_t(o_.bucket_mb * double(1 << 20))});
+  opt_ = std::make_unique<AdamW>(*params_,
+                                 AdamWOptions{.beta1 = t.beta1,
+                                              .beta2 = t.beta2,
+                                              .eps = t.eps,
+                                              .weight_decay = t.weight_decay,
+                                              .bf16_moments = t.precision != Precision::FP32},
+                                 dp_->owned());
   ramp_ = {.start = t.batch_seqs_start > 0 ? t.batch_seqs_start : t.batch_seqs,
            .end = t.batch_seqs,
            .ramp_tokens = t.batch_seqs_start > 0 ? t.batch_ramp_tokens : 0};
-  fs::create_directories(o_.out);
+  if (lead_) fs::create_directories(o_.out);
   if (o_.resume) {
     st_ = load_checkpoint(ckpt, c, *params_, *opt_);
     if (st_.tokenizer_sha256 != data_.tokenizer_sha256 || st_.train_tokens != data_.train_tokens)
@@ -216,19 +263,27 @@ void Trainer::setup() {
     if (o_.steps > 0 && o_.steps != st_.total_steps)
       fail("--resume: --steps {} differs from the run's schedule of {} steps", o_.steps, st_.total_steps);
     loader_->seek(st_.data);
-    truncate_metrics(metrics_path, st_.step);
+    if (lead_) truncate_metrics(metrics_path, st_.step);
     elapsed_at_start_ = st_.elapsed_s;
-    std::fprintf(stderr, "resuming %s at step %lld/%lld\n", ckpt.c_str(), (long long)st_.step,
-                 (long long)st_.total_steps);
+    if (lead_)
+      std::fprintf(stderr, "resuming %s at step %lld/%lld%s\n", ckpt.c_str(), (long long)st_.step,
+                   (long long)st_.total_steps,
+                   st_.dp != groups_.layout.dp || st_.ep != groups_.layout.ep
+                       ? fmt::format(" (written by dp {} × ep {})", st_.dp, st_.ep).c_str()
+                       : "");
   } else {
     const auto init = init_weights_f32(c, {.seed = t.seed, .std = t.init_std, .dtype = InitDType::F32});
-    if (init.size() != params_->size())
-      fail("internal: init produced {} tensors for {} params", init.size(), params_->size());
-    for (size_t i = 0; i < init.size(); ++i) {
-      if (init[i].first.name != params_->specs()[i].name)
-        fail("internal: init order differs at {}", init[i].first.name);
-      std::copy(init[i].second.begin(), init[i].second.end(), params_->value(i).begin());
+    size_t copied = 0;
+    for (const auto& [spec, values] : init) {
+      if (spec.optional || (spec.expert >= 0 && !scope.has(spec.expert))) continue;
+      std::vector<float>& dst = params_->value(params_->index(spec.name));
+      if (dst.size() != values.size())
+        fail("internal: init of {} has {} values for {}", spec.name, values.size(), dst.size());
+      std::copy(values.begin(), values.end(), dst.begin());
+      ++copied;
     }
+    if (copied != params_->size())
+      fail("internal: init produced {} of this rank's {} tensors", copied, params_->size());
     st_.seed = t.seed;
     st_.tokenizer_sha256 = data_.tokenizer_sha256;
     st_.train_tokens = data_.train_tokens;
@@ -241,56 +296,79 @@ void Trainer::setup() {
             o_.config);
       fit_steps_to_budget(budget_s_);
     }
-    io::write_file_atomic(o_.out + "/train_config.json", spec_.raw.dump(2) + "\n");
+    if (lead_) io::write_file_atomic(o_.out + "/train_config.json", spec_.raw.dump(2) + "\n");
   }
+  st_.dp = groups_.layout.dp;
+  st_.ep = groups_.layout.ep;
   lr_ = t.lr.resolve(st_.total_steps);
-  metrics_.open(metrics_path, std::ios::app);
-  if (!metrics_) fail("{}: cannot open for writing", metrics_path);
-  const ParamCounts pc = count_params(c);
-  std::fprintf(stderr,
-               "model: %.2fM parameters (%.2fM activated per token, MTP %.2fM); %lld steps of %lld×%lld tokens "
-               "(%s balance, %s linear layers), lr %.2g→%.2g\n",
-               pc.total_main / 1e6, pc.activated / 1e6, pc.mtp / 1e6, (long long)st_.total_steps,
-               (long long)t.batch_seqs, (long long)t.seq_len, balance_mode_name(t.balance), precision_name(t.precision),
-               lr_.lr, lr_.min_lr);
+  if (lead_) {
+    metrics_.open(metrics_path, std::ios::app);
+    if (!metrics_) fail("{}: cannot open for writing", metrics_path);
+    const ParamCounts pc = count_params(c);
+    std::fprintf(stderr,
+                 "model: %.2fM parameters (%.2fM activated per token, MTP %.2fM); %lld steps of %lld×%lld tokens "
+                 "(%s balance, %s linear layers), lr %.2g→%.2g\n",
+                 pc.total_main / 1e6, pc.activated / 1e6, pc.mtp / 1e6, (long long)st_.total_steps,
+                 (long long)t.batch_seqs, (long long)t.seq_len, balance_mode_name(t.balance),
+                 precision_name(t.precision), lr_.lr, lr_.min_lr);
+  }
+  if (world_.size() > 1) {
+    // The layout and each rank's share, printed by rank 0 in rank order.
+    int64_t unsharded = 0;
+    for (size_t i = 0; i < params_->size(); ++i)
+      if (trainable(params_->specs()[i].role)) unsharded += 2 * int64_t(params_->value(i).size() * sizeof(float));
+    const std::string line = dist::describe(groups_, world_, c.n_routed_experts) + "; " +
+                             dp_->describe_partition(opt_->state_bytes(), unsharded) +
+                             fmt::format("; {} sequences per step", share(t.batch_seqs).second);
+    const std::vector<std::string> lines = dist::allgather_bytes(world_, line);
+    if (lead_)
+      for (const std::string& l : lines) std::fprintf(stderr, "%s\n", l.c_str());
+  }
 }
 
 void Trainer::fit_steps_to_budget(double budget_s) {
   // Time a few full micro-batches on a separate loader (the run's data position is untouched), then take
   // the most steps whose estimated cost — training tokens plus validation passes (forward only, ~⅓ of a
-  // training token) — fits 95% of the budget.
+  // training token) — fits 95% of the budget. Several ranks: each times its own micro-batch (collectively
+  // under EP), the slowest rank's time counts, and rank 0 decides (its clock) for everyone.
   const TrainOptions& t = spec_.train;
+  const int64_t N = world_.size();
   io::SequenceLoader probe(*train_stream_, t.seq_len, t.seed ^ 0x5eed, true);
-  const int64_t mb = t.micro_batch();
+  const int64_t per_rank = share(t.batch_seqs).second;
+  const int64_t K = std::min(t.grad_accum, t.batch_seqs / N);
+  const int64_t mb = N == 1 ? t.micro_batch() : (per_rank + K - 1) / K;
   std::vector<int32_t> buf(size_t(mb * t.seq_len));
   double secs = 0;
   for (int k = 0; k < 3; ++k) {
     probe.next(mb, buf.data());
     const auto t1 = Clock::now();
-    forward_backward(spec_.model, *params_, buf.data(), mb, t.seq_len, loss_options(0), *grads_, 1.0f);
+    forward_backward(spec_.model, *params_, buf.data(), mb, t.seq_len, loss_options(0), *grads_, 1.0f, ep());
     if (k > 0) secs += seconds_since(t1);
   }
   zero(*grads_);
+  if (N > 1) secs = world_.allreduce_one(secs, dist::ReduceOp::Max);
   const double spt = secs / double(2 * mb * t.seq_len) * 1.08;  // + optimizer, clip, bookkeeping
   const double avail = budget_s * 0.95 - seconds_since(t0_);
-  const int64_t eval_tokens = val_loader_ ? t.eval_batches * mb * t.seq_len : 0;
+  const int64_t eval_tokens = val_loader_ ? (t.eval_batches * mb * t.seq_len) : 0;  // per rank
   double cost = 0;
   int64_t tokens = 0, n = 0;
   for (;;) {
     const int64_t B = ramp_.at(tokens);
-    const double step_cost = double(B * t.seq_len) * spt;
+    const double step_cost = double((B + N - 1) / N * t.seq_len) * spt;
     const int64_t evals_after = t.eval_every > 0 ? (n + 1) / t.eval_every + 1 : 1;
     if (cost + step_cost + double(evals_after * eval_tokens) * spt * 0.4 > avail) break;
     cost += step_cost;
     tokens += B * t.seq_len;
     ++n;
   }
+  if (N > 1) world_.bcast(&n, 1, dist::DType::I64, 0);
   if (n < 1)
     fail("the time budget ({:.1f} min) does not fit a single step ({:.1f} s per step)", budget_s / 60,
-         double(t.batch_seqs * t.seq_len) * spt);
+         double((t.batch_seqs + N - 1) / N * t.seq_len) * spt);
   st_.total_steps = n;
-  std::fprintf(stderr, "fitted the schedule to the %.1f-minute budget: %lld steps (%.0f tokens/s measured)\n",
-               budget_s / 60, (long long)n, 1.0 / spt);
+  if (lead_)
+    std::fprintf(stderr, "fitted the schedule to the %.1f-minute budget: %lld steps (%.0f tokens/s measured)\n",
+                 budget_s / 60, (long long)n, double(N) / spt);
 }
 
 LossOptions Trainer::loss_options(int64_t step) const {
@@ -305,29 +383,39 @@ LossOptions Trainer::loss_options(int64_t step) const {
 }
 
 EvalResult Trainer::eval(int64_t step) {
+  // The validation windows in calls of up to micro_batch sequences per rank: each call's windows are split
+  // over the ranks like a training batch. Under EP every rank must join every call's exchanges, so a rank
+  // whose share of a short last call is empty evaluates one window with weight 0.
   EvalResult r;
   if (!val_loader_) return r;
   const TrainOptions& t = spec_.train;
-  const int64_t mb = t.micro_batch();
+  const int64_t mb = t.micro_batch(), N = world_.size();
   const int64_t n = std::min(t.eval_batches * mb, val_loader_->windows_in_epoch());
   val_loader_->seek({0, 0});
-  std::vector<int32_t> buf(size_t(mb * t.seq_len));
+  std::vector<int32_t> buf(size_t(mb * N * t.seq_len));
   const LossOptions lo = loss_options(step);
+  std::vector<double> sums(3, 0.0);
   for (int64_t done = 0; done < n;) {
-    const int64_t b = std::min(mb, n - done);
-    val_loader_->next(b, buf.data());
-    const StepResult s = evaluate(spec_.model, *params_, buf.data(), b, t.seq_len, lo);
-    r.loss += s.loss * double(b);
-    r.main_ce += s.main_ce * double(b);
-    r.mtp_ce += s.mtp_ce * double(b);
-    done += b;
+    const int64_t G = std::min(mb * N, n - done);
+    val_loader_->next(G, buf.data());
+    const auto [first, b] = share(G);
+    if (b > 0 || ep_) {
+      const StepResult s = evaluate(spec_.model, *params_, buf.data() + (b > 0 ? first : 0) * t.seq_len,
+                                    std::max<int64_t>(b, 1), t.seq_len, lo, ep());
+      sums[0] += s.loss * double(b);
+      sums[1] += s.main_ce * double(b);
+      sums[2] += s.mtp_ce * double(b);
+    }
+    done += G;
   }
+  sums = dp_->sum(sums);
   r.sequences = n;
-  r.loss /= double(n), r.main_ce /= double(n), r.mtp_ce /= double(n);
+  r.loss = sums[0] / double(n), r.main_ce = sums[1] / double(n), r.mtp_ce = sums[2] / double(n);
   return r;
 }
 
 void Trainer::log(const nlohmann::json& j) {
+  if (!lead_) return;
   metrics_ << j.dump() << "\n";
   metrics_.flush();
 }
@@ -335,11 +423,13 @@ void Trainer::log(const nlohmann::json& j) {
 void Trainer::checkpoint() {
   st_.data = loader_->position();
   st_.elapsed_s = elapsed_at_start_ + seconds_since(t0_);
-  save_checkpoint(o_.out, spec_.model, spec_.raw, *params_, *opt_, st_, files_);
+  CheckpointRanks ranks;
+  if (world_.size() > 1) ranks = {.world = &world_, .writes = dp_->owned()};
+  save_checkpoint(o_.out, spec_.model, spec_.raw, *params_, *opt_, st_, files_, ranks);
 }
 
 void Trainer::show_progress(bool force, double loss, double main_ce) {
-  if (!o_.progress) return;
+  if (!o_.progress || !lead_) return;
   static const bool tty = isatty(2);
   if (!force && !tty && seconds_since(last_progress_) < 10.0) return;
   last_progress_ = Clock::now();
@@ -360,8 +450,8 @@ TrainSummary Trainer::run() {
   setup();
   const TrainOptions& t = spec_.train;
   const ModelConfig& c = spec_.model;
-  const int64_t T = t.seq_len;
-  std::vector<int32_t> buf(size_t(t.micro_batch() * T));
+  const int64_t T = t.seq_len, N = world_.size();
+  std::vector<int32_t> buf;
   const StepFunction gamma_sched{.before = t.gamma, .after = 0.0, .switch_frac = 1.0 - t.gamma_off_frac};
   const bool aux_free = t.balance == BalanceMode::AuxFree;
   bool stopped_early = false;
@@ -371,25 +461,56 @@ TrainSummary Trainer::run() {
     const int64_t s = st_.step;
     const auto ts = Clock::now();
     const int64_t B = ramp_.at(st_.tokens_seen);
+    if (B < N) fail("step {}: a batch of {} sequences for {} ranks (every rank needs one)", s + 1, B, N);
     const LossOptions lo = loss_options(s);
     zero(*grads_);
+    dp_->begin_step();
+    // The global batch as one process reads it; this rank runs its contiguous share in K micro-batches
+    // (the same K on every rank: under EP the ranks exchange rows in every call).
+    buf.resize(size_t(B * T));
+    loader_->next(B, buf.data());
+    const auto [first, mine] = share(B);
+    const std::vector<int64_t> micro = micro_sizes(mine, std::min(t.grad_accum, B / N));
     StepResult sum;
-    for (int64_t b : micro_sizes(B, t.grad_accum)) {
-      loader_->next(b, buf.data());
+    std::vector<double> balance;
+    int64_t at = first;
+    for (size_t k = 0; k < micro.size(); ++k) {
+      const int64_t b = micro[k];
       const double w = double(b) / double(B);
-      StepResult r = forward_backward(c, *params_, buf.data(), b, T, lo, *grads_, float(w));
+      const StepHooks hooks = N > 1 && k + 1 == micro.size() ? dp_->hooks() : StepHooks{};
+      StepResult r = forward_backward(c, *params_, buf.data() + at * T, b, T, lo, *grads_, float(w), ep(), hooks);
+      at += b;
       sum.loss += r.loss * w;
       sum.main_ce += r.main_ce * w;
       sum.mtp_ce += r.mtp_ce * w;
       sum.tokens += r.tokens;
       accumulate_routing(sum.routing, r.routing);
+      balance.resize(r.routing.size(), 0.0);
+      for (size_t l = 0; l < r.routing.size(); ++l) balance[l] += r.routing[l].balance_loss * w;
+    }
+    dp_->finish_grads();
+    {
+      // The whole batch's losses and expert loads (every rank gets the same).
+      std::vector<double> v{sum.loss, sum.main_ce, sum.mtp_ce};
+      v.insert(v.end(), balance.begin(), balance.end());
+      v = dp_->sum(v);
+      sum.loss = v[0], sum.main_ce = v[1], sum.mtp_ce = v[2];
+      std::vector<int64_t> loads;
+      for (const LayerRouting& r : sum.routing) loads.insert(loads.end(), r.load.begin(), r.load.end());
+      dp_->sum_exact(loads);
+      size_t j = 0;
+      for (size_t l = 0; l < sum.routing.size(); ++l) {
+        sum.routing[l].balance_loss = v[3 + l];
+        for (int64_t& x : sum.routing[l].load) x = loads[j++];
+      }
     }
     if (!std::isfinite(sum.loss))
       fail("step {}: the loss is {} (lr {:.3g}); lower training.lr or check the data", s + 1, sum.loss, lr_.at(s));
-    const double gnorm = clip_grad_norm(*grads_, t.clip);
+    const double gnorm = dp_->clip(*grads_, t.clip);
     if (!std::isfinite(gnorm)) fail("step {}: the gradient norm is {}; lower training.lr", s + 1, gnorm);
     const double lr = lr_.at(s);
     opt_->step(*params_, *grads_, lr);
+    dp_->sync_params(*params_);
     const double gamma = aux_free ? gamma_sched.at(s, st_.total_steps) : 0.0;
     if (aux_free) update_expert_bias(*params_, sum.routing, gamma);
     st_.step = s + 1;
@@ -403,7 +524,12 @@ TrainSummary Trainer::run() {
 
     const bool last = st_.step == st_.total_steps;
     const bool stop_here = o_.stop_at > 0 && st_.step >= o_.stop_at;
-    const bool over_time = budget_s_ > 0 && seconds_since(t0_) >= budget_s_;
+    bool over_time = budget_s_ > 0 && seconds_since(t0_) >= budget_s_;
+    if (N > 1 && budget_s_ > 0) {  // rank 0's clock decides for every rank
+      int32_t f = over_time;
+      world_.bcast(&f, 1, dist::DType::I32, 0);
+      over_time = f != 0;
+    }
     const bool do_eval = last || (t.eval_every > 0 && st_.step % t.eval_every == 0) || (over_time && !stop_here);
     const bool do_ckpt = last || stop_here || over_time || (t.ckpt_every > 0 && st_.step % t.ckpt_every == 0);
 
@@ -433,6 +559,7 @@ TrainSummary Trainer::run() {
       j["maxvio"] = vio;
       j["load"] = load;
       j["balance_loss"] = bal;
+      if (N > 1) j["buckets_overlapped"] = {dp_->buckets_overlapped(), dp_->buckets_total()};
       log(j);
     }
     if (do_eval && val_loader_) {
@@ -449,14 +576,16 @@ TrainSummary Trainer::run() {
     if (do_ckpt) checkpoint();
     if (!last && (stop_here || over_time)) {
       stopped_early = true;
-      if (o_.progress) std::fprintf(stderr, "\n");
-      std::fprintf(stderr, "%s at step %lld/%lld; continue with --resume\n",
-                   stop_here ? "stopped (--stop-at)" : "time budget reached", (long long)st_.step,
-                   (long long)st_.total_steps);
+      if (lead_) {
+        if (o_.progress) std::fprintf(stderr, "\n");
+        std::fprintf(stderr, "%s at step %lld/%lld; continue with --resume\n",
+                     stop_here ? "stopped (--stop-at)" : "time budget reached", (long long)st_.step,
+                     (long long)st_.total_steps);
+      }
       break;
     }
   }
-  if (o_.progress && !stopped_early) std::fprintf(stderr, "\n");
+  if (o_.progress && !stopped_early && lead_) std::fprintf(stderr, "\n");
 
   TrainSummary sm;
   sm.step = st_.step;
@@ -466,18 +595,19 @@ TrainSummary Trainer::run() {
   sm.tokens_per_s = train_s_ > 0 ? double(train_tokens_) / train_s_ : 0;
   sm.seconds = seconds_since(t0_);
   sm.finished = st_.step == st_.total_steps;
-  io::write_file_atomic(o_.out + "/summary.json",
-                        nlohmann::json{{"step", sm.step},
-                                       {"total_steps", sm.total_steps},
-                                       {"train_loss", sm.train_loss},
-                                       {"val_loss", sm.val_loss},
-                                       {"tokens_per_s", sm.tokens_per_s},
-                                       {"seconds", sm.seconds},
-                                       {"train_seconds_total", elapsed_at_start_ + sm.seconds},
-                                       {"tokens_seen", st_.tokens_seen},
-                                       {"finished", sm.finished}}
-                                .dump(2) +
-                            "\n");
+  if (lead_)
+    io::write_file_atomic(o_.out + "/summary.json",
+                          nlohmann::json{{"step", sm.step},
+                                         {"total_steps", sm.total_steps},
+                                         {"train_loss", sm.train_loss},
+                                         {"val_loss", sm.val_loss},
+                                         {"tokens_per_s", sm.tokens_per_s},
+                                         {"seconds", sm.seconds},
+                                         {"train_seconds_total", elapsed_at_start_ + sm.seconds},
+                                         {"tokens_seen", st_.tokens_seen},
+                                         {"finished", sm.finished}}
+                                  .dump(2) +
+                              "\n");
   return sm;
 }
 

@@ -7,6 +7,14 @@
 //
 // Files under RUNDIR: train_config.json (resolved TRAIN.json), metrics.jsonl (one JSON object per line:
 // "type": "train" | "val"; docs/training.md), checkpoint/ (train/checkpoint.h), summary.json.
+//
+// Under mpirun (docs/scale-out-training-dp.md) the job's N = dp × ep ranks (dist/layout.h) train one model:
+// every rank reads the single-process data order and runs its contiguous share of each step's sequences
+// (batch_seqs must be a multiple of N); routed experts run expert-parallel within each EP group
+// (train/expert_parallel.h); gradients are summed in buckets overlapped with the backward, the AdamW moments
+// are sharded ZeRO-1 (train/data_parallel.h), and checkpoints are written by all ranks (train/checkpoint.h).
+// Losses, norms and loads are the whole batch's, so the loss curve is the single-process one up to float
+// summation order. Rank 0 alone writes metrics.jsonl, summary.json, train_config.json and progress.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +32,9 @@ struct RunOptions {
   int64_t stop_at = -1;     // > 0: stop after this step (checkpoint written), the schedule unchanged
   bool progress = true;     // progress line on stderr
   std::string precision{};  // "fp32" | "bf16" | "fp8": overrides training.precision (empty: the config's)
+  int dp = 0;               // data-parallel replicas (0: the job's ranks / ep)
+  int ep = 1;               // expert-parallel ranks per replica
+  double bucket_mb = 4;     // gradient all-reduce bucket size (MiB)
 };
 
 struct TrainSummary {
