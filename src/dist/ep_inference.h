@@ -45,7 +45,7 @@ namespace dsv3::dist {
 
 struct EpOptions {
   int ep = 1;  // --ep: must be the world size (attention-DP and EP over every rank)
-  Redundancy redundancy;
+  Redundancy redundancy = {};
 };
 
 // Routed rows per rank over a run (the calls of each layer from `from_call` on).
@@ -80,6 +80,9 @@ class EpInference final : public ModelParallel {
 
   // Rank 0: how many caches of the main model (mtp: of the MTP modules) each rank was given so far.
   std::vector<int64_t> placed(bool mtp = false) const;
+
+  // Ranks ≠ 0: the caches this rank holds for rank 0's sequences now.
+  size_t held() const { return caches_.size(); }
 
   int rank() const { return rank_; }
   int ranks() const { return size_; }

@@ -205,6 +205,31 @@ TEST(EpCli, GenerateGivesTheTokensOfOneProcess) {
   }
 }
 
+TEST(EpCli, RedundantExpertsKeepTheTokensAndBalanceTheLoad) {
+  const std::string m = init_model("gen");
+  const std::string greedy =
+      "generate --model " + m + " --ids '0 5 9 33 7' -n 24 --temp 0 --print-ids --ignore-eos --batch 3";
+  const Result one = dsv3(greedy);
+  ASSERT_EQ(one.status, 0) << one.err;
+  const Result two = mpi(2, greedy + " --ep 2 --redundant-experts 4 --redundant-warmup 2");
+  ASSERT_EQ(two.status, 0) << two.err;
+  EXPECT_EQ(two.out, one.out);
+  EXPECT_NE(two.err.find("redundant experts after 2 warm-up calls"), std::string::npos) << two.err;
+  // bench reports the routed rows of every rank and their imbalance.
+  for (int k : {0, 4}) {
+    const Result b = mpi(2, "bench --model " + m + " --prompt 16 --gen 8 --reps 1 --batch 2 --json --ep 2 " +
+                                "--redundant-experts " + std::to_string(k) + " --redundant-warmup 2");
+    ASSERT_EQ(b.status, 0) << b.err;
+    const auto j = nlohmann::json::parse(b.out.substr(b.out.find('{')));
+    EXPECT_EQ(j["ep"], 2);
+    EXPECT_EQ(j["redundant_experts"], k);
+    ASSERT_EQ(j["load_rows_per_rank"].size(), 2u);
+    EXPECT_GT(j["load_rows_per_rank"][0].get<int64_t>() + j["load_rows_per_rank"][1].get<int64_t>(), 0);
+    EXPECT_GE(j["load_imbalance"].get<double>(), 1.0);
+    EXPECT_LE(j["load_imbalance"].get<double>(), 2.0);
+  }
+}
+
 // ---- info --------------------------------------------------------------------------------------------------
 
 TEST(EpCli, InfoShowsWhatEachRankHolds) {
