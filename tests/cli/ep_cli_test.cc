@@ -297,6 +297,23 @@ TEST(EpCli, AFailingRankEndsTheJobNamingItself) {
   EXPECT_NE(r.err.find("[rank 1/2]"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("no_such_model"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(tmp_dir() + "/fail.f32"));
+
+  // Inside a step: rank 1's copy of the model says max_position_embeddings = 4 (same weights), so the
+  // 5-token prompt of the sequence placed on rank 1 fails there only, while rank 0 is in the step.
+  const std::string short_dir = tmp_dir() + "/short_context";
+  fs::create_directories(short_dir);
+  nlohmann::json c = nlohmann::json::parse(slurp(m + "/config.json"));
+  c["max_position_embeddings"] = 4;
+  std::ofstream(short_dir + "/config.json") << c.dump();
+  for (const auto& e : fs::directory_iterator(m))
+    if (e.path().extension() == ".safetensors" && !fs::exists(short_dir + "/" + e.path().filename().string()))
+      fs::create_symlink(e.path(), short_dir + "/" + e.path().filename().string());
+  const std::string gen = " generate --ids '0 5 9 33 7' -n 4 --temp 0 --print-ids --batch 2 --ep 2";
+  const Result step = sh(std::string(DSV3_MPIRUN) + " -np 1 " + DSV3_BIN + gen + " --model " + m + " : -np 1 " +
+                         DSV3_BIN + gen + " --model " + short_dir);
+  EXPECT_NE(step.status, 0);
+  EXPECT_NE(step.err.find("[rank 1/2] dsv3: rank 1 failed in a distributed step"), std::string::npos) << step.err;
+  EXPECT_NE(step.err.find("max_position_embeddings"), std::string::npos) << step.err;
 }
 
 TEST(EpCli, V32CasesNeedDsaSupport) {
