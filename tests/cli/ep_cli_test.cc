@@ -316,6 +316,27 @@ TEST(EpCli, AFailingRankEndsTheJobNamingItself) {
   EXPECT_NE(step.err.find("max_position_embeddings"), std::string::npos) << step.err;
 }
 
+TEST(EpCli, LogitsOfQuantizedCopiesAsStored) {
+  if (!have_case("v3_mtp")) GTEST_SKIP() << "no " << DSV3_TESTDATA << "/v3_mtp";
+  const std::string src = std::string(DSV3_TESTDATA) + "/v3_mtp";
+  const std::string ids = lines(src + "/ids.txt")[0];
+  for (const char* type : {"int8", "int4"}) {
+    SCOPED_TRACE(type);
+    const std::string q = tmp_dir() + "/q_" + type;
+    if (!fs::exists(q + "/config.json")) {
+      const Result r = dsv3("quantize --model " + src + " --out " + q + " --type " + type);
+      ASSERT_EQ(r.status, 0) << r.err;
+    }
+    const std::string args = "logits --model " + q + " --ids '" + ids + "'";
+    const Result one = dsv3(args + " --out " + q + "/l1.f32 --mtp-out " + q + "/m1.f32");
+    ASSERT_EQ(one.status, 0) << one.err;
+    const Result two = mpi(2, args + " --ep 2 --out " + q + "/l2.f32 --mtp-out " + q + "/m2.f32");
+    ASSERT_EQ(two.status, 0) << two.err;
+    EXPECT_LE(rel_err(read_f32(q + "/l2.f32"), read_f32(q + "/l1.f32")), 1e-6);
+    EXPECT_LE(rel_err(read_f32(q + "/m2.f32"), read_f32(q + "/m1.f32")), 1e-6);
+  }
+}
+
 TEST(EpCli, V32CasesNeedDsaSupport) {
   GTEST_SKIP() << "v32_tiny / v32_fp8 need DeepSeek-V3.2 sparse attention (DSA), which dsv3 does not implement "
                   "yet; their expert-parallel logits are not checked";
