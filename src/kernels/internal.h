@@ -125,4 +125,10 @@ void latent_attention_avx512(const float* q, int64_t h0, int64_t h1, const float
 void latent_attention_avx2(const float* q, int64_t h0, int64_t h1, const float* kv, int64_t t, int64_t ld, int64_t c,
                            int64_t r, float scale, float* o, float* state);
 
+// ---- the DSA indexer's scores (indexer.cc; kernels/indexer.h index_scores) ----
+void index_scores_avx512(const float* q, const float* w, int64_t h, const uint8_t* k, const float* ks, int64_t t,
+                         int64_t d, float* out);
+void index_scores_avx2(const float* q, const float* w, int64_t h, const uint8_t* k, const float* ks, int64_t t,
+                       int64_t d, float* out);
+
 }  // namespace dsv3::kernels::detail

@@ -9,6 +9,7 @@
 #include <new>
 #include <vector>
 
+#include "kernels/indexer.h"
 #include "kernels/internal.h"
 #include "kernels/isa.h"
 #include "kernels/quant.h"
@@ -187,6 +188,16 @@ void linear(const float* x, int64_t m, const WeightRef& w, float* y, const Linea
   if (w.k <= 0) {
     std::fill(y, y + m * w.n, 0.0f);
     return;
+  }
+  if (w.dtype == DType::F8_E4M3 && opt.fp8_input != LinearOptions::Fp8Input::Exact) {
+    // x → its E4M3 round trip per row and 128-block (a copy; linear() may run inside a caller's threads).
+    thread_local std::vector<float> xq;
+    xq.resize(size_t(m * w.k));
+    const bool ue8m0 = opt.fp8_input == LinearOptions::Fp8Input::QuantizedUe8m0;
+    for (int64_t i = 0; i < m; ++i) fp8_roundtrip(x + i * w.k, w.k, ue8m0, xq.data() + i * w.k);
+    LinearOptions exact = opt;
+    exact.fp8_input = LinearOptions::Fp8Input::Exact;
+    return linear(xq.data(), m, w, y, exact);
   }
   const Isa isa = active_isa();
   // Few rows: one pass over W with the decoded rows applied to every input row (no panel, no

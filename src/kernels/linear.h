@@ -55,6 +55,12 @@ struct LinearOptions {
   // Each product then carries x's bf16 rounding (~4e-3 relative); results no longer match the fp32
   // references to 1e-4. Ignored (exact path) where it does not apply.
   bool bf16_activations = false;
+  // F8_E4M3 weights only: x is first quantized to E4M3 per row and per block of 128 along k
+  // (kernels/indexer.h fp8_roundtrip: DeepSeek's act_quant, float32 scales or with Ue8m0 power-of-two ones)
+  // and its dequantized values multiply the weights: the blockwise FP8 GEMM of DeepSeek's V3.2 code, which
+  // the V3.2 reference computes. Exact (the default): x as given, the V3 references' numerics.
+  enum class Fp8Input : uint8_t { Exact, Quantized, QuantizedUe8m0 };
+  Fp8Input fp8_input = Fp8Input::Exact;
 };
 void linear(const float* x, int64_t m, const WeightRef& w, float* y, const LinearOptions& opt);
 // The plain scalar reference the fast paths are tested against.

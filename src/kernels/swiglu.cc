@@ -78,6 +78,8 @@ void swiglu_experts(std::span<const SwigluExpert> experts, int64_t d, float* out
   int64_t bytes = 0;
   for (const SwigluExpert& e : experts) {
     fusable = fusable && e.m <= swiglu_max_rows() && same_kind(e.w1, e.w3) && e.w2.n == d && e.w2.k == e.w1.n;
+    // FP8 weights taking quantized inputs: linear() per projection does the quantization (unfused).
+    fusable = fusable && (opt.fp8_input == LinearOptions::Fp8Input::Exact || e.w1.dtype != DType::F8_E4M3);
     bytes += weight_bytes(e.w1) + weight_bytes(e.w3) + weight_bytes(e.w2);
   }
   if (!fusable) return unfused(experts, d, out, s, opt);

@@ -15,6 +15,9 @@
 //   * model_type "kimi_k2" (Moonshot's Kimi-K2, whose config says architectures DeepseekV3ForCausalLM and
 //     uses exactly the DeepSeek-V3 keys) is accepted with the V3 defaults; model_type is kept as written.
 //   * rope_scaling {"type": "default"} is taken as no scaling; any type other than yarn/default is refused.
+//   * model_type "deepseek_v32" (DeepseekV32ForCausalLM) takes the V3 defaults; its indexer keys
+//     index_n_heads / index_head_dim / index_topk are required (no sensible default for an architecture
+//     size) and refused on other model types.
 #include "model/config.h"
 
 #include <array>
@@ -134,6 +137,11 @@ struct Field {
 template <class S>
 bool v2_family(const S& s) {
   if constexpr (std::is_same_v<S, ModelConfig>) return s.model_type == "deepseek_v2";
+  return false;
+}
+template <class S>
+bool v32_family(const S& s) {
+  if constexpr (std::is_same_v<S, ModelConfig>) return s.model_type == "deepseek_v32";
   return false;
 }
 template <class S>
@@ -302,6 +310,15 @@ json rope_scaling_json(const std::optional<YarnScaling>& y) {
 
 // quantization_config: its keys depend on quant_method and do not map one to one onto members (fp8's
 // weight_block_size is two of them), so it is one row with hooks: parse_quantization and quantization_json.
+// scale_fmt: absent or null (float32 scales) or "ue8m0".
+void parse_scale_fmt(const Keys& k, ModelConfig& c) {
+  const json* sf = k.find("scale_fmt");
+  if (!sf || sf->is_null()) return;
+  c.scale_fmt = k.to_str("scale_fmt", *sf);
+  if (c.scale_fmt != "ue8m0")
+    fail("{}: key 'quantization_config.scale_fmt' is '{}'; supported: ue8m0 (or null)", k.label(), c.scale_fmt);
+}
+
 void parse_quantization(const json& v, ModelConfig& c, const std::string& label) {
   if (v.is_null()) return;
   if (!v.is_object()) Keys(v, label).bad("quantization_config", "an object or null", v);
@@ -319,6 +336,7 @@ void parse_quantization(const json& v, ModelConfig& c, const std::string& label)
     const std::string sd = k.get_str("scale_dtype", "float16");
     if (sd != "float16")
       fail("{}: key 'quantization_config.scale_dtype' is '{}'; only 'float16' is supported", label, sd);
+    parse_scale_fmt(k, c);  // kept from the FP8 original (the indexer's activation quantization)
     c.block_quant_head = k.get_str("head_format", "none");
     if (c.block_quant_head != "int8" && c.block_quant_head != "int4" && c.block_quant_head != "none")
       fail("{}: key 'quantization_config.head_format' is '{}'; expected 'int8', 'int4' or 'none'", label,
@@ -341,16 +359,42 @@ void parse_quantization(const json& v, ModelConfig& c, const std::string& label)
   c.weight_block_n = k.to_int("weight_block_size", (*bs)[0]);
   c.weight_block_k = k.to_int("weight_block_size", (*bs)[1]);
   if (c.weight_block_n <= 0 || c.weight_block_k <= 0) k.bad("weight_block_size", "two positive integers", *bs);
+  parse_scale_fmt(k, c);
   c.fp8 = true;
 }
 
 std::optional<json> quantization_json(const ModelConfig& c) {
   if (!c.block_quant.empty()) return c.block_quant_json();
   if (!c.fp8) return std::nullopt;
-  return json{{"activation_scheme", "dynamic"},
-              {"fmt", "e4m3"},
-              {"quant_method", "fp8"},
-              {"weight_block_size", {c.weight_block_n, c.weight_block_k}}};
+  json q{{"activation_scheme", "dynamic"},
+         {"fmt", "e4m3"},
+         {"quant_method", "fp8"},
+         {"weight_block_size", {c.weight_block_n, c.weight_block_k}}};
+  if (!c.scale_fmt.empty()) q["scale_fmt"] = c.scale_fmt;
+  return q;
+}
+
+// An indexer size: required and positive for deepseek_v32, refused for the other model types.
+Field<ModelConfig> indexer_size(const char* key, int64_t ModelConfig::*m) {
+  using C = ModelConfig;
+  return {.key = key,
+          .at = m,
+          .read =
+              [key, m](const Keys& k, const json* v, C& c) {
+                if (!v32_family(c)) {
+                  if (v && !v->is_null())
+                    fail("{}: key '{}' is for model_type deepseek_v32 (the sparse-attention indexer), not '{}'",
+                         k.label(), key, c.model_type);
+                  return;
+                }
+                if (!v || v->is_null()) k.missing(key);
+                c.*m = k.to_int(key, *v);
+                if (c.*m <= 0) fail("{}: key '{}' must be positive, got {}", k.label(), key, c.*m);
+              },
+          .write = [m](const C& c) -> std::optional<json> {
+            if (!v32_family(c)) return std::nullopt;
+            return json(c.*m);
+          }};
 }
 
 // The config.json keys, in the order they are read (model_type first: it selects the defaults).
@@ -364,14 +408,16 @@ const std::vector<Field<ModelConfig>>& model_fields() {
            [](const Keys& k, const json* v, C& c) {
              if (!v) k.missing("model_type");
              c.model_type = k.to_str("model_type", *v);
-             if (c.model_type != "deepseek_v3" && c.model_type != "deepseek_v2" && c.model_type != "kimi_k2")
-               fail("{}: key 'model_type' is '{}'; supported: deepseek_v3, deepseek_v2, kimi_k2", k.label(),
-                    c.model_type);
+             if (c.model_type != "deepseek_v3" && c.model_type != "deepseek_v2" && c.model_type != "kimi_k2" &&
+                 c.model_type != "deepseek_v32")
+               fail("{}: key 'model_type' is '{}'; supported: deepseek_v3, deepseek_v2, kimi_k2, deepseek_v32",
+                    k.label(), c.model_type);
            }},
       // Informational (the model_type decides); written for transformers.
       {.key = "architectures",
        .read = [](const Keys&, const json*, C&) {},
        .write = [](const C& c) -> Hook {
+         if (v32_family(c)) return json::array({"DeepseekV32ForCausalLM"});
          return json::array({v2_family(c) ? "DeepseekV2ForCausalLM" : "DeepseekV3ForCausalLM"});
        }},
       {.key = "vocab_size", .at = &C::vocab_size, .need = Need::Required, .check = Check::Positive},
@@ -530,6 +576,26 @@ const std::vector<Field<ModelConfig>>& model_fields() {
              if (v) parse_quantization(*v, c, k.label());
            },
        .write = quantization_json},
+      // DeepSeek Sparse Attention (deepseek_v32): required there, refused elsewhere; written only there.
+      indexer_size("index_n_heads", &C::index_n_heads),
+      indexer_size("index_head_dim", &C::index_head_dim),
+      indexer_size("index_topk", &C::index_topk),
+      {.key = "indexer_rope_interleave",
+       .at = &C::indexer_rope_interleave,
+       .read =
+           [](const Keys& k, const json* v, C& c) {
+             if (!v || v->is_null()) return;
+             if (!v32_family(c))
+               fail(
+                   "{}: key 'indexer_rope_interleave' is for model_type deepseek_v32 (the sparse-attention "
+                   "indexer), not '{}'",
+                   k.label(), c.model_type);
+             c.indexer_rope_interleave = k.to_bool("indexer_rope_interleave", *v);
+           },
+       .write = [](const C& c) -> Hook {
+         if (!v32_family(c) || !c.indexer_rope_interleave) return std::nullopt;
+         return json(true);
+       }},
   };
   return table;
 }
@@ -539,6 +605,21 @@ void check_consistency(const ModelConfig& c, const std::string& label) {
   if (c.first_k_dense_replace > c.num_hidden_layers)
     fail("{}: key 'first_k_dense_replace' ({}) exceeds 'num_hidden_layers' ({})", label, c.first_k_dense_replace,
          c.num_hidden_layers);
+  if (c.has_indexer()) {
+    // DeepSeek's Indexer: one FP8 block of 128 per index head, [rope | nope] split of each head, the query
+    // from MLA's q latent.
+    if (c.index_head_dim != 128)
+      fail(
+          "{}: key 'index_head_dim' is {}; the indexer quantizes each index head as one FP8 block of 128 "
+          "(DeepSeek's code supports only 128)",
+          label, c.index_head_dim);
+    if (c.qk_rope_head_dim >= c.index_head_dim)
+      fail("{}: key 'index_head_dim' ({}) must exceed 'qk_rope_head_dim' ({}): each index head is [rope | nope]", label,
+           c.index_head_dim, c.qk_rope_head_dim);
+    if (c.q_lora_rank <= 0)
+      fail("{}: model_type deepseek_v32 needs 'q_lora_rank' > 0 (the indexer's query comes from MLA's q latent)",
+           label);
+  }
   if (c.n_routed_experts == 0) return;
   // MoE consistency
   if (c.n_routed_experts % c.n_group != 0)
@@ -577,12 +658,15 @@ ModelConfig parse_config(const json& j, const std::string& label) {
 json ModelConfig::raw_json() const { return write_fields(model_fields(), *this); }
 
 nlohmann::json ModelConfig::block_quant_json() const {
-  return {{"quant_method", "dsv3_block"},
-          {"weight_format", block_quant},
-          {"block_size", 32},
-          {"scale_dtype", "float16"},
-          {"head_format", block_quant_head},
-          {"not_quantized", {"model.embed_tokens", "*norm*", "mlp.gate", "mlp.gate.e_score_correction_bias"}}};
+  json q{{"quant_method", "dsv3_block"},
+         {"weight_format", block_quant},
+         {"block_size", 32},
+         {"scale_dtype", "float16"},
+         {"head_format", block_quant_head},
+         {"not_quantized", {"model.embed_tokens", "*norm*", "mlp.gate", "mlp.gate.e_score_correction_bias"}}};
+  if (has_indexer()) q["not_quantized"].push_back("self_attn.indexer.weights_proj");
+  if (!scale_fmt.empty()) q["scale_fmt"] = scale_fmt;
+  return q;
 }
 
 bool ModelConfig::is_moe_layer(int64_t layer) const {

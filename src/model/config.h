@@ -1,4 +1,5 @@
-// ModelConfig: the HF config.json of a DeepSeek-V3-family model (model_type deepseek_v3 / deepseek_v2),
+// ModelConfig: the HF config.json of a DeepSeek-V3-family model (model_type deepseek_v3 / deepseek_v2 /
+// deepseek_v32),
 // validated in one place. Names follow the HF keys; the reference's names are noted where they differ.
 #pragma once
 
@@ -21,7 +22,8 @@ struct YarnScaling {
 };
 
 struct ModelConfig {
-  std::string model_type;  // "deepseek_v3" | "deepseek_v2" | "kimi_k2" (V3 architecture, V3 defaults)
+  std::string model_type;  // "deepseek_v3" | "deepseek_v2" | "kimi_k2" (V3 architecture, V3 defaults) |
+                           // "deepseek_v32" (V3 plus DeepSeek Sparse Attention, V3 defaults)
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;            // reference: dim
   int64_t intermediate_size = 0;      // dense MLP width (inter_dim)
@@ -60,6 +62,18 @@ struct ModelConfig {
   // head_format} written by `dsv3 quantize` (docs/formats.md): "int8" / "int4" for the linear weights
   // (empty when absent), and the head's format ("int8", "int4" or "none" = as stored).
   std::string block_quant, block_quant_head = "none";
+  // quantization_config.scale_fmt: "" (float32 block scales amax / 448) or "ue8m0" (the smallest power of two
+  // >= amax / 448, DeepSeek-V3.1 / V3.2). For deepseek_v32 it also sets how activations are quantized: the
+  // indexer's q and k, the latent cache, and the input of every FP8 linear (model/indexer.h).
+  std::string scale_fmt;
+  // DeepSeek Sparse Attention (deepseek_v32 only; 0 elsewhere): the lightning indexer of every layer scores
+  // each cached token for each query, and MLA attends to the index_topk best (model/indexer.h).
+  int64_t index_n_heads = 0;   // H_I (64 in V3.2)
+  int64_t index_head_dim = 0;  // D_I (128 in V3.2: one FP8 quantization block per index head)
+  int64_t index_topk = 0;      // k (2048 in V3.2); sequences up to k tokens attend densely
+  // The indexer's RoPE layout (vLLM's key): false = rotate-half over its first qk_rope_head_dim values
+  // (DeepSeek V3.2 since 2025-11-17), true = adjacent pairs like MLA (GLM-5.x).
+  bool indexer_rope_interleave = false;
 
   nlohmann::json raw_json() const;          // the validated config re-serialised with HF keys (parse_config's table)
   nlohmann::json block_quant_json() const;  // the dsv3_block quantization_config (block_quant non-empty)
@@ -68,6 +82,13 @@ struct ModelConfig {
   int64_t qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
   bool is_moe_layer(int64_t layer) const;  // HF rule: routed experts, >= first_k_dense_replace, % freq
   int64_t kv_cache_values_per_token() const { return kv_lora_rank + qk_rope_head_dim; }
+  bool has_indexer() const { return index_topk > 0; }
+  // The index-key cache beside the latent cache, per token and layer: D_I E4M3 bytes + one float32 scale.
+  int64_t index_cache_bytes_per_token() const { return has_indexer() ? index_head_dim + 4 : 0; }
+  // Whether FP8 linears quantize their input to E4M3 per 128 channels first (DeepSeek's act_quant): what the
+  // V3.2 reference computes; the V3 references decode FP8 weights and keep x in float32.
+  bool fp8_quantized_inputs() const { return fp8 && model_type == "deepseek_v32"; }
+  bool ue8m0_scales() const { return scale_fmt == "ue8m0"; }
   // Softmax scale 1/sqrt(qk_head_dim), times mscale^2 with YaRN (mscale = 0.1 * mscale_all_dim * ln(factor) + 1).
   double softmax_scale() const;
 

@@ -7,25 +7,39 @@
 
 namespace dsv3 {
 
-KvCache::KvCache(int64_t layers, int64_t width, int64_t capacity)
-    : layers_(layers), width_(width), capacity_(capacity) {}
+KvCache::KvCache(int64_t layers, int64_t width, int64_t capacity, int64_t index_dim)
+    : layers_(layers), width_(width), capacity_(capacity), index_dim_(index_dim) {}
+
+namespace {
+
+// Moves a [layers, old_cap, w] store into [layers, cap, w], keeping the first `len` rows of each layer.
+template <class T>
+void regrow(std::vector<T>& v, int64_t layers, int64_t old_cap, int64_t cap, int64_t w, int64_t len) {
+  if (v.empty() || w == 0) return;
+  std::vector<T> next(static_cast<size_t>(layers * cap * w));
+  for (int64_t l = 0; l < layers; ++l)
+    std::memcpy(next.data() + l * cap * w, v.data() + l * old_cap * w, size_t(len * w) * sizeof(T));
+  v.swap(next);
+}
+
+}  // namespace
 
 void KvCache::reserve(int64_t n) {
   if (n <= capacity_) return;
   const int64_t cap = std::max(n, 2 * capacity_);
-  if (!data_.empty()) {
-    std::vector<float> next(size_t(layers_ * cap * width_));
-    for (int64_t l = 0; l < layers_; ++l)
-      std::memcpy(next.data() + l * cap * width_, data_.data() + l * capacity_ * width_,
-                  size_t(length_ * width_) * sizeof(float));
-    data_.swap(next);
-  }
+  regrow(data_, layers_, capacity_, cap, width_, length_);
+  regrow(index_keys_, layers_, capacity_, cap, index_dim_, length_);
+  regrow(index_scales_, layers_, capacity_, cap, index_dim_ > 0 ? 1 : 0, length_);
   capacity_ = cap;
 }
 
 void KvCache::ensure(int64_t n) {
   reserve(n);
   if (data_.empty()) data_.resize(size_t(layers_ * capacity_ * width_));
+  if (index_dim_ > 0 && index_keys_.empty()) {
+    index_keys_.resize(size_t(layers_ * capacity_ * index_dim_));
+    index_scales_.resize(size_t(layers_ * capacity_));
+  }
 }
 
 void KvCache::truncate(int64_t n) {

@@ -5,14 +5,25 @@
 #include <algorithm>
 #include <cstring>
 
+#include "kernels/indexer.h"
 #include "kernels/linear.h"
 #include "kernels/ops.h"
 #include "kernels/weight_view.h"
 
 namespace dsv3 {
 
-Mla::Mla(const ModelConfig& c, const MlaWeights& w, const kernels::LinearOptions& lin)
-    : c_(c), w_(w), lin_(lin), scale_(float(c.softmax_scale())) {
+namespace {
+
+// Index scores one attention block may hold (rows are taken in blocks so that a long prefill's scores,
+// Σ (pos + 1) floats, stay bounded).
+constexpr int64_t kScoreBudget = int64_t(1) << 24;
+
+}  // namespace
+
+Mla::Mla(const ModelConfig& c, const MlaWeights& w, const kernels::LinearOptions& lin, bool sparse)
+    : c_(c), w_(w), lin_(lin), lin_absorbed_(lin), sparse_(sparse), scale_(float(c.softmax_scale())) {
+  lin_absorbed_.fp8_input = kernels::LinearOptions::Fp8Input::Exact;
+  if (w.has_indexer) indexer_ = std::make_unique<Indexer>(c, w_.indexer, lin);
   const int64_t H = c.num_attention_heads, dn = c.qk_nope_head_dim, dv = c.v_head_dim;
   uk_.resize(size_t(H));
   uv_.resize(size_t(H));
@@ -49,9 +60,14 @@ void Mla::forward(const float* x, const Batch& b, int64_t layer, const RopeTable
     float* dst = b.cache[size_t(r)]->row(layer, b.pos[size_t(r)]);
     const float* src = kv_.data() + r * W;
     kernels::rmsnorm(src, w_.kv_norm, 1, C, eps, dst);
+    if (indexer_) kernels::fp8_roundtrip(dst, C, c_.ue8m0_scales(), dst);  // V3.2: the FP8 latent cache
     std::memcpy(dst + C, src + C, size_t(R) * sizeof(float));
     kernels::rope_pairs(dst + C, R, rope.at(b.pos[size_t(r)]));
   }
+
+  if (indexer_) indexer_->prepare(x, qa_.data(), b, layer, rope);
+  const bool sparse = indexer_ && sparse_;
+  IndexRecord* rec = sparse && index_rec_ ? &index_rec_->emplace_back() : nullptr;
 
   // Attention, parallel over (row, group of heads) so that a single decoded row still uses every core.
   attn_.resize(size_t(m * H * dv));
@@ -61,24 +77,44 @@ void Mla::forward(const float* x, const Batch& b, int64_t layer, const RopeTable
   // Scores are sized by the caches' capacity, not the current length, so decoding never regrows them.
   int64_t max_t = 0;
   for (int64_t r = 0; r < m; ++r) max_t = std::max({max_t, b.pos[size_t(r)] + 1, b.cache[size_t(r)]->capacity()});
-  const int64_t per_thread = W + C + max_t;
+  const int64_t gathered = sparse ? c_.index_topk * W : 0;  // a sparse row's selected cache rows
+  const int64_t per_thread = W + C + max_t + gathered;
   thread_scratch_.resize(size_t(nthreads * per_thread));
 
+  for (int64_t r0 = 0, r1 = 0; r0 < m; r0 = r1) {
+    // Rows [r0, r1): the indexer's scores of the block within kScoreBudget (at least one row).
+    int64_t budget = 0;
+    for (r1 = r0; r1 < m && (r1 == r0 || budget + b.pos[size_t(r1)] + 1 <= kScoreBudget); ++r1)
+      budget += b.pos[size_t(r1)] + 1;
+    if (!sparse) r1 = m;
+    if (sparse) indexer_->select(b, layer, r0, r1, rec);
+    const int64_t rows = r1 - r0;
 #pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t task = 0; task < m * groups; ++task) {
-    const int64_t r = task / groups, g = task % groups;
-    float* qfull = thread_scratch_.data() + omp_get_thread_num() * per_thread;  // [C + R]
-    float* olat = qfull + W;                                                    // [C]
-    float* scores = olat + C;                                                   // [t]
-    const int64_t pos = b.pos[size_t(r)];
-    const float* rows = b.cache[size_t(r)]->layer_rows(layer);
-    for (int64_t h = g * heads_per_group; h < std::min(H, (g + 1) * heads_per_group); ++h) {
-      const float* qh = q_.data() + (r * H + h) * qk;
-      kernels::linear(qh, 1, uk_[size_t(h)], qfull, lin_);
-      std::memcpy(qfull + C, qh + dn, size_t(R) * sizeof(float));
-      kernels::rope_pairs(qfull + C, R, rope.at(pos));
-      kernels::latent_attention(qfull, 1, rows, pos + 1, W, C, R, scale_, olat, scores);
-      kernels::linear(olat, 1, uv_[size_t(h)], attn_.data() + (r * H + h) * dv, lin_);
+    for (int64_t task = 0; task < rows * groups; ++task) {
+      const int64_t r = r0 + task / groups, g = task % groups;
+      float* qfull = thread_scratch_.data() + omp_get_thread_num() * per_thread;  // [C + R]
+      float* olat = qfull + W;                                                    // [C]
+      float* scores = olat + C;                                                   // [t]
+      const int64_t pos = b.pos[size_t(r)];
+      const float* rows_kv = b.cache[size_t(r)]->layer_rows(layer);
+      int64_t t = pos + 1;
+      if (sparse && indexer_->count(r) < t) {
+        // Only the selected latent rows, gathered: [count, W].
+        float* gather = scores + max_t;
+        const int32_t* sel = indexer_->selected(r);
+        t = indexer_->count(r);
+        for (int64_t j = 0; j < t; ++j)
+          std::memcpy(gather + j * W, rows_kv + int64_t(sel[j]) * W, size_t(W) * sizeof(float));
+        rows_kv = gather;
+      }
+      for (int64_t h = g * heads_per_group; h < std::min(H, (g + 1) * heads_per_group); ++h) {
+        const float* qh = q_.data() + (r * H + h) * qk;
+        kernels::linear(qh, 1, uk_[size_t(h)], qfull, lin_absorbed_);
+        std::memcpy(qfull + C, qh + dn, size_t(R) * sizeof(float));
+        kernels::rope_pairs(qfull + C, R, rope.at(pos));
+        kernels::latent_attention(qfull, 1, rows_kv, t, W, C, R, scale_, olat, scores);
+        kernels::linear(olat, 1, uv_[size_t(h)], attn_.data() + (r * H + h) * dv, lin_absorbed_);
+      }
     }
   }
   kernels::linear(attn_.data(), m, w_.wo, out, lin_);

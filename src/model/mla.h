@@ -10,14 +10,22 @@
 // The absorbed form is used for prefill and decode alike (it is the reference's default path). kv_b is
 // read in its stored dtype (its key half transposed once at construction, see uk_ below); the reference
 // dequantizes it on every call.
+//
+// DeepSeek-V3.2 (DSA; config.has_indexer()): the layer's lightning indexer (model/indexer.h) picks each
+// row's index_topk keys from MLA's query latent, and the softmax runs over those cache rows only — they
+// are gathered and the absorbed kernel reads nothing else (no score pass over the other positions); rows
+// with pos + 1 <= index_topk attend to everything, as the reference does. The latent c_kv goes through
+// FP8 E4M3 and back (blocks of 128, the reference's simulated FP8 cache) before it is cached.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "kernels/linear.h"
 #include "model/batch.h"
 #include "model/config.h"
+#include "model/indexer.h"
 #include "model/rope.h"
 #include "model/weights.h"
 
@@ -26,18 +34,28 @@ namespace dsv3 {
 class Mla {
  public:
   // `lin`: the options of every projection (the model's, model/options.h; {} = exact).
-  Mla(const ModelConfig& c, const MlaWeights& w, const kernels::LinearOptions& lin = {});
+  // `sparse` (V3.2 only): false attends to every key although the indexer's keys are still cached (the
+  // dense baseline, ModelOptions::sparse_attention).
+  Mla(const ModelConfig& c, const MlaWeights& w, const kernels::LinearOptions& lin = {}, bool sparse = true);
   Mla(const Mla&) = delete;  // uk_ points into this object's own buffers
   Mla& operator=(const Mla&) = delete;
 
   // x: [m, hidden] (already attn_norm'ed). Writes each row's cache entry in layer `layer` of its cache,
-  // then attends causally over the cache. out: [m, hidden].
+  // then attends causally over the cache. out: [m, hidden]. The rows of one sequence may be split over
+  // consecutive calls at the same layer (each attends to what the earlier ones cached).
   void forward(const float* x, const Batch& b, int64_t layer, const RopeTable& rope, float* out);
+  // V3.2: from now on every forward appends one IndexRecord (the indexer's picks for its rows) to `index`;
+  // nullptr stops recording.
+  void record_index(std::vector<IndexRecord>* index) { index_rec_ = index; }
 
  private:
   const ModelConfig& c_;
   MlaWeights w_;
   kernels::LinearOptions lin_;
+  kernels::LinearOptions lin_absorbed_;  // lin_ with exact inputs: the absorbed halves of kv_b (as the reference)
+  std::unique_ptr<Indexer> indexer_;     // V3.2
+  bool sparse_ = true;
+  std::vector<IndexRecord>* index_rec_ = nullptr;
   // kv_b_proj split per head for the absorbed form, both halves as plain y = x·Wᵀ products for
   // kernels::linear: the key half transposed, uk_[h] [C, dn] (q_nope → latent query), and the value half,
   // uv_[h] [dv, C] (latent output → head output). The value half is a view of kv_b's own rows in their

@@ -23,6 +23,10 @@ struct ModelOptions {
   // The model's part in a multi-process job (model/parallel.h: expert parallelism, attention data-parallel
   // steps); null = this process alone. Shared by the copies of these options (one job per model).
   std::shared_ptr<ModelParallel> parallel = nullptr;
+  // DeepSeek-V3.2 (DSA): true attends to the index_topk keys the indexer selects (the model as trained);
+  // false attends to every key (the dense baseline of `dsv3 bench` / bench/dsa_bench: the indexer still
+  // caches its keys but selects nothing). No effect on models without an indexer.
+  bool sparse_attention = true;
 
   // The options of the model's matmuls (those this struct covers; the router gate uses LinearOptions{}).
   kernels::LinearOptions linear() const { return {.bf16_activations = bf16_activations}; }

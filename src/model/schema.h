@@ -19,6 +19,7 @@
 //   self_attn.kv_a_layernorm               kv_norm
 //   self_attn.kv_b_proj                    wkv_b
 //   self_attn.o_proj                       wo
+//   self_attn.indexer.{wq_b,wk,k_norm,weights_proj}   indexer.*   (deepseek_v32: DSA's lightning indexer)
 //   model.layers.L.post_attention_layernorm ffn_norm
 //   mlp.gate_proj / up_proj / down_proj    w1 / w3 / w2           (dense layers, experts, shared experts)
 //   mlp.gate.weight / e_score_correction_bias   gate.weight / gate.bias
@@ -37,12 +38,15 @@
 namespace dsv3 {
 
 enum class WeightRole {
-  Embedding,  // [vocab, hidden]; never FP8 nor block-quantized
-  Linear,     // [out, in]; FP8-quantizable with weight_scale_inv, block-quantizable
-  Gate,       // router [n_routed_experts, hidden]; never FP8 nor block-quantized (DeepSeek's release)
-  Norm,       // RMSNorm weight [dim]
-  Bias,       // e_score_correction_bias [n_routed_experts]; selection only, no gradient
-  Head,       // output head [vocab, hidden]; never FP8, block-quantizable
+  Embedding,   // [vocab, hidden]; never FP8 nor block-quantized
+  Linear,      // [out, in]; FP8-quantizable with weight_scale_inv, block-quantizable
+  Gate,        // router [n_routed_experts, hidden]; never FP8 nor block-quantized (DeepSeek's release)
+  Norm,        // RMSNorm weight [dim]
+  Bias,        // e_score_correction_bias [n_routed_experts]; selection only, no gradient
+  Head,        // output head [vocab, hidden]; never FP8, block-quantizable
+  Projection,  // a small matrix read as stored, never FP8 nor block-quantized (the indexer's weights_proj,
+               // BF16 in DeepSeek's release)
+  NormBias,    // LayerNorm bias [dim] (the indexer's k_norm.bias); initialised to zero, trained, not decayed
 };
 
 struct WeightSpec {
@@ -71,6 +75,16 @@ struct FfnW {            // SwiGLU: w2(silu(w1 x) ⊙ w3 x)
   int64_t inter = 0;
 };
 
+// DeepSeek Sparse Attention's lightning indexer (V3.2; model/indexer.h), prefix self_attn.indexer.
+template <class K>
+struct IndexerW {
+  typename K::Mat wq_b{};          // [index_n_heads * index_head_dim, q_lora_rank]
+  typename K::Mat wk{};            // [index_head_dim, hidden]
+  typename K::Vec k_norm{};        // LayerNorm weight [index_head_dim]
+  typename K::Vec k_norm_bias{};   // LayerNorm bias [index_head_dim]
+  typename K::Mat weights_proj{};  // [index_n_heads, hidden], as stored
+};
+
 template <class K>
 struct MlaW {
   typename K::Mat wq_a{};     // [q_lora_rank, hidden]                       (q_lora_rank > 0)
@@ -81,6 +95,8 @@ struct MlaW {
   typename K::Vec kv_norm{};  // [kv_lora_rank]
   typename K::Mat wkv_b{};    // [heads * (qk_nope_head_dim + v_head_dim), kv_lora_rank]
   typename K::Mat wo{};       // [hidden, heads * v_head_dim]
+  bool has_indexer = false;   // deepseek_v32
+  IndexerW<K> indexer;
 };
 
 template <class K>
@@ -169,6 +185,17 @@ void visit_layer(const ModelConfig& c, int64_t l, LayerW<K>& w, Visit& visit, co
   visit(spec(a + "kv_a_layernorm.weight", {c.kv_lora_rank}, R::Norm), m.kv_norm);
   visit(spec(a + "kv_b_proj.weight", {H * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank}, R::Linear), m.wkv_b);
   visit(spec(a + "o_proj.weight", {D, H * c.v_head_dim}, R::Linear), m.wo);
+  m.has_indexer = c.has_indexer();
+  if (m.has_indexer) {
+    const std::string ix = a + "indexer.";
+    const int64_t DI = c.index_head_dim;
+    IndexerW<K>& x = m.indexer;
+    visit(spec(ix + "wq_b.weight", {c.index_n_heads * DI, c.q_lora_rank}, R::Linear), x.wq_b);
+    visit(spec(ix + "wk.weight", {DI, D}, R::Linear), x.wk);
+    visit(spec(ix + "k_norm.weight", {DI}, R::Norm), x.k_norm);
+    visit(spec(ix + "k_norm.bias", {DI}, R::NormBias), x.k_norm_bias);
+    visit(spec(ix + "weights_proj.weight", {c.index_n_heads, D}, R::Projection), x.weights_proj);
+  }
   visit(spec(p + "post_attention_layernorm.weight", {D}, R::Norm), w.ffn_norm);
   w.is_moe = c.is_moe_layer(l);
   if (w.is_moe) {

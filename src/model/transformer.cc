@@ -31,6 +31,10 @@ Model::Model(ModelConfig config, ModelWeights weights, std::shared_ptr<const voi
       bind_(std::move(bind)),
       lin_(options.linear()),
       rope_(config_) {
+  // V3.2's FP8 checkpoints quantize every FP8 linear's input as DeepSeek's code does (config.h).
+  if (config_.fp8_quantized_inputs())
+    lin_.fp8_input = config_.ue8m0_scales() ? kernels::LinearOptions::Fp8Input::QuantizedUe8m0
+                                            : kernels::LinearOptions::Fp8Input::Quantized;
   for (const LayerWeights& lw : weights_.layers) blocks_.push_back(make_block(lw));
   for (const MtpWeights& mw : weights_.mtp) mtp_.push_back(make_block(mw.layer));
 }
@@ -38,7 +42,7 @@ Model::Model(ModelConfig config, ModelWeights weights, std::shared_ptr<const voi
 Model::Block Model::make_block(const LayerWeights& lw) {
   Block b;
   b.w = &lw;
-  b.attn = std::make_unique<Mla>(config_, lw.attn, lin_);
+  b.attn = std::make_unique<Mla>(config_, lw.attn, lin_, options_.sparse_attention);
   if (lw.is_moe) {
     std::unique_ptr<ExpertExecutor> experts;  // null: LocalExperts
     if (options_.parallel) experts = options_.parallel->make_experts(config_, lw, lin_, bind_);
@@ -50,10 +54,11 @@ Model::Block Model::make_block(const LayerWeights& lw) {
 }
 
 KvCache Model::new_cache(int64_t capacity) const {
-  return KvCache(config_.num_hidden_layers, config_.kv_cache_values_per_token(), capacity);
+  return KvCache(config_.num_hidden_layers, config_.kv_cache_values_per_token(), capacity, config_.index_head_dim);
 }
 KvCache Model::new_mtp_cache(int64_t capacity) const {
-  return KvCache(std::max<int64_t>(config_.num_nextn_predict_layers, 1), config_.kv_cache_values_per_token(), capacity);
+  return KvCache(std::max<int64_t>(config_.num_nextn_predict_layers, 1), config_.kv_cache_values_per_token(), capacity,
+                 config_.index_head_dim);
 }
 
 void Model::check_chunks(std::span<const SeqChunk> chunks, int64_t m, const char* what) const {
@@ -66,6 +71,9 @@ void Model::check_chunks(std::span<const SeqChunk> chunks, int64_t m, const char
     if (ch.cache->width() != config_.kv_cache_values_per_token())
       fail("{}: cache rows hold {} values, the model needs {}", what, ch.cache->width(),
            config_.kv_cache_values_per_token());
+    if (ch.cache->index_dim() != config_.index_head_dim)
+      fail("{}: the cache's index keys hold {} values, the model's indexer needs {} (make caches with new_cache)", what,
+           ch.cache->index_dim(), config_.index_head_dim);
     if (ch.n < 0) fail("{}: negative chunk length", what);
     const int64_t start = ch.cache->length();
     if (start + ch.n > config_.max_position_embeddings)
@@ -187,6 +195,7 @@ void Model::forward_local(std::span<const int32_t> tokens, std::span<const SeqCh
       fail("forward: the cache has {} layers, the model {}", ch.cache->layers(), blocks_.size());
   h_.resize(size_t(m * D));
   embed(tokens, weights_.embed, h_.data());
+  for (Block& blk : blocks_) blk.attn->record_index(opt.index);  // V3.2: the indexer's picks, when asked
   for (size_t l = 0; l < blocks_.size(); ++l) run_block(blocks_[l], int64_t(l), h_.data(), b, opt);
   for (const SeqChunk& ch : chunks) ch.cache->advance(ch.n);
   // Final norm (in place), then the head.
@@ -234,6 +243,7 @@ void Model::mtp_forward_local(int64_t k, std::span<const int32_t> next_tokens, c
   }
   h_.resize(size_t(m * D));
   kernels::linear(cat_.data(), m, mw.eh_proj, h_.data(), lin_);
+  mtp_[size_t(k)].attn->record_index(opt.index);
   run_block(mtp_[size_t(k)], k, h_.data(), b, opt);
   for (const SeqChunk& ch : chunks) ch.cache->advance(ch.n);
   if (hidden_out) std::memcpy(hidden_out, h_.data(), size_t(m * D) * sizeof(float));

@@ -37,6 +37,8 @@ enum class LogitRows { None, All, LastOfEachChunk };
 struct ForwardOptions {
   LogitRows logits = LogitRows::All;
   std::vector<RoutingRecord>* routing = nullptr;  // optional: one record per MoE layer
+  // Optional (V3.2): one record per layer and attention call, the indexer's selections and scores.
+  std::vector<IndexRecord>* index = nullptr;
 };
 
 class Model {

@@ -25,6 +25,7 @@ struct InferKit {
 
 using FfnWeights = FfnW<InferKit>;
 using MlaWeights = MlaW<InferKit>;
+using IndexerWeights = IndexerW<InferKit>;
 using MoeWeights = MoeW<InferKit>;
 using LayerWeights = LayerW<InferKit>;
 using MtpWeights = MtpW<InferKit>;

@@ -38,6 +38,7 @@ std::vector<std::pair<WeightSpec, std::vector<float>>> init_weights_f32(const Mo
         std::fill(v.begin(), v.end(), 1.0f);
         break;
       case WeightRole::Bias:
+      case WeightRole::NormBias:
         break;  // zeros
       default:
         fill_normal(v, o.seed * 0x100000001b3ull + i * 0x9e3779b97f4a7c15ull + 1, std);
@@ -51,7 +52,7 @@ std::vector<InitTensor> encode_for_storage(const std::vector<std::pair<WeightSpe
                                            InitDType dtype, int64_t block) {
   std::vector<InitTensor> out;
   for (const auto& [s, v] : w) {
-    const bool vector_like = s.role == WeightRole::Norm || s.role == WeightRole::Bias;
+    const bool vector_like = s.role == WeightRole::Norm || s.role == WeightRole::Bias || s.role == WeightRole::NormBias;
     if (dtype == InitDType::F32 || vector_like) {
       InitTensor t{s.name, DType::F32, s.shape, std::vector<uint8_t>(v.size() * 4)};
       std::memcpy(t.bytes.data(), v.data(), t.bytes.size());

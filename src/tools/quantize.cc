@@ -172,7 +172,9 @@ QuantizeReport quantize_model(const std::string& in_dir, const std::string& out_
     Conv conv = Conv::Copy;
     if (matrix && s.role == WeightRole::Linear) conv = lin;
     if (matrix && s.role == WeightRole::Head) conv = to_int ? Conv::ToInt8 : Conv::ToBf16;
-    if (matrix && !to_int && (s.role == WeightRole::Embedding || s.role == WeightRole::Gate)) conv = Conv::ToBf16;
+    if (matrix && !to_int &&
+        (s.role == WeightRole::Embedding || s.role == WeightRole::Gate || s.role == WeightRole::Projection))
+      conv = Conv::ToBf16;
     // FP8 never stays FP8 (the output config drops the fp8 quantization_config).
     if (conv == Conv::Copy && t->dtype == DType::F8_E4M3) conv = Conv::ToBf16;
     if (conv == Conv::ToBf16 && t->dtype == DType::BF16) conv = Conv::Copy;
