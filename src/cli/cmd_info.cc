@@ -152,6 +152,14 @@ int run_info(const Options& o) {
                      {"values_per_token", values_per_token},
                      {"bytes_per_token_fp32", values_per_token * 4},
                      {"bytes_per_token_bf16", values_per_token * 2}};
+    if (c.has_indexer())  // DSA: the index-key cache beside the latent one
+      j["index_cache"] = {{"bytes_per_token_per_layer", c.index_cache_bytes_per_token()},
+                          {"layers", cache_layers},
+                          {"bytes_per_token", c.index_cache_bytes_per_token() * cache_layers},
+                          {"index_n_heads", c.index_n_heads},
+                          {"index_head_dim", c.index_head_dim},
+                          {"index_topk", c.index_topk},
+                          {"rope", c.indexer_rope_interleave ? "interleaved" : "rotate-half"}};
     if (w) {
       json dt = json::object();
       for (const auto& [name, s] : w->by_dtype) dt[name] = {{"tensors", s.tensors}, {"bytes", s.bytes}};
@@ -204,7 +212,9 @@ int run_info(const Options& o) {
   } else {
     fmt::print("rope           theta {:g}, no scaling\n", c.rope_theta);
   }
-  if (c.fp8) fmt::print("quantization   fp8 e4m3, {}x{} blocks\n", c.weight_block_n, c.weight_block_k);
+  if (c.fp8)
+    fmt::print("quantization   fp8 e4m3, {}x{} blocks{}\n", c.weight_block_n, c.weight_block_k,
+               c.ue8m0_scales() ? ", ue8m0 (power-of-two) scales" : "");
   fmt::print("parameters     total {} ({}), activated {} ({}) per token, MTP {} ({})\n", billions(p.total_main),
              p.total_main, billions(p.activated), p.activated, billions(p.mtp), p.mtp);
   fmt::print("               activated counts the head, not the embedding; no scales or router biases\n");
@@ -213,6 +223,14 @@ int run_info(const Options& o) {
       "bf16\n",
       values_per_layer, cache_layers, values_per_token, values_per_token * 4,
       human_bytes(uint64_t(values_per_token) * 4), values_per_token * 2);
+  if (c.has_indexer()) {
+    const int64_t ib = c.index_cache_bytes_per_token();
+    fmt::print(
+        "sparse attn    DSA: indexer {} heads x {}, top-{} keys per query, {} RoPE; index-key cache {} bytes/token/"
+        "layer (E4M3 + scale) x {} layers = {} bytes/token ({}), beside the latent cache\n",
+        c.index_n_heads, c.index_head_dim, c.index_topk, c.indexer_rope_interleave ? "interleaved" : "rotate-half", ib,
+        cache_layers, ib * cache_layers, human_bytes(uint64_t(ib * cache_layers)));
+  }
   if (!w) {
     fmt::print("weights        no weights (config only)\n");
   } else {

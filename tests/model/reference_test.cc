@@ -110,7 +110,8 @@ TEST_P(Reference, SequencesBatchedTogetherMatchTheirOwnReferences) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Cases, Reference, ::testing::Values("v3_tiny", "v2lite_tiny", "v3_fp8", "v3_mtp"));
+INSTANTIATE_TEST_SUITE_P(Cases, Reference,
+                         ::testing::Values("v3_tiny", "v2lite_tiny", "v3_fp8", "v3_mtp", "v32_tiny", "v32_fp8"));
 
 TEST(Model, Bf16ActivationsStayNearTheReference) {
   // `--bf16-activations` (ModelOptions::bf16_activations): matmuls over BF16 weights with x rounded to
