@@ -1,8 +1,8 @@
 // Expert-parallel inference through the binary under mpirun (DSV3_MPIRUN: oversubscribed, one OpenMP thread
 // per rank, mpirun's --timeout): `dsv3 logits --ep N` over every V3-family reference case against DeepSeek's
 // logits and the single-process run, `dsv3 generate --ep 2` against one process (plain, MTP speculative,
-// several sequences at once), `dsv3 info --ep N`, and the refusals and failures: a bad --ep names the flag,
-// a rank that fails ends the job with a message naming it.
+// several sequences at once), the two-micro-batch overlap (--overlap on), `dsv3 info --ep N`, and the refusals and
+// failures: a bad --ep names the flag, a rank that fails ends the job with a message naming it.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -132,7 +132,7 @@ std::string init_model(const std::string& name, const nlohmann::json& changes = 
 
 TEST(EpCli, LogitsOfEveryReferenceCaseOverTwoAndFourRanks) {
   int ran = 0;
-  for (const char* name : {"v3_tiny", "v2lite_tiny", "v3_fp8", "v3_mtp"}) {
+  for (const char* name : {"v3_tiny", "v2lite_tiny", "v3_fp8", "v3_mtp", "v32_tiny", "v32_fp8"}) {
     if (!have_case(name)) continue;
     const std::string dir = std::string(DSV3_TESTDATA) + "/" + name;
     const auto seqs = lines(dir + "/ids.txt");
@@ -228,6 +228,85 @@ TEST(EpCli, RedundantExpertsKeepTheTokensAndBalanceTheLoad) {
     EXPECT_GE(j["load_imbalance"].get<double>(), 1.0);
     EXPECT_LE(j["load_imbalance"].get<double>(), 2.0);
   }
+}
+
+// ---- two-micro-batch overlap -----------------------------------------------------------------------------------
+
+// --overlap on: every step's rows as two micro-batches whose all-to-alls travel while the other computes.
+// The results stay those of one process (the reference cases within 1e-5 of DeepSeek's logits and 1e-6
+// of one process; generate's tokens equal), and bench counts two MoE calls per layer and step.
+TEST(EpCli, TwoMicroBatchOverlapKeepsTheResults) {
+  int ran = 0;
+  for (const char* name : {"v3_tiny", "v3_fp8", "v3_mtp"}) {
+    if (!have_case(name)) continue;
+    const std::string dir = std::string(DSV3_TESTDATA) + "/" + name;
+    const auto seqs = lines(dir + "/ids.txt");
+    ASSERT_FALSE(seqs.empty()) << name;
+    const std::string mref = dir + "/mtp_logits_0.f32";
+    const bool mtp = fs::exists(mref);
+    const std::string base = tmp_dir() + "/ov_" + name;
+    const std::string args = "logits --model " + dir + " --ids '" + seqs[0] + "'";
+    const Result one = dsv3(args + " --out " + base + "_1.f32" + (mtp ? " --mtp-out " + base + "_m1.f32" : ""));
+    ASSERT_EQ(one.status, 0) << one.err;
+    for (int np : {2, 4}) {
+      SCOPED_TRACE(std::string(name) + ", " + std::to_string(np) + " ranks, --overlap on");
+      const std::string out = base + "_" + std::to_string(np);
+      const Result r = mpi(np, args + " --ep " + std::to_string(np) + " --overlap on --out " + out + ".f32" +
+                                   (mtp ? " --mtp-out " + out + "_m.f32" : ""));
+      ASSERT_EQ(r.status, 0) << r.err;
+      const auto got = read_f32(out + ".f32");
+      EXPECT_LE(rel_err(got, read_f32(dir + "/logits_0.f32")), 1e-5);
+      EXPECT_LE(rel_err(got, read_f32(base + "_1.f32")), 1e-6);
+      if (mtp) {
+        EXPECT_LE(rel_err(read_f32(out + "_m.f32"), read_f32(mref)), 1e-5);
+        EXPECT_LE(rel_err(read_f32(out + "_m.f32"), read_f32(base + "_m1.f32")), 1e-6);
+      }
+      ++ran;
+    }
+  }
+  if (ran == 0) GTEST_SKIP() << "no reference cases in " << DSV3_TESTDATA;
+
+  const std::string m = init_model("gen");
+  const std::string greedy =
+      "generate --model " + m + " --ids '0 5 9 33 7' -n 24 --temp 0 --print-ids --ignore-eos --batch 3";
+  for (const std::string& g : {greedy, greedy + " --spec mtp --draft 2"}) {
+    SCOPED_TRACE(g);
+    const Result one = dsv3(g);
+    ASSERT_EQ(one.status, 0) << one.err;
+    const Result two = mpi(2, g + " --ep 2 --overlap on");
+    ASSERT_EQ(two.status, 0) << two.err;
+    EXPECT_EQ(two.out, one.out);
+  }
+
+  // The model has 2 MoE layers (3 layers, the first dense): 2 executor calls per prefill and decode step
+  // with one micro-batch, 4 with two; auto takes two for the 40-row prefill (>= 32 rows on a rank) only.
+  const std::string bench = "bench --model " + m + " --prompt 40 --gen 4 --reps 1 --batch 2 --json --ep 2";
+  for (const char* ov : {"off", "on", "auto"}) {
+    SCOPED_TRACE(std::string("--overlap ") + ov);
+    const Result b = mpi(2, bench + " --overlap " + ov);
+    ASSERT_EQ(b.status, 0) << b.err;
+    const auto j = nlohmann::json::parse(b.out.substr(b.out.find('{')));
+    EXPECT_EQ(j["overlap"], ov);
+    const bool on = std::string(ov) == "on";
+    for (const char* phase : {"prefill_split", "decode_split"}) {
+      const auto& p = j[phase];
+      ASSERT_EQ(p["ranks"].size(), 2u) << p;
+      EXPECT_GT(p["wall_ms"].get<double>(), 0) << p;
+      const double calls = (on || (std::string(ov) == "auto" && std::string(phase) == "prefill_split")) ? 4 : 2;
+      for (const auto& r : p["ranks"]) {
+        EXPECT_EQ(r["moe_calls"].get<double>(), calls) << phase << " " << r;
+        EXPECT_GT(r["experts_ms"].get<double>(), 0) << r;
+        EXPECT_GE(r["comm_ms"].get<double>(), 0) << r;
+        EXPECT_GE(r["sync_ms"].get<double>(), 0) << r;
+        EXPECT_LE(r["experts_ms"].get<double>() + r["comm_ms"].get<double>() + r["sync_ms"].get<double>(),
+                  p["wall_ms"].get<double>() * 1.01)
+            << r;
+      }
+    }
+  }
+  const Result solo = dsv3("logits --model " + m + " --ids '1 2' --out " + tmp_dir() + "/solo.f32 --overlap on");
+  EXPECT_NE(solo.status, 0);
+  EXPECT_NE(solo.err.find("--overlap on: needs --ep 2 or more"), std::string::npos) << solo.err;
 }
 
 // ---- info --------------------------------------------------------------------------------------------------
