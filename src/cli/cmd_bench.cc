@@ -8,6 +8,11 @@
 // Under mpirun -np N with --ep N [--redundant-experts K] the model runs expert-parallel (cli/dist_flags.h)
 // and the routed rows each rank computed are reported: max / mean over the ranks (load imbalance), over
 // each MoE layer's calls after its first --redundant-warmup ones (the same window with and without K).
+// There the B prompts are prefilled in one step (each rank attends over the sequences placed on it), and
+// each rank's MoE time is split per prefill and per decode step: experts (routed + shared), comm (posting
+// and completing the dispatch / combine all-to-alls: the transfer not hidden by --overlap), sync (the counts
+// all-to-all opening each MoE call: waiting for the slowest rank), other (the rest of the step's wall time:
+// attention, router, norms, head, the step protocol).
 #include <omp.h>
 
 #include <algorithm>
@@ -94,14 +99,39 @@ int run(const Options& o) {
   }
   using clock = std::chrono::steady_clock;
   std::vector<double> prefill_tps, decode_tps;
+  // Under --ep: each rank's MoE time over the measured prefills and decode steps, and their wall time.
+  std::vector<dist::ExchangeTime> split[2];
+  double split_wall[2] = {0, 0};
+  auto take_split = [&](int phase, bool keep, double wall) {
+    const dist::TimeReport t = job->time_report();
+    if (!keep) return;
+    split[phase].resize(t.ranks.size());
+    for (size_t r = 0; r < t.ranks.size(); ++r) {
+      split[phase][r].sync += t.ranks[r].sync;
+      split[phase][r].comm += t.ranks[r].comm;
+      split[phase][r].experts += t.ranks[r].experts;
+      split[phase][r].calls += t.ranks[r].calls;
+    }
+    split_wall[phase] += wall;
+  };
   std::vector<float> logits(size_t(o.batch * V));
   for (int64_t rep = 0; rep < o.reps + 1; ++rep) {  // rep 0 warms up
     std::vector<KvCache> caches;
     for (int64_t b = 0; b < o.batch; ++b) caches.push_back(model->new_cache(o.prompt + o.gen));
     auto t0 = clock::now();
-    for (int64_t b = 0; b < o.batch; ++b) {
-      SeqChunk ch{&caches[size_t(b)], o.prompt};
-      model->forward(prompt, {&ch, 1}, nullptr, logits.data(), {.logits = LogitRows::LastOfEachChunk});
+    if (job) {  // one step: every rank prefills the sequences placed on it
+      std::vector<SeqChunk> all;
+      std::vector<int32_t> ids;
+      for (auto& cache : caches) {
+        all.push_back({&cache, o.prompt});
+        ids.insert(ids.end(), prompt.begin(), prompt.end());
+      }
+      model->forward(ids, all, nullptr, logits.data(), {.logits = LogitRows::LastOfEachChunk});
+    } else {
+      for (int64_t b = 0; b < o.batch; ++b) {
+        SeqChunk ch{&caches[size_t(b)], o.prompt};
+        model->forward(prompt, {&ch, 1}, nullptr, logits.data() + b * V, {.logits = LogitRows::LastOfEachChunk});
+      }
     }
     if (o.tg_empty) {  // decode from position 0 of fresh caches, starting from the prompt's first id
       caches.clear();
@@ -110,6 +140,10 @@ int run(const Options& o) {
         std::fill(logits.begin() + b * V, logits.begin() + (b + 1) * V, 0.0f), logits[size_t(b * V + prompt[0])] = 1;
     }
     auto t1 = clock::now();
+    if (job) {
+      take_split(0, rep > 0, std::chrono::duration<double>(t1 - t0).count());
+      t1 = clock::now();
+    }
     std::vector<SeqChunk> chunks;
     for (auto& cache : caches) chunks.push_back({&cache, 1});
     std::vector<int32_t> next(size_t(o.batch));
@@ -120,6 +154,7 @@ int run(const Options& o) {
       model->forward(next, chunks, nullptr, logits.data(), {.logits = LogitRows::LastOfEachChunk});
     }
     auto t2 = clock::now();
+    if (job) take_split(1, rep > 0, std::chrono::duration<double>(t2 - t1).count());
     if (rep == 0) continue;
     prefill_tps.push_back(double(o.prompt * o.batch) / std::chrono::duration<double>(t1 - t0).count());
     decode_tps.push_back(double(o.gen * o.batch) / std::chrono::duration<double>(t2 - t1).count());
@@ -154,6 +189,18 @@ int run(const Options& o) {
       j["load_calls"] = load->calls;
       j["load_imbalance"] = load->imbalance;
       j["load_step_imbalance"] = load->step_imbalance;
+      j["overlap"] = o.dist.overlap;
+      for (int ph = 0; ph < 2; ++ph) {
+        const double per = double(o.reps) * (ph == 0 ? 1.0 : double(o.gen));  // prefills / decode steps
+        nlohmann::json ranks = nlohmann::json::array();
+        for (const dist::ExchangeTime& t : split[ph])
+          ranks.push_back({{"experts_ms", 1e3 * t.experts / per},
+                           {"comm_ms", 1e3 * t.comm / per},
+                           {"sync_ms", 1e3 * t.sync / per},
+                           {"other_ms", 1e3 * (split_wall[ph] - t.experts - t.comm - t.sync) / per},
+                           {"moe_calls", double(t.calls) / per}});
+        j[ph == 0 ? "prefill_split" : "decode_split"] = {{"wall_ms", 1e3 * split_wall[ph] / per}, {"ranks", ranks}};
+      }
     }
     std::printf("%s\n", j.dump().c_str());
   } else {
@@ -173,6 +220,17 @@ int run(const Options& o) {
           (long long)o.dist.redundant_warmup);
       std::printf("         load imbalance max/mean %.3f over the run, %.3f per MoE call (mean)\n", load->imbalance,
                   load->step_imbalance);
+      for (int ph = 0; ph < 2; ++ph) {
+        const double per = double(o.reps) * (ph == 0 ? 1.0 : double(o.gen));
+        std::printf("%s ms per %s (--overlap %s), wall %.3f:\n", ph == 0 ? "prefill " : "decode  ",
+                    ph == 0 ? "prefill" : "step", o.dist.overlap.c_str(), 1e3 * split_wall[ph] / per);
+        for (size_t r = 0; r < split[ph].size(); ++r) {
+          const dist::ExchangeTime& t = split[ph][r];
+          std::printf("         rank %zu: experts %.3f  comm %.3f  sync %.3f  other %.3f\n", r, 1e3 * t.experts / per,
+                      1e3 * t.comm / per, 1e3 * t.sync / per,
+                      1e3 * (split_wall[ph] - t.experts - t.comm - t.sync) / per);
+        }
+      }
     }
   }
   return 0;

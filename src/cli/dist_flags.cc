@@ -18,6 +18,11 @@ void DistFlags::add_to(CLI::App& app) {
                  "--redundant-warmup forwards), each copy on the least loaded rank (default 0)");
   app.add_option("--redundant-warmup", redundant_warmup,
                  "Forwards per MoE layer whose routed load decides the redundant experts (default 8)");
+  app.add_option("--overlap", overlap,
+                 "With --ep: run a step's rows as two micro-batches whose expert all-to-alls travel while the "
+                 "other computes (DeepSeek's two-micro-batch overlap): auto (when a rank has >= 32 rows: "
+                 "prefill), on, off (default auto)")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
 }
 
 std::shared_ptr<dist::EpInference> DistFlags::start(const std::string& model_dir, ModelOptions& options) const {
@@ -28,11 +33,17 @@ std::shared_ptr<dist::EpInference> DistFlags::start(const std::string& model_dir
          w.size());
   if (ep <= 1 && w.size() == 1) {
     if (redundant_experts != 0) fail("--redundant-experts {}: needs --ep 2 or more", redundant_experts);
+    if (overlap != "auto") fail("--overlap {}: needs --ep 2 or more", overlap);
     return nullptr;
   }
   const ModelConfig c = load_config(model_dir);
   auto job = std::make_shared<dist::EpInference>(
-      w, c, dist::EpOptions{.ep = ep, .redundancy = {.experts = redundant_experts, .warmup = redundant_warmup}});
+      w, c,
+      dist::EpOptions{.ep = ep,
+                      .redundancy = {.experts = redundant_experts, .warmup = redundant_warmup},
+                      .overlap = overlap == "on"    ? dist::Overlap::On
+                                 : overlap == "off" ? dist::Overlap::Off
+                                                    : dist::Overlap::Auto});
   const std::string line = job->describe(c, model_dir);
   std::fprintf(stderr, "dsv3: %s\n", line.c_str());
   std::fflush(stderr);

@@ -22,6 +22,7 @@ namespace dsv3::cli {
 struct DistFlags {
   int ep = 0;  // 0: not given
   int64_t redundant_experts = 0, redundant_warmup = 8;
+  std::string overlap = "auto";  // auto | on | off
 
   void add_to(CLI::App& app);
   // Checks --ep against the job (dist::world()) and the model's config.json (errors name the flag), builds

@@ -17,9 +17,9 @@ namespace dsv3::dist {
 
 namespace {
 
-enum Kind : int64_t { kStop = 0, kMain = 1, kMtp = 2, kReport = 3 };
+enum Kind : int64_t { kStop = 0, kMain = 1, kMtp = 2, kReport = 3, kTime = 4 };
 enum Tag : int { kTagLength = 7101, kTagStep = 7102, kTagHidden = 7103 };
-constexpr int64_t kHeader = 8;    // kind, module, logits, hidden, from_call, released, chunks, tokens
+constexpr int64_t kHeader = 9;    // kind, module, logits, hidden, from_call, micro, released, chunks, tokens
 constexpr int64_t kPerChunk = 5;  // id, rank, start, n, capacity
 
 int64_t logit_rows(LogitRows mode, int64_t n) {
@@ -50,6 +50,7 @@ struct EpInference::Step {
   LogitRows logits = LogitRows::None;
   bool hidden = false;
   int64_t from_call = 0;
+  int64_t micro = 1;  // ForwardOptions::micro_batches
   std::vector<int64_t> released;
   std::vector<Chunk> chunks;
   std::vector<int32_t> tokens;
@@ -58,7 +59,7 @@ struct EpInference::Step {
 
   void encode(std::vector<int64_t>& d) const {
     d.clear();
-    d.insert(d.end(), {kind, module, int64_t(logits), hidden ? 1 : 0, from_call, int64_t(released.size()),
+    d.insert(d.end(), {kind, module, int64_t(logits), hidden ? 1 : 0, from_call, micro, int64_t(released.size()),
                        int64_t(chunks.size()), int64_t(tokens.size())});
     d.insert(d.end(), released.begin(), released.end());
     for (const Chunk& c : chunks) d.insert(d.end(), {c.id, c.rank, c.start, c.n, c.capacity});
@@ -71,7 +72,9 @@ struct EpInference::Step {
     logits = LogitRows(d[2]);
     hidden = d[3] != 0;
     from_call = d[4];
-    const int64_t nr = d[5], nc = d[6], nt = d[7];
+    micro = d[5];
+    if (micro != 1 && micro != 2) fail("step descriptor with {} micro-batches", micro);
+    const int64_t nr = d[6], nc = d[7], nt = d[8];
     if (int64_t(d.size()) != kHeader + nr + nc * kPerChunk + nt)
       fail("step descriptor of {} values does not hold its {} releases, {} chunks and {} tokens", d.size(), nr, nc, nt);
     const int64_t* p = d.data() + kHeader;
@@ -207,7 +210,7 @@ void EpInference::run_share(Model& model, const Step& s, const std::vector<KvCac
   out.resize(size_t(s.floats[size_t(rank_)]));
   float* hid = s.hidden ? out.data() : nullptr;
   float* lg = s.logits != LogitRows::None ? out.data() + (s.hidden ? m * D : 0) : nullptr;
-  const ForwardOptions fo{.logits = s.logits};
+  const ForwardOptions fo{.logits = s.logits, .micro_batches = int(s.micro)};
   if (s.kind == kMain)
     model.forward_local(tokens, chunks, hid, lg, fo);
   else
@@ -257,11 +260,15 @@ void EpInference::step(Model& model, const StepCall& call) {
   }
   s.tokens.assign(call.tokens.begin(), call.tokens.end());
   s.derive(size_, D, V);
+  s.micro = opt_.overlap == Overlap::On ? 2
+            : opt_.overlap == Overlap::Off
+                ? 1
+                : (*std::max_element(s.rows.begin(), s.rows.end()) >= opt_.overlap_rows ? 2 : 1);
 
   try {
     send_step(s);
     if (all_here) {  // one process's sequences (e.g. `dsv3 logits`): rank 0 writes the outputs in place
-      const ForwardOptions fo{.logits = s.logits};
+      const ForwardOptions fo{.logits = s.logits, .micro_batches = int(s.micro)};
       if (mtp)
         model.mtp_forward_local(call.mtp_module, call.tokens, call.hidden_in, call.chunks, call.hidden_out,
                                 call.logits_out, fo);
@@ -337,6 +344,10 @@ void EpInference::follow(Model& model) {
       if (s.kind == kStop) return;
       if (s.kind == kReport) {
         report_share(s);
+        continue;
+      }
+      if (s.kind == kTime) {
+        time_share();
         continue;
       }
       if (s.kind != kMain && s.kind != kMtp) fail("unknown step kind {}", s.kind);
@@ -431,6 +442,37 @@ LoadReport EpInference::load_report(int64_t from_call) {
   for (int64_t v : rep.total) mx = std::max(mx, v), sum += v;
   rep.imbalance = sum > 0 ? double(mx) / (double(sum) / size_) : 0;
   rep.step_imbalance = counted > 0 ? sum_ratio / double(counted) : 0;
+  return rep;
+}
+
+std::vector<double> EpInference::time_share() {
+  ExchangeTime& t = load_->time;
+  const double mine[4] = {t.sync, t.comm, t.experts, double(t.calls)};
+  t = {};
+  std::vector<double> all(rank_ == 0 ? size_t(4 * size_) : 0);
+  const std::vector<int64_t> counts(size_t(size_), 4), displs = displacements(counts);
+  world_.gatherv(mine, 4, rank_ == 0 ? all.data() : nullptr, counts, displs, DType::F64, 0);
+  return all;
+}
+
+TimeReport EpInference::time_report() {
+  if (rank_ != 0) fail("time_report: rank 0 asks for it");
+  if (stopped_) fail("time_report: the distributed job was stopped");
+  Step s;
+  s.kind = kTime;
+  std::vector<double> all;
+  try {
+    send_step(s);
+    all = time_share();
+  } catch (const std::exception& e) {
+    abort_job(1, fmt::format("dsv3: rank 0 failed gathering the MoE times: {}", e.what()));
+  }
+  TimeReport rep;
+  for (int r = 0; r < size_; ++r)
+    rep.ranks.push_back({.sync = all[size_t(4 * r)],
+                         .comm = all[size_t(4 * r + 1)],
+                         .experts = all[size_t(4 * r + 2)],
+                         .calls = int64_t(all[size_t(4 * r + 3)])});
   return rep;
 }
 

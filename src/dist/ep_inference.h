@@ -43,9 +43,21 @@
 
 namespace dsv3::dist {
 
+// --overlap: whether a step runs its rows as two micro-batches whose MoE exchanges overlap the other's
+// compute (ForwardOptions::micro_batches = 2). Auto: when some rank has at least `overlap_rows` rows in the
+// step (prefill); decode steps of a few rows per rank would only pay twice the exchanges' latency.
+enum class Overlap { Auto, On, Off };
+
 struct EpOptions {
   int ep = 1;  // --ep: must be the world size (attention-DP and EP over every rank)
   Redundancy redundancy = {};
+  Overlap overlap = Overlap::Auto;
+  int64_t overlap_rows = 32;
+};
+
+// Where the ranks' time went over the steps since the previous report (ExchangeTime per rank, seconds).
+struct TimeReport {
+  std::vector<ExchangeTime> ranks;
 };
 
 // Routed rows per rank over a run (the calls of each layer from `from_call` on).
@@ -77,6 +89,9 @@ class EpInference final : public ModelParallel {
   void stop();
   // Rank 0, a step of its own: the routed rows each rank computed, from each layer's call `from_call` on.
   LoadReport load_report(int64_t from_call = 0);
+  // Rank 0, a step of its own: each rank's MoE time (sync / comm / experts) since the previous time_report
+  // (or the start), then zeroed.
+  TimeReport time_report();
 
   // Rank 0: how many caches of the main model (mtp: of the MTP modules) each rank was given so far.
   std::vector<int64_t> placed(bool mtp = false) const;
@@ -99,6 +114,7 @@ class EpInference final : public ModelParallel {
                  std::vector<float>& out);
   void send_step(const Step& s);  // the descriptor to every rank ≠ 0
   std::vector<int64_t> report_share(const Step& s);
+  std::vector<double> time_share();
 
   Comm& world_;
   EpOptions opt_;

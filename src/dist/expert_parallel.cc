@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <numeric>
@@ -116,6 +117,31 @@ void EpExperts::plan_redundancy() {
 }
 
 void EpExperts::run(std::span<const ExpertTask> tasks, const float* x, int64_t m, float* out) {
+  begin(0, tasks, x, m);
+  compute(0);
+  combine(0);
+  end(0, out);
+}
+
+EpExperts::Flight& EpExperts::flight(int slot, int stage, const char* what) {
+  if (slot != 0 && slot != 1) fail("layer {}: micro-batch slot {} (there are two: 0 and 1)", layer_, slot);
+  Flight& f = flights_[slot];
+  if (f.stage != stage)
+    fail("layer {}: EpExperts::{} on micro-batch slot {} out of order (stage {}, expected {})", layer_, what, slot,
+         f.stage, stage);
+  return f;
+}
+
+void EpExperts::poke(int slot) {
+  Flight& f = flights_[slot];
+  if (f.req && (f.stage == 1 || f.stage == 3) && f.req->test()) {
+    // Done: completion is remembered by the request (a later wait() returns at once).
+  }
+}
+
+void EpExperts::begin(int slot, std::span<const ExpertTask> tasks, const float* x, int64_t m) {
+  using clock = std::chrono::steady_clock;
+  Flight& f = flight(slot, 0, "begin");
   const int P = ep_.size();
   const int64_t D = hidden_, W = D + 1;
   if (!planned_) {
@@ -125,6 +151,9 @@ void EpExperts::run(std::span<const ExpertTask> tasks, const float* x, int64_t m
       for (const ExpertTask& t : tasks) seen_[size_t(t.expert)] += t.m;
     }
   }
+  f.tasks = tasks;
+  f.x = x;
+  f.m = m;
 
   // 1. Destinations: every slot to its expert's holder; a duplicated expert's slots to the least busy copy.
   int64_t slots = 0;
@@ -133,11 +162,12 @@ void EpExperts::run(std::span<const ExpertTask> tasks, const float* x, int64_t m
       fail("MoE: expert {} is outside this layer's {} experts", t.expert, c_.n_routed_experts);
     slots += t.m;
   }
+  f.slots = slots;
   busy_.assign(size_t(P), 0);
   for (const ExpertTask& t : tasks)
     if (holders_[size_t(t.expert)].size() == 1) busy_[size_t(holders_[size_t(t.expert)][0])] += t.m;
-  dest_.resize(size_t(slots));
-  send_counts_.assign(size_t(P), 0);
+  f.dest.resize(size_t(slots));
+  f.send_counts.assign(size_t(P), 0);
   int64_t g = 0;
   for (const ExpertTask& t : tasks) {
     const std::vector<int>& h = holders_[size_t(t.expert)];
@@ -148,81 +178,127 @@ void EpExperts::run(std::span<const ExpertTask> tasks, const float* x, int64_t m
           if (busy_[size_t(c)] < busy_[size_t(r)] || (busy_[size_t(c)] == busy_[size_t(r)] && c < r)) r = c;
         ++busy_[size_t(r)];
       }
-      dest_[size_t(g)] = r;
-      ++send_counts_[size_t(r)];
+      f.dest[size_t(g)] = r;
+      ++f.send_counts[size_t(r)];
     }
   }
-  sdispl_ = displacements(send_counts_);
-  fill_ = sdispl_;
-  pos_.resize(size_t(slots));
-  send_.resize(size_t(slots * W));
+  f.sdispl = displacements(f.send_counts);
+  fill_ = f.sdispl;
+  f.pos.resize(size_t(slots));
+  f.send.resize(size_t(slots * W));
   g = 0;
   for (const ExpertTask& t : tasks)
     for (int64_t i = 0; i < t.m; ++i, ++g) {
-      const int64_t p = fill_[size_t(dest_[size_t(g)])]++;
-      pos_[size_t(g)] = p;
-      float* row = send_.data() + p * W;
+      const int64_t p = fill_[size_t(f.dest[size_t(g)])]++;
+      f.pos[size_t(g)] = p;
+      float* row = f.send.data() + p * W;
       std::memcpy(row, t.x + i * D, size_t(D) * sizeof(float));
       row[D] = id_bits(t.expert);
     }
 
-  // 2. Counts, then the rows; the shared expert over this rank's rows while they travel.
-  recv_counts_.assign(size_t(P), 0);
-  ep_.alltoall(send_counts_.data(), 1, recv_counts_.data(), DType::I64);
-  rdispl_ = displacements(recv_counts_);
-  const int64_t n_recv = rdispl_.back() + recv_counts_.back();
-  recv_.resize(size_t(n_recv * W));
-  scaled(send_counts_, W, sc_);
-  scaled(sdispl_, W, sd_);
-  scaled(recv_counts_, W, rc_);
-  scaled(rdispl_, W, rd_);
-  {
-    RequestPtr req = ep_.ialltoallv(send_.data(), sc_, sd_, recv_.data(), rc_, rd_, DType::F32);
-    if (w_.has_shared && m > 0) {
-      shared_.resize(size_t(m * D));
-      ffn_forward(w_.shared, x, m, shared_.data(), ffn_, lin_);
-    }
-    req->wait();
-  }
-
-  // 3. Every received slot through its expert.
-  compute(n_recv);
+  // 2. Counts (every rank of the group meets here), then the rows, left in flight.
+  f.recv_counts.assign(size_t(P), 0);
+  const auto t0 = clock::now();
+  ep_.alltoall(f.send_counts.data(), 1, f.recv_counts.data(), DType::I64);
+  const auto t1 = clock::now();
+  f.rdispl = displacements(f.recv_counts);
+  f.n_recv = f.rdispl.back() + f.recv_counts.back();
+  f.recv.resize(size_t(f.n_recv * W));
+  scaled(f.send_counts, W, sc_);
+  scaled(f.sdispl, W, sd_);
+  scaled(f.recv_counts, W, rc_);
+  scaled(f.rdispl, W, rd_);
+  f.req = ep_.ialltoallv(f.send.data(), sc_, sd_, f.recv.data(), rc_, rd_, DType::F32);
+  f.stage = 1;
   if (load_) {
-    load_->rows.push_back(n_recv);
-    load_->layer_call.push_back(calls_);
+    load_->time.sync += std::chrono::duration<double>(t1 - t0).count();
+    load_->time.comm += std::chrono::duration<double>(clock::now() - t1).count();
   }
+}
 
-  // 4. The outputs back to the slots they came from.
-  back_.resize(size_t(slots * D));
-  scaled(recv_counts_, D, rc_);
-  scaled(rdispl_, D, rd_);
-  scaled(send_counts_, D, sc_);
-  scaled(sdispl_, D, sd_);
-  ep_.alltoallv(y_.data(), rc_, rd_, back_.data(), sc_, sd_, DType::F32);
+void EpExperts::compute(int slot) {
+  using clock = std::chrono::steady_clock;
+  Flight& f = flight(slot, 1, "compute");
+  const int other = 1 - slot;
+  const int64_t D = hidden_;
+  // The shared expert over this rank's own rows while they travel.
+  auto t0 = clock::now();
+  if (w_.has_shared && f.m > 0) {
+    f.shared.resize(size_t(f.m * D));
+    ffn_forward(w_.shared, f.x, f.m, f.shared.data(), ffn_, lin_);
+  }
+  poke(other);
+  auto t1 = clock::now();
+  f.req->wait();
+  f.req.reset();
+  auto t2 = clock::now();
+  // 3. Every received slot through its expert.
+  run_experts(f, other);
+  auto t3 = clock::now();
+  if (load_) {
+    load_->rows.push_back(f.n_recv);
+    load_->layer_call.push_back(calls_);
+    load_->time.experts += std::chrono::duration<double>((t1 - t0) + (t3 - t2)).count();
+    load_->time.comm += std::chrono::duration<double>(t2 - t1).count();
+  }
+  f.stage = 2;
+}
 
+void EpExperts::combine(int slot) {
+  using clock = std::chrono::steady_clock;
+  Flight& f = flight(slot, 2, "combine");
+  const int64_t D = hidden_;
+  const auto t0 = clock::now();
+  // 4. The outputs back to the slots they came from, left in flight.
+  f.back.resize(size_t(f.slots * D));
+  scaled(f.recv_counts, D, rc_);
+  scaled(f.rdispl, D, rd_);
+  scaled(f.send_counts, D, sc_);
+  scaled(f.sdispl, D, sd_);
+  f.req = ep_.ialltoallv(f.y.data(), rc_, rd_, f.back.data(), sc_, sd_, DType::F32);
+  f.stage = 3;
+  if (load_) load_->time.comm += std::chrono::duration<double>(clock::now() - t0).count();
+}
+
+void EpExperts::end(int slot, float* out) {
+  using clock = std::chrono::steady_clock;
+  Flight& f = flight(slot, 3, "end");
+  const int64_t D = hidden_;
+  const auto t0 = clock::now();
+  f.req->wait();
+  f.req.reset();
+  if (load_) {
+    load_->time.comm += std::chrono::duration<double>(clock::now() - t0).count();
+    ++load_->time.calls;
+  }
   // 5. The fixed-order sum: ascending expert (the tasks' order), each task's rows in order, then shared.
-  g = 0;
-  for (const ExpertTask& t : tasks)
+  int64_t g = 0;
+  for (const ExpertTask& t : f.tasks)
     for (int64_t i = 0; i < t.m; ++i, ++g) {
       const float gate = t.gates[i];
       float* o = out + t.rows[i] * D;
-      const float* y = back_.data() + pos_[size_t(g)] * D;
+      const float* y = f.back.data() + f.pos[size_t(g)] * D;
       for (int64_t j = 0; j < D; ++j) o[j] += gate * y[j];
     }
   if (w_.has_shared)
-    for (int64_t i = 0; i < m * D; ++i) out[i] += shared_[size_t(i)];
+    for (int64_t i = 0; i < f.m * D; ++i) out[i] += f.shared[size_t(i)];
+  f.tasks = {};
+  f.x = nullptr;
+  f.stage = 0;
   ++calls_;
 }
 
-void EpExperts::compute(int64_t n_recv) {
+void EpExperts::run_experts(Flight& f, int other) {
   const int64_t D = hidden_, W = D + 1, E = c_.n_routed_experts;
-  y_.assign(size_t(n_recv * D), 0.0f);
+  const int64_t n_recv = f.n_recv;
+  const std::vector<float>& recv = f.recv;
+  f.y.assign(size_t(n_recv * D), 0.0f);
   if (n_recv == 0) return;
   // Group the received rows by expert, ascending; within an expert in arrival order (source rank, then
   // the source's own order, which is its tasks' row order).
   ecount_.assign(size_t(E) + 1, 0);
   for (int64_t r = 0; r < n_recv; ++r) {
-    const int64_t e = id_of(recv_[size_t(r * W + D)]);
+    const int64_t e = id_of(recv[size_t(r * W + D)]);
     (void)expert(e);  // held here, or a clear error
     ++ecount_[size_t(e) + 1];
   }
@@ -231,24 +307,25 @@ void EpExperts::compute(int64_t n_recv) {
   order_.resize(size_t(n_recv));
   xin_.resize(size_t(n_recv * D));
   for (int64_t r = 0; r < n_recv; ++r) {
-    const int64_t e = id_of(recv_[size_t(r * W + D)]);
+    const int64_t e = id_of(recv[size_t(r * W + D)]);
     const int64_t p = eoff_[size_t(e)]++;
     order_[size_t(p)] = r;
-    std::memcpy(xin_.data() + p * D, recv_.data() + r * W, size_t(D) * sizeof(float));
+    std::memcpy(xin_.data() + p * D, recv.data() + r * W, size_t(D) * sizeof(float));
   }
   int64_t most = 0;
   for (int64_t e = 0; e < E; ++e) most = std::max(most, ecount_[size_t(e) + 1] - ecount_[size_t(e)]);
   if (most <= kernels::swiglu_max_rows()) {
-    // Decode: every expert in one fused pass, each row's output into its own row of y_ (zeroed: y = 0 + y).
+    // Decode: every expert in one fused pass, each row's output into its own row of y (zeroed: y = 0 + y).
     fused_.clear();
     for (int64_t e = 0; e < E; ++e) {
       const int64_t b = ecount_[size_t(e)], n = ecount_[size_t(e) + 1] - b;
       if (n == 0) continue;
-      const FfnWeights& f = expert(e);
+      const FfnWeights& fw = expert(e);
       fused_.push_back(
-          {.w1 = f.w1, .w3 = f.w3, .w2 = f.w2, .x = xin_.data() + b * D, .m = n, .rows = order_.data() + b});
+          {.w1 = fw.w1, .w3 = fw.w3, .w2 = fw.w2, .x = xin_.data() + b * D, .m = n, .rows = order_.data() + b});
     }
-    kernels::swiglu_experts(fused_, D, y_.data(), ffn_.fused, lin_);
+    kernels::swiglu_experts(fused_, D, f.y.data(), ffn_.fused, lin_);
+    poke(other);
     return;
   }
   for (int64_t e = 0; e < E; ++e) {
@@ -257,7 +334,8 @@ void EpExperts::compute(int64_t n_recv) {
     tmp_.resize(std::max(tmp_.size(), size_t(n * D)));
     ffn_forward(expert(e), xin_.data() + b * D, n, tmp_.data(), ffn_, lin_);
     for (int64_t i = 0; i < n; ++i)
-      std::memcpy(y_.data() + order_[size_t(b + i)] * D, tmp_.data() + i * D, size_t(D) * sizeof(float));
+      std::memcpy(f.y.data() + order_[size_t(b + i)] * D, tmp_.data() + i * D, size_t(D) * sizeof(float));
+    poke(other);
   }
 }
 

@@ -45,11 +45,24 @@ struct Redundancy {
   int64_t warmup = 8;   // calls of each layer whose routed load decides which experts (>= 0)
 };
 
-// Routed rows one rank's executors computed, one entry per run() call in call order (the layers
-// interleaved as the forwards run them, the same sequence on every rank of the group).
+// Where one rank's MoE time went, summed over its executors' calls (seconds of steady_clock):
+//   sync     the counts all-to-all that opens every call: mostly waiting for the slowest rank of the group
+//            to reach this layer (its attention, its share of the previous layer's experts)
+//   comm     posting the dispatch and combine all-to-alls and waiting for them to complete: the transfers
+//            not hidden behind other work
+//   experts  the routed experts over the rows received, and the shared expert over this rank's own rows
+struct ExchangeTime {
+  double sync = 0, comm = 0, experts = 0;
+  int64_t calls = 0;
+};
+
+// Routed rows one rank's executors computed, one entry per call in call order (a call: run(), or one
+// micro-batch's begin … end; the layers interleaved as the forwards run them, the same sequence on every
+// rank of the group), and the times.
 struct ExpertLoad {
   std::vector<int64_t> rows;        // slots received and computed by this rank
   std::vector<int64_t> layer_call;  // the call's index among its own layer's calls (0, 1, ...)
+  ExchangeTime time;
 };
 
 class EpExperts final : public ExpertExecutor {
@@ -60,6 +73,14 @@ class EpExperts final : public ExpertExecutor {
             Redundancy redundancy = {}, ExpertBinder bind = {}, std::shared_ptr<ExpertLoad> load = nullptr);
 
   void run(std::span<const ExpertTask> tasks, const float* x, int64_t m, float* out) override;
+  // Two micro-batches in flight (model/expert_executor.h): begin posts the slot's dispatch, compute runs
+  // the shared expert, waits for the rows and runs the routed experts, combine posts the outputs back, end
+  // waits for them and sums. While a slot computes, the other slot's exchange is polled between experts
+  // (MPI advances a non-blocking collective only inside MPI calls).
+  void begin(int slot, std::span<const ExpertTask> tasks, const float* x, int64_t m) override;
+  void compute(int slot) override;
+  void combine(int slot) override;
+  void end(int slot, float* out) override;
 
   // The EP ranks holding expert e: its owner first, then its redundant copies (none before the plan).
   const std::vector<int>& holders(int64_t e) const { return holders_[size_t(e)]; }
@@ -68,7 +89,21 @@ class EpExperts final : public ExpertExecutor {
  private:
   void plan_redundancy();  // collective over the group
   const FfnWeights& expert(int64_t e) const;
-  void compute(int64_t n_recv);  // step 3 over recv_ into y_
+  // One call's exchange (a slot): its tasks, destinations and buffers, alive from begin to end.
+  struct Flight {
+    std::span<const ExpertTask> tasks;
+    const float* x = nullptr;
+    int64_t m = 0, slots = 0, n_recv = 0;
+    int stage = 0;  // 0 idle, 1 dispatching, 2 computed, 3 combining
+    std::vector<int64_t> send_counts, recv_counts, sdispl, rdispl;
+    std::vector<int> dest;     // [slots] destination rank
+    std::vector<int64_t> pos;  // [slots] row in the send (and combine) buffer
+    std::vector<float> send, recv, y, back, shared;
+    RequestPtr req;
+  };
+  Flight& flight(int slot, int stage, const char* what);
+  void run_experts(Flight& f, int other);  // step 3 over f.recv into f.y; polls slot `other` between experts
+  void poke(int slot);                     // progress for the slot's exchange in flight, if any
 
   Comm& ep_;
   const ModelConfig& c_;
@@ -86,12 +121,9 @@ class EpExperts final : public ExpertExecutor {
   bool planned_ = false;
   int64_t calls_ = 0;
 
+  Flight flights_[2];
   // Scratch reused across calls.
-  std::vector<int64_t> send_counts_, recv_counts_, sdispl_, rdispl_, fill_, busy_;
-  std::vector<int64_t> sc_, sd_, rc_, rd_;  // the same in floats
-  std::vector<int> dest_;                   // [slots] destination rank
-  std::vector<int64_t> pos_;                // [slots] row in the send (and combine) buffer
-  std::vector<float> send_, recv_, y_, back_, shared_;
+  std::vector<int64_t> fill_, busy_, sc_, sd_, rc_, rd_;
   std::vector<int64_t> ecount_, eoff_, order_;  // received rows grouped by expert
   std::vector<float> xin_, tmp_;
   std::vector<kernels::SwigluExpert> fused_;

@@ -7,6 +7,18 @@
 
 namespace dsv3 {
 
+void ExpertExecutor::begin(int slot, std::span<const ExpertTask> tasks, const float* x, int64_t m) {
+  if (slot != 0 && slot != 1) fail("MoE: micro-batch slot {} (there are two: 0 and 1)", slot);
+  staged_[slot] = {tasks, x, m};
+}
+
+void ExpertExecutor::end(int slot, float* out) {
+  if (slot != 0 && slot != 1) fail("MoE: micro-batch slot {} (there are two: 0 and 1)", slot);
+  const Staged& s = staged_[slot];
+  run(s.tasks, s.x, s.m, out);
+  staged_[slot] = {};
+}
+
 LocalExperts::LocalExperts(const MoeWeights& w, int64_t hidden, const kernels::LinearOptions& lin)
     : w_(w), hidden_(hidden), lin_(lin) {
   fused_.reserve(w.experts.size() + 1);

@@ -30,6 +30,26 @@ class ExpertExecutor {
   // out[rows[i]] += gates[i] · expert(x[i]), then + shared(x) when the layer has shared experts; x [m, hidden]
   // is the layer's input. The order of these sums is fixed, so every executor gives the same bits.
   virtual void run(std::span<const ExpertTask> tasks, const float* x, int64_t m, float* out) = 0;
+
+  // The same work as run() in four stages over a slot (0 or 1), so that a model can keep two micro-batches
+  // in flight (DeepSeek-V3 §3.4's two-micro-batch overlap; Model's ForwardOptions::micro_batches): for each
+  // slot begin → compute → combine → end, in this order, the other slot's stages interleaved between them
+  // in any order that is the same on every process of a distributed step. `tasks` and `x` stay valid until
+  // end(slot); `out` (zeroed by the caller) receives what run() would write. An executor that communicates
+  // starts its exchanges in begin (dispatch) and combine and waits for them in compute and end, so the other
+  // slot's work runs while they travel. The defaults keep the arguments and do run() in end().
+  virtual void begin(int slot, std::span<const ExpertTask> tasks, const float* x, int64_t m);
+  virtual void compute(int slot) { (void)slot; }
+  virtual void combine(int slot) { (void)slot; }
+  virtual void end(int slot, float* out);
+
+ private:
+  struct Staged {
+    std::span<const ExpertTask> tasks;
+    const float* x = nullptr;
+    int64_t m = 0;
+  };
+  Staged staged_[2];
 };
 
 // Every expert of the layer, here. Reads the weights through `w` (which must outlive it). `lin`: the options

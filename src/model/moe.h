@@ -36,22 +36,36 @@ class Moe {
   // x: [m, hidden] (already ffn_norm'ed) → out: [m, hidden]. When `record` is given it receives the routing.
   void forward(const float* x, int64_t m, float* out, RoutingRecord* record = nullptr);
 
+  // forward() in the executor's four stages over micro-batch slot 0 or 1 (model/expert_executor.h):
+  // begin routes x and starts the experts' work (a dispatch under expert parallelism), compute and combine
+  // advance it, end writes out [m, hidden]. x stays valid until end(slot).
+  void begin(int slot, const float* x, int64_t m, RoutingRecord* record = nullptr);
+  void compute(int slot) { experts_exec_->compute(slot); }
+  void combine(int slot) { experts_exec_->combine(slot); }
+  void end(int slot, float* out);
+
  private:
+  // One micro-batch's routing, reused across calls (no allocation once warmed up).
+  struct Routed {
+    std::vector<float> logits, route_scratch, gates;
+    std::vector<int64_t> experts;
+    // Slots (row * top_k + k) grouped by expert: expert e owns order[offsets[e], offsets[e + 1]).
+    std::vector<int64_t> order, offsets, fill;
+    // The slots' input rows gathered in that order, with the out row and gate of each, and one task per
+    // expert that has rows.
+    std::vector<float> xin;        // [m * top_k, hidden]
+    std::vector<int64_t> rows;     // [m * top_k]
+    std::vector<float> row_gates;  // [m * top_k]
+    std::vector<ExpertTask> tasks;
+    int64_t m = 0;
+  };
+  void route_into(Routed& r, const float* x, int64_t m, RoutingRecord* record);
+
   const ModelConfig& c_;
   MoeWeights w_;
   RouterParams rp_;
   std::unique_ptr<ExpertExecutor> experts_exec_;
-  // Scratch reused across calls.
-  std::vector<float> logits_, route_scratch_, gates_;
-  std::vector<int64_t> experts_;
-  // Slots (row * top_k + k) grouped by expert: expert e owns order_[offsets_[e], offsets_[e + 1]).
-  std::vector<int64_t> order_, offsets_, fill_;
-  // The slots' input rows gathered in that order, with the out row and gate of each, and one task per
-  // expert that has rows.
-  std::vector<float> xin_;        // [m * top_k, hidden]
-  std::vector<int64_t> rows_;     // [m * top_k]
-  std::vector<float> row_gates_;  // [m * top_k]
-  std::vector<ExpertTask> tasks_;
+  Routed routed_[2];
 };
 
 }  // namespace dsv3

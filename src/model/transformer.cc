@@ -132,17 +132,22 @@ void Model::embed(std::span<const int32_t> tokens, const kernels::WeightRef& tab
   }
 }
 
-void Model::run_block(Block& blk, int64_t cache_layer, float* h, const Batch& b, const ForwardOptions& opt) {
+void Model::attend(Block& blk, int64_t cache_layer, float* h, const Batch& b, float* xn, float* tmp) {
   const int64_t m = b.m, D = config_.hidden_size;
   const float eps = float(config_.rms_norm_eps);
+  // x = x + attn(attn_norm(x))
+  kernels::rmsnorm(h, blk.w->attn_norm, m, D, eps, xn);
+  blk.attn->forward(xn, b, cache_layer, rope_, tmp);
+  for (int64_t i = 0; i < m * D; ++i) h[i] += tmp[i];
+  kernels::rmsnorm(h, blk.w->ffn_norm, m, D, eps, xn);
+}
+
+void Model::run_block(Block& blk, int64_t cache_layer, float* h, const Batch& b, const ForwardOptions& opt) {
+  const int64_t m = b.m, D = config_.hidden_size;
   xn_.resize(size_t(m * D));
   tmp_.resize(size_t(m * D));
-  // x = x + attn(attn_norm(x))
-  kernels::rmsnorm(h, blk.w->attn_norm, m, D, eps, xn_.data());
-  blk.attn->forward(xn_.data(), b, cache_layer, rope_, tmp_.data());
-  for (int64_t i = 0; i < m * D; ++i) h[i] += tmp_[size_t(i)];
+  attend(blk, cache_layer, h, b, xn_.data(), tmp_.data());
   // x = x + ffn(ffn_norm(x))
-  kernels::rmsnorm(h, blk.w->ffn_norm, m, D, eps, xn_.data());
   if (blk.moe) {
     RoutingRecord* rec = nullptr;
     if (opt.routing) rec = &opt.routing->emplace_back();
@@ -151,6 +156,87 @@ void Model::run_block(Block& blk, int64_t cache_layer, float* h, const Batch& b,
     ffn_forward(blk.mlp, xn_.data(), m, tmp_.data(), ffn_, lin_);
   }
   for (int64_t i = 0; i < m * D; ++i) h[i] += tmp_[size_t(i)];
+}
+
+// Two micro-batches A (rows [0, m/2)) and B (the rest) through the blocks, so that at every point one of
+// them computes while the other's MoE exchange travels (EpExperts: dispatch posted in begin, combine in
+// combine; completed in compute and end). Per MoE layer:
+//
+//   computes                          in flight
+//   attention(A), route(A)            combine(B) of the previous MoE layer
+//   end(B, previous layer)            dispatch(A)
+//   attention(B), route(B)            dispatch(A)
+//   shared(A), experts(A)             dispatch(B)
+//   shared(B), experts(B)             combine(A)
+//   end(A)                            combine(B) → the next layer's attention(A)
+//
+// A's rows of a sequence come before B's (rows of one sequence are consecutive and in order), so B's
+// attention at a layer reads the cache rows A wrote at that layer, and A never needs B's. A dense layer
+// runs A then B with nothing in flight.
+void Model::run_overlapped(Block* first, int64_t n, int64_t cache_layer, float* h, const Batch& b) {
+  const int64_t D = config_.hidden_size, split = b.m / 2;
+  const int64_t rows[2] = {split, b.m - split};
+  float* hs[2] = {h, h + split * D};
+  for (int s = 0; s < 2; ++s) {
+    MicroBatch& mb = micro_[s];
+    const int64_t from = s == 0 ? 0 : split;
+    mb.batch.m = rows[s];
+    mb.batch.pos.assign(b.pos.begin() + from, b.pos.begin() + from + rows[s]);
+    mb.batch.cache.assign(b.cache.begin() + from, b.cache.begin() + from + rows[s]);
+    mb.xn.resize(size_t(rows[s] * D));
+    mb.tmp.resize(size_t(rows[s] * D));
+  }
+  auto add = [&](int s) {
+    float* hh = hs[s];
+    const float* t = micro_[s].tmp.data();
+    for (int64_t i = 0; i < rows[s] * D; ++i) hh[i] += t[i];
+  };
+  Moe* pending = nullptr;  // a MoE layer whose micro-batch B is still combining
+  auto land = [&] {
+    if (!pending) return;
+    pending->end(1, micro_[1].tmp.data());
+    add(1);
+    pending = nullptr;
+  };
+  for (int64_t i = 0; i < n; ++i) {
+    Block& blk = first[i];
+    const int64_t layer = cache_layer + i;
+    if (!blk.moe) {
+      land();
+      for (int s = 0; s < 2; ++s) {
+        MicroBatch& mb = micro_[s];
+        attend(blk, layer, hs[s], mb.batch, mb.xn.data(), mb.tmp.data());
+        ffn_forward(blk.mlp, mb.xn.data(), rows[s], mb.tmp.data(), ffn_, lin_);
+        add(s);
+      }
+      continue;
+    }
+    Moe& moe = *blk.moe;
+    attend(blk, layer, hs[0], micro_[0].batch, micro_[0].xn.data(), micro_[0].tmp.data());
+    moe.begin(0, micro_[0].xn.data(), rows[0]);
+    land();
+    attend(blk, layer, hs[1], micro_[1].batch, micro_[1].xn.data(), micro_[1].tmp.data());
+    moe.begin(1, micro_[1].xn.data(), rows[1]);
+    moe.compute(0);
+    moe.combine(0);
+    moe.compute(1);
+    moe.combine(1);
+    moe.end(0, micro_[0].tmp.data());
+    add(0);
+    pending = &moe;
+  }
+  land();
+}
+
+void Model::run_blocks(Block* first, int64_t n, int64_t cache_layer, float* h, const Batch& b,
+                       const ForwardOptions& opt) {
+  if (opt.micro_batches != 1 && opt.micro_batches != 2) fail("forward: {} micro-batches (1 or 2)", opt.micro_batches);
+  if (opt.micro_batches == 2) {
+    if (opt.routing) fail("forward: routing records are collected with one micro-batch");
+    run_overlapped(first, n, cache_layer, h, b);
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) run_block(first[i], cache_layer + i, h, b, opt);
 }
 
 void Model::project_logits(const float* normed, std::span<const SeqChunk> chunks, int64_t m,
@@ -196,7 +282,7 @@ void Model::forward_local(std::span<const int32_t> tokens, std::span<const SeqCh
   h_.resize(size_t(m * D));
   embed(tokens, weights_.embed, h_.data());
   for (Block& blk : blocks_) blk.attn->record_index(opt.index);  // V3.2: the indexer's picks, when asked
-  for (size_t l = 0; l < blocks_.size(); ++l) run_block(blocks_[l], int64_t(l), h_.data(), b, opt);
+  run_blocks(blocks_.data(), int64_t(blocks_.size()), 0, h_.data(), b, opt);
   for (const SeqChunk& ch : chunks) ch.cache->advance(ch.n);
   // Final norm (in place), then the head.
   kernels::rmsnorm(h_.data(), weights_.norm, m, D, float(config_.rms_norm_eps), h_.data());
@@ -244,7 +330,7 @@ void Model::mtp_forward_local(int64_t k, std::span<const int32_t> next_tokens, c
   h_.resize(size_t(m * D));
   kernels::linear(cat_.data(), m, mw.eh_proj, h_.data(), lin_);
   mtp_[size_t(k)].attn->record_index(opt.index);
-  run_block(mtp_[size_t(k)], k, h_.data(), b, opt);
+  run_blocks(&mtp_[size_t(k)], 1, k, h_.data(), b, opt);
   for (const SeqChunk& ch : chunks) ch.cache->advance(ch.n);
   if (hidden_out) std::memcpy(hidden_out, h_.data(), size_t(m * D) * sizeof(float));
   kernels::rmsnorm(h_.data(), mw.head_norm, m, D, eps, h_.data());

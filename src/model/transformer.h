@@ -36,7 +36,13 @@ enum class LogitRows { None, All, LastOfEachChunk };
 
 struct ForwardOptions {
   LogitRows logits = LogitRows::All;
-  std::vector<RoutingRecord>* routing = nullptr;  // optional: one record per MoE layer
+  std::vector<RoutingRecord>* routing = nullptr;  // optional: one record per MoE layer (one micro-batch)
+  // 2: the rows run as two micro-batches — the first ⌊m/2⌋ rows and the rest — interleaved layer by layer
+  // so that one micro-batch's MoE exchange is in flight while the other computes (DeepSeek-V3 §3.4's
+  // two-micro-batch overlap; the schedule is in transformer.cc, run_overlapped). The result equals the
+  // one-batch forward up to the rounding of expert matmuls over fewer rows. Every process of a distributed
+  // step must pass the same value (its MoE collectives follow the schedule).
+  int micro_batches = 1;
   // Optional (V3.2): one record per layer and attention call, the indexer's selections and scores.
   std::vector<IndexRecord>* index = nullptr;
 };
@@ -101,6 +107,11 @@ class Model {
   const Batch& make_batch(std::span<const SeqChunk> chunks, int64_t m, const char* what);
   void check_chunks(std::span<const SeqChunk> chunks, int64_t m, const char* what) const;
   void run_block(Block& blk, int64_t cache_layer, float* h, const Batch& b, const ForwardOptions& opt);
+  // h += attn(attn_norm(h)); xn = ffn_norm(h). tmp: [m, hidden] scratch.
+  void attend(Block& blk, int64_t cache_layer, float* h, const Batch& b, float* xn, float* tmp);
+  // Blocks [first, first + n) (cache layers from `cache_layer`) over the rows of b as two micro-batches.
+  void run_overlapped(Block* first, int64_t n, int64_t cache_layer, float* h, const Batch& b);
+  void run_blocks(Block* first, int64_t n, int64_t cache_layer, float* h, const Batch& b, const ForwardOptions& opt);
   void project_logits(const float* normed, std::span<const SeqChunk> chunks, int64_t m, const kernels::WeightRef& head,
                       LogitRows which, float* logits_out);
   void embed(std::span<const int32_t> tokens, const kernels::WeightRef& table, float* out);
@@ -117,6 +128,11 @@ class Model {
   // Scratch reused across forwards.
   Batch batch_;
   std::vector<float> h_, xn_, tmp_, cat_, sel_;
+  struct MicroBatch {
+    Batch batch;
+    std::vector<float> xn, tmp;
+  };
+  MicroBatch micro_[2];
   FfnScratch ffn_;
 };
 

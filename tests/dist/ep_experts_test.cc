@@ -2,7 +2,8 @@
 // each rank holds only its block of experts and its own rows (a different number per rank, none on some),
 // and its out equals LocalExperts over all experts — run over this rank's rows, and as its slice of
 // LocalExperts over the rows of every rank together — in the decode regime (fused kernel) and the prefill
-// regime (one FFN per expert), with and without redundant copies of the hot experts.
+// regime (one FFN per expert), with and without redundant copies of the hot experts, and with two
+// micro-batches in flight (the staged begin / compute / combine / end).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -224,6 +225,59 @@ TEST(EpExperts, NoRowsAnywhere) {
   std::vector<float> out;
   ep.run({}, nullptr, 0, out.data());  // every rank enters the exchange with nothing to send
   SUCCEED();
+}
+
+// Two micro-batches in flight, their stages interleaved as Model::run_overlapped does (A's dispatch
+// travels while B is routed, B's while A computes, A's combine while B computes): each equals LocalExperts
+// over its own rows, and the executor's times are accounted for.
+TEST(EpExperts, TwoSlotsInFlightEqualLocalExperts) {
+  Comm& w = world();
+  const ModelConfig c = config();
+  const Weights wt;
+  const LayerWeights mine = wt.layer(w.size(), w.rank());
+  auto load = std::make_shared<ExpertLoad>();
+  EpExperts ep(w, c, mine, {}, {}, {}, load);
+  LocalExperts local(wt.all, kHidden);
+  for (int64_t base : {2, 40}) {
+    SCOPED_TRACE("rows " + std::to_string(base));
+    const Batch a(rows_of(w.rank(), base, false), 7 + uint64_t(w.rank()), false);
+    const Batch b(rows_of(w.rank(), base + 5, false), 70 + uint64_t(w.rank()), true);
+    std::vector<float> oa(size_t(a.m * kHidden), 0.0f), ob(size_t(b.m * kHidden), 0.0f);
+    ep.begin(0, a.tasks, a.x.data(), a.m);
+    ep.begin(1, b.tasks, b.x.data(), b.m);
+    ep.compute(0);
+    ep.combine(0);
+    ep.compute(1);
+    ep.combine(1);
+    ep.end(0, oa.data());
+    ep.end(1, ob.data());
+    const std::vector<float> wa = run(local, a), wb = run(local, b);
+    EXPECT_LE(rel_err(oa.data(), wa.data(), oa.size()), 1e-6);
+    EXPECT_LE(rel_err(ob.data(), wb.data(), ob.size()), 1e-6);
+  }
+  EXPECT_EQ(load->time.calls, 4);
+  EXPECT_EQ(load->rows.size(), 4u);
+  EXPECT_GT(load->time.experts + load->time.comm + load->time.sync, 0.0);
+}
+
+TEST(EpExperts, StagesOutOfOrderAreRefused) {
+  Comm& w = world();
+  const ModelConfig c = config();
+  const Weights wt;
+  const LayerWeights mine = wt.layer(w.size(), w.rank());
+  EpExperts ep(w, c, mine, {});
+  std::vector<float> out;
+  // Refused before any message, on every rank alike.
+  EXPECT_THROW(ep.compute(0), Error);
+  EXPECT_THROW(ep.combine(1), Error);
+  EXPECT_THROW(ep.end(0, out.data()), Error);
+  EXPECT_THROW(ep.begin(2, {}, nullptr, 0), Error);
+  ep.begin(0, {}, nullptr, 0);
+  EXPECT_THROW(ep.begin(0, {}, nullptr, 0), Error);  // slot 0 is in flight
+  EXPECT_THROW(ep.combine(0), Error);
+  ep.compute(0);
+  ep.combine(0);
+  ep.end(0, out.data());
 }
 
 TEST(EpExperts, RefusesBadRedundancy) {
