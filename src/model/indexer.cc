@@ -89,16 +89,15 @@ void Indexer::select(const Batch& b, int64_t layer, int64_t r0, int64_t r1, Inde
   sel_.resize(size_t(rows * k));
   count_.resize(size_t(rows));
   // Rows that drop keys (or all rows, when recording) are scored: offsets into scores_.
-  std::vector<int64_t> at(size_t(rows + 1), 0);
+  std::vector<int64_t>& at = at_;
+  at.assign(size_t(rows + 1), 0);
   for (int64_t i = 0; i < rows; ++i) {
     const int64_t t = b.pos[size_t(r0 + i)] + 1;
     at[size_t(i + 1)] = at[size_t(i)] + (t > k || rec ? t : 0);
   }
   scores_.resize(size_t(at[size_t(rows)]));
-  struct Task {
-    int64_t row, s0, s1;
-  };
-  std::vector<Task> tasks;
+  std::vector<Task>& tasks = tasks_;
+  tasks.clear();
   for (int64_t i = 0; i < rows; ++i) {
     const int64_t n = at[size_t(i + 1)] - at[size_t(i)];
     for (int64_t s0 = 0; s0 < n; s0 += kKeysPerTask) tasks.push_back({i, s0, std::min(n, s0 + kKeysPerTask)});

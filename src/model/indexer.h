@@ -56,7 +56,12 @@ class Indexer {
   std::vector<int32_t> sel_;        // [rows of the last select, topk]
   std::vector<int64_t> count_;
   int64_t sel_r0_ = 0;
-  std::vector<float> scores_;                // the selected rows' I[t, 0..t], concatenated
+  std::vector<float> scores_;  // the selected rows' I[t, 0..t], concatenated
+  std::vector<int64_t> at_;    // [rows + 1] offsets of the rows' scores in scores_
+  struct Task {                // one scoring task: keys [s0, s1) of a row
+    int64_t row, s0, s1;
+  };
+  std::vector<Task> tasks_;
   std::vector<std::vector<int32_t>> order_;  // per thread: candidate positions
 };
 
