@@ -46,6 +46,24 @@ void BM_DispatchAlltoallv(benchmark::State& st) {
   st.counters["bytes_per_rank"] = double(floats * int64_t(sizeof(float)));
 }
 
+// The same exchange posted non-blocking and waited for at once (EpExperts' form: ialltoallv, then wait()):
+// the cost of the non-blocking path itself, nothing overlapped.
+void BM_DispatchIalltoallv(benchmark::State& st) {
+  Comm& w = dsv3::dist::world();
+  const int64_t hidden = st.range(0), top_k = st.range(1), tokens = st.range(2), P = w.size();
+  const int64_t slots = tokens * top_k, floats = slots * hidden;
+  std::vector<int64_t> counts(static_cast<size_t>(P));
+  for (int64_t r = 0; r < P; ++r) counts[size_t(r)] = (slots * (r + 1) / P - slots * r / P) * hidden;
+  const auto displs = dsv3::dist::displacements(counts);
+  std::vector<float> send(static_cast<size_t>(floats), 1.0f), recv(static_cast<size_t>(floats));
+  for (auto _ : st)
+    st.SetIterationTime(timed(
+        w, [&] { w.ialltoallv(send.data(), counts, displs, recv.data(), counts, displs, DType::F32)->wait(); }));
+  st.SetBytesProcessed(int64_t(st.iterations()) * floats * int64_t(sizeof(float)));
+  st.counters["ranks"] = double(P);
+  st.counters["bytes_per_rank"] = double(floats * int64_t(sizeof(float)));
+}
+
 void BM_GradientAllreduce(benchmark::State& st) {
   Comm& w = dsv3::dist::world();
   const int64_t floats = st.range(0);
@@ -64,6 +82,7 @@ void dispatch_args(benchmark::internal::Benchmark* b) {
   b->ArgNames({"hidden", "top_k", "tokens"})->UseManualTime()->Iterations(200)->Repetitions(5)->ReportAggregatesOnly();
 }
 BENCHMARK(BM_DispatchAlltoallv)->Apply(dispatch_args)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_DispatchIalltoallv)->Apply(dispatch_args)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_GradientAllreduce)
     ->Arg(1 << 16)
     ->Arg(1 << 20)
