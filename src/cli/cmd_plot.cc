@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "cli/gnuplot.h"
 #include "core/error.h"
 
 namespace dsv3::cli {
@@ -55,21 +56,6 @@ Run read_run(const std::string& dir, const std::string& label) {
   }
   if (r.train.empty()) fail("{}: no training steps logged yet", path);
   return r;
-}
-
-std::string quote(const std::string& s) {  // for gnuplot strings and the shell
-  std::string q = "'";
-  for (char ch : s) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
-  return q + "'";
-}
-
-std::string gp_string(const std::string& s) {  // gnuplot double-quoted string
-  std::string q = "\"";
-  for (char ch : s) {
-    if (ch == '"' || ch == '\\') q += '\\';
-    q += ch;
-  }
-  return q + "\"";
 }
 
 double num(const nlohmann::json& j, const char* key) {
@@ -140,14 +126,8 @@ std::pair<std::vector<int64_t>, int64_t> write_balance(const Run& r, const std::
   return {layers, experts};
 }
 
-bool gnuplot_has(const std::string& terminal) {
-  const std::string cmd = "gnuplot -e " + quote("set terminal " + terminal) + " >/dev/null 2>&1";
-  return std::system(cmd.c_str()) == 0;
-}
-
 int run(const Options& o) {
-  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0)
-    fail("gnuplot not found (Debian: apt-get install gnuplot-nox)");
+  require_gnuplot();
   if (!o.labels.empty() && o.labels.size() != o.runs.size())
     fail("give one --label per --run ({} runs, {} labels)", o.runs.size(), o.labels.size());
   std::vector<Run> runs;
@@ -161,7 +141,7 @@ int run(const Options& o) {
   const auto [layers, experts] = write_balance(runs[0], dir);
   const bool multi = runs.size() > 1;
 
-  const std::string term = gnuplot_has("pngcairo") ? "pngcairo size 1600,1100 font ',10'" : "png size 1600,1100";
+  const std::string term = png_terminal(1600, 1100);
   std::string g;
   g += "set terminal " + term + "\nset output " + gp_string(fs::absolute(o.out).string()) + "\n";
   g += "set datafile missing 'nan'\nset key top right noenhanced\nset termoption noenhanced\nset grid\n";
@@ -226,13 +206,7 @@ int run(const Options& o) {
     g += fmt::format("plot '{}/heat.dat' using 1:2:3 with image notitle\n", dir);
   }
   g += "unset multiplot\n";
-  const std::string script = dir + "/plot.gp";
-  std::ofstream(script) << g;
-  const std::string cmd = "gnuplot " + quote(script) + " 2>" + quote(dir + "/gnuplot.err");
-  const int rc = std::system(cmd.c_str());
-  std::ifstream err(dir + "/gnuplot.err");
-  std::string msg((std::istreambuf_iterator<char>(err)), std::istreambuf_iterator<char>());
-  if (rc != 0) fail("gnuplot failed (script kept in {}): {}", dir, msg);
+  run_gnuplot(g, dir);
   fs::remove_all(dir);
   std::printf("%s\n", o.out.c_str());
   return 0;

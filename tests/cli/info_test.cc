@@ -9,27 +9,15 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "binary.h"
+
 namespace {
 
 namespace fs = std::filesystem;
 
-struct Result {
-  int status = -1;
-  std::string out;  // stdout and stderr together
-};
+using Result = dsv3::testing::BinaryResult;
 
-Result run(const std::string& args) {
-  Result r;
-  std::string cmd = std::string(DSV3_BIN) + " " + args + " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int st = ::pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
+Result run(const std::string& args) { return dsv3::testing::run_dsv3(args); }
 
 std::string quoted(const std::string& s) { return "'" + s + "'"; }
 
