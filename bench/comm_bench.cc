@@ -30,7 +30,10 @@ double timed(Comm& w, F&& f) {
   return w.allreduce_one<double>(s, ReduceOp::Max);
 }
 
-void BM_DispatchAlltoallv(benchmark::State& st) {
+// One dispatch exchange per iteration: per rank `tokens` rows of `hidden` floats × top_k slots, spread evenly
+// over the ranks. nonblocking: posted with ialltoallv and waited for at once (EpExperts' form: the cost of
+// the non-blocking path itself, nothing overlapped).
+void dispatch(benchmark::State& st, bool nonblocking) {
   Comm& w = dsv3::dist::world();
   const int64_t hidden = st.range(0), top_k = st.range(1), tokens = st.range(2), P = w.size();
   const int64_t slots = tokens * top_k, floats = slots * hidden;
@@ -39,30 +42,19 @@ void BM_DispatchAlltoallv(benchmark::State& st) {
   const auto displs = dsv3::dist::displacements(counts);
   std::vector<float> send(static_cast<size_t>(floats), 1.0f), recv(static_cast<size_t>(floats));
   for (auto _ : st)
-    st.SetIterationTime(
-        timed(w, [&] { w.alltoallv(send.data(), counts, displs, recv.data(), counts, displs, DType::F32); }));
+    st.SetIterationTime(timed(w, [&] {
+      if (nonblocking)
+        w.ialltoallv(send.data(), counts, displs, recv.data(), counts, displs, DType::F32)->wait();
+      else
+        w.alltoallv(send.data(), counts, displs, recv.data(), counts, displs, DType::F32);
+    }));
   st.SetBytesProcessed(int64_t(st.iterations()) * floats * int64_t(sizeof(float)));
   st.counters["ranks"] = double(P);
   st.counters["bytes_per_rank"] = double(floats * int64_t(sizeof(float)));
 }
 
-// The same exchange posted non-blocking and waited for at once (EpExperts' form: ialltoallv, then wait()):
-// the cost of the non-blocking path itself, nothing overlapped.
-void BM_DispatchIalltoallv(benchmark::State& st) {
-  Comm& w = dsv3::dist::world();
-  const int64_t hidden = st.range(0), top_k = st.range(1), tokens = st.range(2), P = w.size();
-  const int64_t slots = tokens * top_k, floats = slots * hidden;
-  std::vector<int64_t> counts(static_cast<size_t>(P));
-  for (int64_t r = 0; r < P; ++r) counts[size_t(r)] = (slots * (r + 1) / P - slots * r / P) * hidden;
-  const auto displs = dsv3::dist::displacements(counts);
-  std::vector<float> send(static_cast<size_t>(floats), 1.0f), recv(static_cast<size_t>(floats));
-  for (auto _ : st)
-    st.SetIterationTime(timed(
-        w, [&] { w.ialltoallv(send.data(), counts, displs, recv.data(), counts, displs, DType::F32)->wait(); }));
-  st.SetBytesProcessed(int64_t(st.iterations()) * floats * int64_t(sizeof(float)));
-  st.counters["ranks"] = double(P);
-  st.counters["bytes_per_rank"] = double(floats * int64_t(sizeof(float)));
-}
+void BM_DispatchAlltoallv(benchmark::State& st) { dispatch(st, false); }
+void BM_DispatchIalltoallv(benchmark::State& st) { dispatch(st, true); }
 
 void BM_GradientAllreduce(benchmark::State& st) {
   Comm& w = dsv3::dist::world();

@@ -139,6 +139,14 @@ void EpExperts::poke(int slot) {
   }
 }
 
+RequestPtr EpExperts::post_rows(const Flight& f, bool to_owner, int64_t width, const float* send, float* recv) {
+  scaled(to_owner ? f.send_counts : f.recv_counts, width, sc_);
+  scaled(to_owner ? f.sdispl : f.rdispl, width, sd_);
+  scaled(to_owner ? f.recv_counts : f.send_counts, width, rc_);
+  scaled(to_owner ? f.rdispl : f.sdispl, width, rd_);
+  return ep_.ialltoallv(send, sc_, sd_, recv, rc_, rd_, DType::F32);
+}
+
 void EpExperts::begin(int slot, std::span<const ExpertTask> tasks, const float* x, int64_t m) {
   using clock = std::chrono::steady_clock;
   Flight& f = flight(slot, 0, "begin");
@@ -204,11 +212,7 @@ void EpExperts::begin(int slot, std::span<const ExpertTask> tasks, const float* 
   f.rdispl = displacements(f.recv_counts);
   f.n_recv = f.rdispl.back() + f.recv_counts.back();
   f.recv.resize(size_t(f.n_recv * W));
-  scaled(f.send_counts, W, sc_);
-  scaled(f.sdispl, W, sd_);
-  scaled(f.recv_counts, W, rc_);
-  scaled(f.rdispl, W, rd_);
-  f.req = ep_.ialltoallv(f.send.data(), sc_, sd_, f.recv.data(), rc_, rd_, DType::F32);
+  f.req = post_rows(f, true, W, f.send.data(), f.recv.data());
   f.stage = 1;
   if (load_) {
     load_->time.sync += std::chrono::duration<double>(t1 - t0).count();
@@ -251,11 +255,7 @@ void EpExperts::combine(int slot) {
   const auto t0 = clock::now();
   // 4. The outputs back to the slots they came from, left in flight.
   f.back.resize(size_t(f.slots * D));
-  scaled(f.recv_counts, D, rc_);
-  scaled(f.rdispl, D, rd_);
-  scaled(f.send_counts, D, sc_);
-  scaled(f.sdispl, D, sd_);
-  f.req = ep_.ialltoallv(f.y.data(), rc_, rd_, f.back.data(), sc_, sd_, DType::F32);
+  f.req = post_rows(f, false, D, f.y.data(), f.back.data());
   f.stage = 3;
   if (load_) load_->time.comm += std::chrono::duration<double>(clock::now() - t0).count();
 }

@@ -104,6 +104,8 @@ class EpExperts final : public ExpertExecutor {
   Flight& flight(int slot, int stage, const char* what);
   void run_experts(Flight& f, int other);  // step 3 over f.recv into f.y; polls slot `other` between experts
   void poke(int slot);                     // progress for the slot's exchange in flight, if any
+  // Posts rows of `width` floats source → owner (to_owner: the dispatch) or back (the combine).
+  RequestPtr post_rows(const Flight& f, bool to_owner, int64_t width, const float* send, float* recv);
 
   Comm& ep_;
   const ModelConfig& c_;
