@@ -1,5 +1,5 @@
 // dsv3 grad --model DIR --ids "I1 I2 ..." [--ids "..." ...] --out GRADS.safetensors [--mtp-lambda L]
-//           [--ep E] [--dp D]
+//           [--ep E] [--dp D] [--overlap on|off]
 // A batch of sequences (one per --ids, all of one length) through the training forward + backward
 // (train/step.h) from the checkpoint's exact stored values: prints the loss (main CE + L · MTP CE, means over
 // the batch's valid rows; L defaults to 0.3 with an MTP module, else 0) and writes the float32 gradient of
@@ -12,7 +12,9 @@
 // over its EP group (train/expert_parallel.h: it holds only its block of routed experts), then the gradients
 // are reduced — every tensor but the routed experts summed over all ranks, the routed experts over the DP
 // group — and EP rank 0 of replica 0 (world rank 0) gathers the experts of its EP group and writes the same
-// file the single-process command writes.
+// file the single-process command writes. With --overlap on (the default) each rank runs its sequences as two
+// micro-batches whose all-to-alls overlap each other's compute (train/expert_parallel.h); stderr then shows,
+// per rank, the step split into compute, posting and waiting in the exchanges.
 #include <fmt/format.h>
 
 #include <chrono>
@@ -42,6 +44,7 @@ struct Options {
   std::vector<std::string> ids;
   double mtp_lambda = -1.0;  // < 0: the default
   int ep = 1, dp = 0;        // dp 0: world size / ep
+  std::string overlap = "on";
 };
 
 void write_grads(const std::string& path, const train::Params& grads, double loss) {
@@ -96,7 +99,10 @@ int run(const Options& o) {
   dist::Groups groups = dist::make_groups(world, layout);
   if (world.rank() == 0) std::fprintf(stderr, "%s\n", dist::describe(groups, world, c.n_routed_experts).c_str());
   std::optional<train::ExpertParallel> ep;
-  if (layout.ep > 1) ep = train::ExpertParallel::make(c, *groups.ep);
+  if (layout.ep > 1) {
+    ep = train::ExpertParallel::make(c, *groups.ep);
+    ep->overlap = o.overlap == "on";
+  }
   const SchemaScope scope = ep ? ep->scope : SchemaScope{};
   const train::Params params = train::load_params(c, io::Checkpoint::open(o.model), scope);
   train::Params grads(c, scope);
@@ -113,6 +119,12 @@ int run(const Options& o) {
   train::allreduce_ep_grads(grads, world, *groups.dp);
   const double loss = world.allreduce_one(r.loss * double(Bl) / double(B));
   const double t_reduce = seconds_since(t1);
+  // Every rank's split of its step (rank 0 prints them).
+  constexpr int kTimes = 6;
+  const double mine[kTimes] = {
+      r.seconds, r.comm.post_s, r.comm.wait_s, r.comm.in_flight_s, r.overlapped ? 1.0 : 0.0, double(r.comm.bytes_sent)};
+  std::vector<double> times(size_t(kTimes * N));
+  world.allgather(mine, kTimes, times.data(), dist::DType::F64);
   if (groups.dp_rank != 0) return 0;  // replica 0 holds the same (reduced) gradients
   std::optional<train::Params> full;
   if (ep) {
@@ -124,6 +136,14 @@ int run(const Options& o) {
   write_grads(o.out, full ? *full : grads, loss);
   fmt::print("loss {:.6f}\n", loss);
   std::fprintf(stderr, "step %.3f s (slowest rank), gradient all-reduce %.3f s (rank 0)\n", t_step, t_reduce);
+  if (ep)
+    for (int q = 0; q < N; ++q) {
+      const double* t = times.data() + kTimes * q;
+      std::fprintf(stderr,
+                   "rank %d: step %.3f s = compute %.3f + all-to-all post %.4f + wait %.3f s (overlap %s: in flight "
+                   "while computing %.3f s; %.1f MB sent)\n",
+                   q, t[0], t[0] - t[1] - t[2], t[1], t[2], t[4] != 0 ? "on" : "off", t[3], t[5] / 1e6);
+    }
   return 0;
 }
 
@@ -138,6 +158,10 @@ Registrar reg(
           ->check(CLI::NonNegativeNumber);
       app.add_option("--ep", o->ep, "Expert-parallel ranks per replica (under mpirun; default 1)");
       app.add_option("--dp", o->dp, "Data-parallel replicas (default: ranks / --ep)");
+      app.add_option("--overlap", o->overlap,
+                     "Two-micro-batch overlap of the EP all-to-alls with compute (each rank needs >= 2 sequences)")
+          ->check(CLI::IsMember({"on", "off"}))
+          ->default_str("on");
       return [o] { return run(*o); };
     });
 

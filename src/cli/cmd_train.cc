@@ -1,6 +1,6 @@
 // dsv3 train --config TRAIN.json --data DIR --out RUNDIR [--resume] [--max-minutes M] [--steps N]
 //            [--stop-at S] [--no-progress] [--precision fp32|bf16|fp8]
-// mpirun -np N dsv3 train ... [--dp D] [--ep E] [--bucket-mb MB]          (N = D·E)
+// mpirun -np N dsv3 train ... [--dp D] [--ep E] [--bucket-mb MB] [--overlap on|off]     (N = D·E)
 // Trains a DeepSeek-V3-family model from scratch on prepared token shards (docs/training.md); under mpirun
 // data- and expert-parallel (docs/scale-out-training-dp.md).
 #include <fmt/format.h>
@@ -45,10 +45,17 @@ Registrar reg("train", "Train a model on prepared data (checkpoints, metrics, ex
   app.add_option("--ep", o->ep, "Expert-parallel ranks per replica under mpirun (routed experts split over them)");
   app.add_option("--bucket-mb", o->bucket_mb,
                  "Gradient all-reduce bucket size in MiB (buckets start while the backward runs)");
+  auto overlap = std::make_shared<std::string>("on");
+  app.add_option("--overlap", *overlap,
+                 "Two-micro-batch overlap of the EP all-to-alls with compute (each rank's micro-batch of >= 2 "
+                 "sequences runs as two halves taking turns)")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->default_str("on");
   auto np = std::make_shared<bool>(false);
   app.add_flag("--no-progress", *np, "No progress line on stderr");
-  return [o, np] {
+  return [o, np, overlap] {
     o->progress = !*np;
+    o->overlap = *overlap == "on";
     return run(*o);
   };
 });

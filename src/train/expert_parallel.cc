@@ -1,10 +1,12 @@
 #include "train/expert_parallel.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "core/error.h"
 #include "dist/layout.h"
+#include "train/micro_batch_turns.h"
 
 namespace dsv3::train {
 
@@ -34,16 +36,65 @@ void scatter_rows(const float* src, const int64_t* idx, int64_t rows, int64_t n,
   for (int64_t i = 0; i < rows; ++i) std::memcpy(dst + idx[i] * n, src + i * n, size_t(n) * sizeof(float));
 }
 
+using Clock = std::chrono::steady_clock;
+double seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+
+// One all-to-all of the step, timed into ctx.comm_times. Without ctx.turn it blocks (all of it is waiting)
+// and `meanwhile` runs after it. With ctx.turn it is posted, `meanwhile` runs, the turn goes to the other
+// micro-batch while it is in flight (if `hand_over`: not for the small counts, whose wait would otherwise
+// leave the dispatch that follows them only a moment to overlap), and wait() follows. Counts in elements.
+void all_to_all(const StepContext& ctx, dist::Comm& comm, const void* send, const std::vector<int64_t>& sc, void* recv,
+                const std::vector<int64_t>& rc, dist::DType t, bool hand_over, const std::function<void()>& meanwhile) {
+  const std::vector<int64_t> sd = dist::displacements(sc), rd = dist::displacements(rc);
+  CommTimes local;
+  CommTimes& ct = ctx.comm_times ? *ctx.comm_times : local;
+  ct.exchanges += 1;
+  for (size_t r = 0; r < sc.size(); ++r)
+    if (int(r) != comm.rank()) ct.bytes_sent += sc[r] * int64_t(dist::dtype_size(t));
+  if (!ctx.turn) {
+    const auto t0 = Clock::now();
+    comm.alltoallv(send, sc, sd, recv, rc, rd, t);
+    ct.wait_s += seconds(t0, Clock::now());
+    if (meanwhile) meanwhile();
+    return;
+  }
+  const auto t0 = Clock::now();
+  dist::RequestPtr req = comm.ialltoallv(send, sc, sd, recv, rc, rd, t);
+  const auto t1 = Clock::now();
+  ct.post_s += seconds(t0, t1);
+  try {
+    if (meanwhile) meanwhile();
+    if (hand_over) ctx.turn->hand_over();
+  } catch (...) {
+    // This rank is failing (here or in the other micro-batch): the exchange may never complete, so leave it
+    // unwaited rather than hang in the request's destructor; the job ends with the error.
+    (void)req.release();
+    throw;
+  }
+  const auto t2 = Clock::now();
+  ct.in_flight_s += seconds(t1, t2);
+  req->wait();
+  ct.wait_s += seconds(t2, Clock::now());
+}
+
 // Rows between the ranks of the group: forward (source → owner) sends a.send_rows and receives a.recv_rows,
 // back (owner → source) the reverse. Rows of `D` floats.
-void exchange(dist::Comm& comm, const EpActs& a, bool to_owner, int64_t D, const float* send, float* recv) {
-  const std::vector<int64_t> sc = times(to_owner ? a.send_rows : a.recv_rows, D);
-  const std::vector<int64_t> rc = times(to_owner ? a.recv_rows : a.send_rows, D);
-  const std::vector<int64_t> sd = dist::displacements(sc), rd = dist::displacements(rc);
-  comm.alltoallv(send, sc, sd, recv, rc, rd, dist::DType::F32);
+void exchange(const StepContext& ctx, dist::Comm& comm, const EpActs& a, bool to_owner, int64_t D, const float* send,
+              float* recv, const std::function<void()>& meanwhile = {}) {
+  all_to_all(ctx, comm, send, times(to_owner ? a.send_rows : a.recv_rows, D), recv,
+             times(to_owner ? a.recv_rows : a.send_rows, D), dist::DType::F32, /*hand_over=*/true, meanwhile);
 }
 
 }  // namespace
+
+CommTimes& CommTimes::operator+=(const CommTimes& o) {
+  post_s += o.post_s;
+  wait_s += o.wait_s;
+  in_flight_s += o.in_flight_s;
+  exchanges += o.exchanges;
+  bytes_sent += o.bytes_sent;
+  return *this;
+}
 
 ExpertParallel ExpertParallel::make(const ModelConfig& c, dist::Comm& ep) {
   if (c.n_routed_experts <= 0) fail("expert parallelism: the model has no routed experts (n_routed_experts = 0)");
@@ -57,7 +108,7 @@ ExpertParallel ExpertParallel::make(const ModelConfig& c, dist::Comm& ep) {
 
 void ep_experts_forward(const StepContext& ctx, const ExpertParallel& ep, const std::vector<FfnP>& experts,
                         const float* x, const std::vector<std::vector<int64_t>>& slots, int64_t top_k, float* yslot,
-                        EpActs& a) {
+                        EpActs& a, const std::function<void()>& meanwhile) {
   dist::Comm& comm = *ep.ep;
   const int P = comm.size();
   const int64_t E = ep.n_experts, D = ctx.config.hidden_size, K = top_k;
@@ -78,7 +129,8 @@ void ep_experts_forward(const StepContext& ctx, const ExpertParallel& ep, const 
       a.send_rows[size_t(o)] += int64_t(s.size());
     }
   }
-  comm.alltoall(cnt_send.data(), size_t(nmax), cnt_recv.data(), dist::DType::I64);
+  all_to_all(ctx, comm, cnt_send.data(), std::vector<int64_t>(size_t(P), nmax), cnt_recv.data(),
+             std::vector<int64_t>(size_t(P), nmax), dist::DType::I64, /*hand_over=*/false, meanwhile);
 
   // Owner layout: expert-major (expert, source, slot); wire order is (source, expert, slot).
   const int64_t n_own = mine.size();
@@ -110,7 +162,7 @@ void ep_experts_forward(const StepContext& ctx, const ExpertParallel& ep, const 
     gather_rows(x, rows.data(), S, D, buf.data());
   }
   std::vector<float> wire(size_t(R * D));
-  exchange(comm, a, /*to_owner=*/true, D, buf.data(), wire.data());
+  exchange(ctx, comm, a, /*to_owner=*/true, D, buf.data(), wire.data());
   a.x.resize(size_t(R * D));
   scatter_rows(wire.data(), a.wire_pos.data(), R, D, a.x.data());
 
@@ -126,13 +178,13 @@ void ep_experts_forward(const StepContext& ctx, const ExpertParallel& ep, const 
 
   // Combine: y back to the sources, in the order they sent their slots.
   gather_rows(y.data(), a.wire_pos.data(), R, D, wire.data());
-  exchange(comm, a, /*to_owner=*/false, D, wire.data(), buf.data());
+  exchange(ctx, comm, a, /*to_owner=*/false, D, wire.data(), buf.data());
   scatter_rows(buf.data(), a.send_slots.data(), S, D, yslot);
 }
 
 void ep_experts_backward(const StepContext& ctx, const ExpertParallel& ep, const std::vector<FfnP>& experts,
                          const std::vector<FfnG>& gexperts, const EpActs& a, const float* gates, const float* dout,
-                         int64_t top_k, float* dxslot) {
+                         int64_t top_k, float* dxslot, const std::function<void()>& meanwhile) {
   dist::Comm& comm = *ep.ep;
   const int64_t E = ep.n_experts, D = ctx.config.hidden_size, K = top_k;
   const Range mine = owned(ep.scope, E);
@@ -149,7 +201,7 @@ void ep_experts_backward(const StepContext& ctx, const ExpertParallel& ep, const
     for (int64_t j = 0; j < D; ++j) o[j] = gk * d[j];
   }
   std::vector<float> wire(size_t(R * D)), dy(size_t(R * D)), dx(size_t(R * D), 0.0f);
-  exchange(comm, a, /*to_owner=*/true, D, buf.data(), wire.data());
+  exchange(ctx, comm, a, /*to_owner=*/true, D, buf.data(), wire.data(), meanwhile);
   scatter_rows(wire.data(), a.wire_pos.data(), R, D, dy.data());
 
   // Owned experts: weight gradients here, over every rank's rows; dx per row.
@@ -164,7 +216,7 @@ void ep_experts_backward(const StepContext& ctx, const ExpertParallel& ep, const
 
   // dx back to the sources.
   gather_rows(dx.data(), a.wire_pos.data(), R, D, wire.data());
-  exchange(comm, a, /*to_owner=*/false, D, wire.data(), buf.data());
+  exchange(ctx, comm, a, /*to_owner=*/false, D, wire.data(), buf.data());
   scatter_rows(buf.data(), a.send_slots.data(), S, D, dxslot);
 }
 

@@ -78,16 +78,21 @@ void moe_forward(const StepContext& ctx, const MoeP& w, const float* x, float* o
   for (int64_t e = 0; e < E; ++e) a.load[size_t(e)] = int64_t(a.slots[size_t(e)].size());
 
   // Routed experts, each over the rows that chose it (outputs per slot): here, or on their owners.
+  // The shared expert into out (under EP while the counts are in flight), the routed ones into yslot.
   a.yslot.resize(size_t(m * K * D));
-  if (ctx.ep)
-    ep_experts_forward(ctx, *ctx.ep, w.experts, x, a.slots, K, a.yslot.data(), a.ep);
-  else
-    local_experts_forward(ctx, w, x, K, a);
   a.has_shared = w.has_shared;
-  if (w.has_shared)
-    ffn_forward(ctx, w.shared, x, m, out, a.shared);
-  else
-    std::fill(out, out + m * D, 0.0f);
+  auto shared = [&] {
+    if (w.has_shared)
+      ffn_forward(ctx, w.shared, x, m, out, a.shared);
+    else
+      std::fill(out, out + m * D, 0.0f);
+  };
+  if (ctx.ep) {
+    ep_experts_forward(ctx, *ctx.ep, w.experts, x, a.slots, K, a.yslot.data(), a.ep, shared);
+  } else {
+    local_experts_forward(ctx, w, x, K, a);
+    shared();
+  }
 #pragma omp parallel for schedule(static) if (m * D > 65536)
   for (int64_t r = 0; r < m; ++r) {
     float* o = out + r * D;
@@ -134,12 +139,17 @@ void moe_backward(const StepContext& ctx, const MoeP& w, const MoeG& g, const fl
   const int64_t m = ctx.rows(), D = ctx.config.hidden_size, E = rp.n_experts, K = rp.top_k;
 
   // Routed experts: dy of slot (r, k) is g_k · dout[r]; each expert writes its slots' input gradients.
+  // The shared expert's backward (under EP while dy is in flight) adds into dx first, as without EP.
   std::vector<float> dxslot(size_t(m * K * D));
-  if (ctx.ep)
-    ep_experts_backward(ctx, *ctx.ep, w.experts, g.experts, a.ep, a.gates.data(), dout, K, dxslot.data());
-  else
+  auto shared = [&] {
+    if (a.has_shared) ffn_backward(ctx, w.shared, g.shared, x, m, a.shared, dout, dx);
+  };
+  if (ctx.ep) {
+    ep_experts_backward(ctx, *ctx.ep, w.experts, g.experts, a.ep, a.gates.data(), dout, K, dxslot.data(), shared);
+  } else {
     local_experts_backward(ctx, w, g, x, a, K, dout, dxslot.data());
-  if (a.has_shared) ffn_backward(ctx, w.shared, g.shared, x, m, a.shared, dout, dx);
+    shared();
+  }
 
   // Router: gate gradients → affinities (through normalisation and scale) (+ balance loss) → logits.
   const bool normalise = rp.norm_topk_prob && K > 1;

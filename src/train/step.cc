@@ -5,7 +5,9 @@
 // Backward runs the MTP modules last to first (each feeds the previous stage's gradient), then the main
 // model from its final norm down to the embedding; StepHooks::grads_ready reports each layer as it is done.
 // With expert parallelism (train/expert_parallel.h) the same composition runs over this rank's sequences and
-// only the MoE layers' routed experts exchange rows with the other EP ranks.
+// only the MoE layers' routed experts exchange rows with the other EP ranks; with ExpertParallel::overlap the
+// call's sequences run as two micro-batches taking turns at every exchange (train/micro_batch_turns.h), each
+// the same composition over its half, their results merged by share.
 // One StepContext (train/step_context.h) carries the config, rope table, batch shape, balance mode and weight
 // and linear precision to every module; the modules take only their own data positionally.
 #include "train/step.h"
@@ -15,7 +17,9 @@
 #endif
 
 #include <algorithm>
+#include <chrono>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -24,6 +28,7 @@
 #include "train/embedding_grad.h"
 #include "train/layout.h"
 #include "train/loss.h"
+#include "train/micro_batch_turns.h"
 #include "train/mtp_grad.h"
 #include "train/rmsnorm_grad.h"
 #include "train/step_context.h"
@@ -47,8 +52,10 @@ void keep_freed_memory() {
 
 // Expert parallelism needs the owned experts bound (params and grads) and every EP rank to run the same MoE
 // layers (forward only or forward + backward, the same number of MTP modules): checked before the first
-// exchange, identically on every rank, so a mismatch fails all ranks with the same message.
-void check_ep(const ModelConfig& c, const ExpertParallel& ep, const ModelP& w, const ModelG* g, int64_t n_mtp) {
+// exchange, identically on every rank, so a mismatch fails all ranks with the same message. The same
+// allgather settles the two-micro-batch overlap: on only if every EP rank wants it (returned).
+bool check_ep(const ModelConfig& c, const ExpertParallel& ep, const ModelP& w, const ModelG* g, int64_t n_mtp,
+              bool want_overlap) {
   if (!ep.ep) fail("training step: expert parallelism without an EP communicator");
   if (ep.n_experts != c.n_routed_experts)
     fail("training step: the EP context is for {} routed experts, the model has {}", ep.n_experts, c.n_routed_experts);
@@ -65,34 +72,37 @@ void check_ep(const ModelConfig& c, const ExpertParallel& ep, const ModelP& w, c
   };
   for (size_t l = 0; l < w.layers.size(); ++l) check_layer(w.layers[l], g ? &g->layers[l] : nullptr);
   for (size_t k = 0; k < w.mtp.size(); ++k) check_layer(w.mtp[k].layer, g ? &g->mtp[k].layer : nullptr);
-  const int64_t mine[2] = {n_mtp, g ? 1 : 0};
-  std::vector<int64_t> all(size_t(2 * ep.ep->size()));
-  ep.ep->allgather(mine, 2, all.data(), dist::DType::I64);
-  for (int r = 0; r < ep.ep->size(); ++r)
-    if (all[size_t(2 * r)] != n_mtp || all[size_t(2 * r + 1)] != mine[1])
+  constexpr int kFacts = 3;
+  const int64_t mine[kFacts] = {n_mtp, g ? 1 : 0, want_overlap ? 1 : 0};
+  std::vector<int64_t> all(size_t(kFacts * ep.ep->size()));
+  ep.ep->allgather(mine, kFacts, all.data(), dist::DType::I64);
+  bool overlap = true;
+  for (int r = 0; r < ep.ep->size(); ++r) {
+    const int64_t* f = all.data() + kFacts * r;
+    if (f[0] != n_mtp || f[1] != mine[1])
       fail(
           "training step: EP ranks run different MoE layers: EP rank {} runs {} MTP module(s) {}, EP rank {} runs {} "
           "{} (every EP rank needs the same sequence length's MTP modules and the same kind of step)",
-          ep.ep->rank(), n_mtp, mine[1] ? "with backward" : "forward only", r, all[size_t(2 * r)],
-          all[size_t(2 * r + 1)] ? "with backward" : "forward only");
+          ep.ep->rank(), n_mtp, mine[1] ? "with backward" : "forward only", r, f[0],
+          f[1] ? "with backward" : "forward only");
+    overlap = overlap && f[2] != 0;
+  }
+  return overlap;
 }
 
-StepResult run(const ModelConfig& c, const Params& params, const int32_t* tokens, int64_t B, int64_t T,
-               const LossOptions& opt, Params* grads, float grad_scale, const ExpertParallel* ep,
-               const StepHooks& hooks) {
-  if (B < 1 || T < 2) fail("training step: need batch >= 1 and seq_len >= 2, got batch {} seq_len {}", B, T);
-  if (T > c.max_position_embeddings)
-    fail("training step: seq_len {} exceeds max_position_embeddings = {}", T, c.max_position_embeddings);
-  for (int64_t i = 0; i < B * T; ++i)
-    if (tokens[i] < 0 || tokens[i] >= c.vocab_size)
-      fail("training step: token id {} at index {} is outside [0, {})", tokens[i], i, c.vocab_size);
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-  keep_freed_memory();
+// The step over one batch of B sequences (the whole call, or one of its two micro-batches): w / g bound once
+// by the caller; turn and comm_times as in StepContext.
+StepResult run_batch(const ModelConfig& c, const ModelP& w, const ModelG* gp, const int32_t* tokens, int64_t B,
+                     int64_t T, const LossOptions& opt, float grad_scale, const ExpertParallel* ep,
+                     const StepHooks& hooks, const Turn* turn, CommTimes* comm_times) {
   const int64_t m = B * T, D = c.hidden_size, V = c.vocab_size;
   const float eps = float(c.rms_norm_eps);
-  const ModelP w = bind_params(c, params);
-  ModelG g;
-  if (grads) g = bind_grads(c, *grads);
+  const bool grads = gp != nullptr;
+  const ModelG none{};
+  const ModelG& g = grads ? *gp : none;  // read only when grads
   RopeTable rope(c);
   rope.ensure(T);
   const BalanceMode bal = opt.mode;
@@ -105,12 +115,13 @@ StepResult run(const ModelConfig& c, const Params& params, const int32_t* tokens
       .balance_weight = bal == BalanceMode::None ? 0.0f : float(opt.balance_alpha) * grad_scale,
       .linear = opt.linear,
       .ep = ep,
+      .turn = turn,
+      .comm_times = comm_times,
   };
 
   // MTP module k needs T − 2 − k >= 1 rows with a target.
   const int64_t n_mtp_cfg = int64_t(w.mtp.size());
   const int64_t n_mtp = opt.mtp_lambda > 0 ? std::clamp<int64_t>(T - 2, 0, n_mtp_cfg) : 0;
-  if (ep) check_ep(c, *ep, w, grads ? &g : nullptr, n_mtp);
 
   // ---- main model forward
   std::vector<float> h(size_t(m * D));
@@ -190,6 +201,84 @@ StepResult run(const ModelConfig& c, const Params& params, const int32_t* tokens
   }
   embedding_backward(dh.data(), tokens, m, D, g.embed);
   ready(-1);
+  return res;
+}
+
+// The sum of two micro-batches' results, each weighted by its share of the call's sequences (every mean —
+// main CE rows, MTP rows, balance segments (sequences) — is over a number proportional to its sequences).
+StepResult merge(const StepResult& a, double wa, const StepResult& b, double wb) {
+  StepResult r;
+  r.loss = wa * a.loss + wb * b.loss;
+  r.main_ce = wa * a.main_ce + wb * b.main_ce;
+  r.mtp_ce = wa * a.mtp_ce + wb * b.mtp_ce;
+  r.tokens = a.tokens + b.tokens;
+  r.routing = a.routing;
+  for (size_t l = 0; l < r.routing.size(); ++l) {
+    LayerRouting& lr = r.routing[l];
+    for (size_t e = 0; e < lr.load.size(); ++e) lr.load[e] += b.routing[l].load[e];
+    lr.balance_loss = wa * a.routing[l].balance_loss + wb * b.routing[l].balance_loss;
+  }
+  return r;
+}
+
+StepResult run(const ModelConfig& c, const Params& params, const int32_t* tokens, int64_t B, int64_t T,
+               const LossOptions& opt, Params* grads, float grad_scale, const ExpertParallel* ep,
+               const StepHooks& hooks) {
+  const auto t0 = Clock::now();
+  if (B < 1 || T < 2) fail("training step: need batch >= 1 and seq_len >= 2, got batch {} seq_len {}", B, T);
+  if (T > c.max_position_embeddings)
+    fail("training step: seq_len {} exceeds max_position_embeddings = {}", T, c.max_position_embeddings);
+  for (int64_t i = 0; i < B * T; ++i)
+    if (tokens[i] < 0 || tokens[i] >= c.vocab_size)
+      fail("training step: token id {} at index {} is outside [0, {})", tokens[i], i, c.vocab_size);
+
+  keep_freed_memory();
+  const ModelP w = bind_params(c, params);
+  ModelG g;
+  if (grads) g = bind_grads(c, *grads);
+  const ModelG* gp = grads ? &g : nullptr;
+  CommTimes comm;
+  bool overlap = false;
+  if (ep) {
+    const int64_t n_mtp = opt.mtp_lambda > 0 ? std::clamp<int64_t>(T - 2, 0, int64_t(w.mtp.size())) : 0;
+    const auto tc = Clock::now();
+    overlap = check_ep(c, *ep, w, gp, n_mtp, ep->overlap && B >= 2 && opt.mode != BalanceMode::AuxLoss);
+    comm.wait_s += seconds_since(tc);
+    comm.exchanges += 1;
+  }
+
+  StepResult res;
+  if (!overlap) {
+    res = run_batch(c, w, gp, tokens, B, T, opt, grad_scale, ep, hooks, nullptr, ep ? &comm : nullptr);
+  } else {
+    // Two micro-batches of the call's sequences, taking turns at every exchange (train/micro_batch_turns.h).
+    // A layer's gradients are final when both have reported it.
+    const int64_t Bs[2] = {B / 2, B - B / 2};
+    StepResult r[2];
+    CommTimes ct[2];
+    std::vector<std::pair<int64_t, int>> reports;  // (layer, micro-batches done with it)
+    StepHooks both;
+    if (hooks.grads_ready)
+      both.grads_ready = [&](int64_t layer) {
+        auto it = std::find_if(reports.begin(), reports.end(), [&](const auto& p) { return p.first == layer; });
+        if (it == reports.end()) {
+          reports.emplace_back(layer, 1);
+        } else if (++it->second == 2) {
+          hooks.grads_ready(layer);
+        }
+      };
+    MicroBatchTurns::run([&](MicroBatchTurns& turns, int me) {
+      const Turn turn{.turns = &turns, .me = me};
+      const float scale = float(double(grad_scale) * double(Bs[me]) / double(B));
+      r[me] = run_batch(c, w, gp, tokens + (me == 0 ? 0 : Bs[0] * T), Bs[me], T, opt, scale, ep, both, &turn, &ct[me]);
+    });
+    res = merge(r[0], double(Bs[0]) / double(B), r[1], double(Bs[1]) / double(B));
+    comm += ct[0];
+    comm += ct[1];
+  }
+  res.overlapped = overlap;
+  res.comm = comm;
+  res.seconds = seconds_since(t0);
   return res;
 }
 

@@ -48,6 +48,12 @@ struct StepResult {
   double mtp_ce = 0.0;                // mean MTP cross-entropy (row i predicts token i+2), 0 without MTP
   int64_t tokens = 0;                 // rows contributing to main_ce
   std::vector<LayerRouting> routing;  // per MoE layer: load of this rank's tokens (and its balance loss)
+  // Where the call's time went on this rank: `seconds` of wall time, of which comm.post_s posting and
+  // comm.wait_s waiting in the EP exchanges (the up-front check's allgather included); the rest is compute.
+  // Without expert parallelism comm is all zero.
+  double seconds = 0.0;
+  CommTimes comm;
+  bool overlapped = false;  // ran as two overlapped micro-batches (ExpertParallel::overlap)
 };
 
 // tokens: [batch, seq_len] row-major. Loss rows: position i of each sequence predicts token i+1
@@ -63,7 +69,10 @@ struct StepResult {
 // Losses and routing are this rank's; the owned experts' gradients cover every EP rank's rows, each scaled
 // by its source rank's grad_scale. To get the gradient of the union of the ranks' batches, give each rank
 // grad_scale = (its valid rows) / (all ranks' valid rows) and sum the gradients (allreduce_ep_grads).
-// ep == nullptr is the single-process step.
+// ep == nullptr is the single-process step. With ep->overlap (and every EP rank having >= 2 sequences) the
+// call runs its sequences as two micro-batches, the first B/2 and the rest, whose exchanges overlap each
+// other's compute (train/micro_batch_turns.h); results are the same up to the order of gradient sums, and
+// hooks.grads_ready(l) is called once both micro-batches are done with layer l.
 StepResult forward_backward(const ModelConfig& c, const Params& params, const int32_t* tokens, int64_t batch,
                             int64_t seq_len, const LossOptions& opt, Params& grads, float grad_scale = 1.0f,
                             const ExpertParallel* ep = nullptr, const StepHooks& hooks = {});

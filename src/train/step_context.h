@@ -18,6 +18,9 @@
 namespace dsv3::train {
 
 struct ExpertParallel;  // train/expert_parallel.h
+class WeightGradStore;  // train/weight_grad_store.h
+struct CommTimes;       // train/expert_parallel.h
+struct Turn;            // train/micro_batch_turns.h
 
 struct StepContext {
   const ModelConfig& config;
@@ -34,6 +37,15 @@ struct StepContext {
   // Expert parallelism (train/expert_parallel.h): the MoE layers run their routed experts on the owners
   // through all-to-all exchanges. nullptr: every expert here (single process).
   const ExpertParallel* ep = nullptr;
+  // Two-micro-batch overlap (train/micro_batch_turns.h): this micro-batch's turn; the EP exchanges are
+  // non-blocking and hand the turn to the other micro-batch while in flight. nullptr: they block.
+  const Turn* turn = nullptr;
+  // Where the EP exchanges add their post / wait times (nullptr: not recorded).
+  CommTimes* comm_times = nullptr;
+
+  // Zero-bubble B/W split (train/weight_grad_store.h): the big linear layers push their weight gradients here
+  // for a later W instead of computing them. nullptr: computed at once.
+  WeightGradStore* wgrad = nullptr;
 
   int64_t rows() const { return batch * seq_len; }  // m = B·T
   // The same step over sequences of t tokens (an MTP module's decoder layer).

@@ -169,7 +169,10 @@ void Trainer::setup_layout() {
   const TrainOptions& t = spec_.train;
   const dist::Layout layout = dist::make_layout(world_.size(), o_.dp, o_.ep, c.n_routed_experts);
   groups_ = dist::make_groups(world_, layout);
-  if (layout.ep > 1) ep_ = ExpertParallel::make(c, *groups_.ep);
+  if (layout.ep > 1) {
+    ep_ = ExpertParallel::make(c, *groups_.ep);
+    ep_->overlap = o_.overlap;
+  }
   const int64_t N = layout.ranks();
   if (N == 1) return;
   const std::string flags = fmt::format("--dp {} × --ep {}", layout.dp, layout.ep);
@@ -471,7 +474,8 @@ TrainSummary Trainer::run() {
     loader_->next(B, buf.data());
     const auto [first, mine] = share(B);
     const std::vector<int64_t> micro = micro_sizes(mine, std::min(t.grad_accum, B / N));
-    StepResult sum;
+    StepResult sum;  // sum.seconds, sum.comm: this rank's forward_backward calls
+    int64_t overlapped_calls = 0;
     std::vector<double> balance;
     int64_t at = first;
     for (size_t k = 0; k < micro.size(); ++k) {
@@ -484,6 +488,9 @@ TrainSummary Trainer::run() {
       sum.main_ce += r.main_ce * w;
       sum.mtp_ce += r.mtp_ce * w;
       sum.tokens += r.tokens;
+      sum.seconds += r.seconds;
+      sum.comm += r.comm;
+      overlapped_calls += r.overlapped ? 1 : 0;
       accumulate_routing(sum.routing, r.routing);
       balance.resize(r.routing.size(), 0.0);
       for (size_t l = 0; l < r.routing.size(); ++l) balance[l] += r.routing[l].balance_loss * w;
@@ -560,6 +567,16 @@ TrainSummary Trainer::run() {
       j["load"] = load;
       j["balance_loss"] = bal;
       if (N > 1) j["buckets_overlapped"] = {dp_->buckets_overlapped(), dp_->buckets_total()};
+      if (ep_) {  // rank 0's forward + backward time, split (train/step.h StepResult::comm)
+        nlohmann::json et;
+        et["forward_backward_s"] = sum.seconds;
+        et["compute_s"] = sum.seconds - sum.comm.post_s - sum.comm.wait_s;
+        et["post_s"] = sum.comm.post_s;
+        et["wait_s"] = sum.comm.wait_s;
+        et["in_flight_s"] = sum.comm.in_flight_s;
+        et["overlapped_calls"] = {overlapped_calls, int64_t(micro.size())};
+        j["ep_time"] = et;
+      }
       log(j);
     }
     if (do_eval && val_loader_) {

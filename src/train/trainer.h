@@ -35,6 +35,10 @@ struct RunOptions {
   int dp = 0;               // data-parallel replicas (0: the job's ranks / ep)
   int ep = 1;               // expert-parallel ranks per replica
   double bucket_mb = 4;     // gradient all-reduce bucket size (MiB)
+  // Two-micro-batch overlap of the EP all-to-alls (ExpertParallel::overlap): a runtime choice like the bucket
+  // size — it changes no result beyond the order of gradient sums, so it is not part of TRAIN.json and a
+  // resumed run may change it.
+  bool overlap = true;
 };
 
 struct TrainSummary {

@@ -66,75 +66,131 @@ TEST_P(TrainEp, ReducedGradientsEqualTheSingleProcessStep) {
   Params gfull(c);
   const StepResult rf = forward_backward(c, full, tokens.data(), B, T, opt, gfull, 1.0f);
 
-  for (const dist::Layout& layout : layouts(N)) {
-    SCOPED_TRACE(::testing::Message() << GetParam() << " dp " << layout.dp << " x ep " << layout.ep);
-    dist::Groups groups = dist::make_groups(world, layout);
-    const ExpertParallel ep = ExpertParallel::make(c, *groups.ep);
-    const Params p = load_params(c, ckpt, ep.scope);
-    Params g(c, ep.scope);
-    std::vector<int64_t> reported;
-    const StepHooks hooks{.grads_ready = [&](int64_t l) { reported.push_back(l); }};
-    const float scale = float(double(Bl) / double(B));
-    const StepResult r =
-        forward_backward(c, p, tokens.data() + world.rank() * Bl * T, Bl, T, opt, g, scale, &ep, hooks);
-    allreduce_ep_grads(g, world, *groups.dp);
+  for (const dist::Layout& layout : layouts(N))
+    for (const bool overlap : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << GetParam() << " dp " << layout.dp << " x ep " << layout.ep << " overlap "
+                                        << overlap);
+      dist::Groups groups = dist::make_groups(world, layout);
+      ExpertParallel ep = ExpertParallel::make(c, *groups.ep);
+      ep.overlap = overlap;
+      const Params p = load_params(c, ckpt, ep.scope);
+      Params g(c, ep.scope);
+      std::vector<int64_t> reported;
+      const StepHooks hooks{.grads_ready = [&](int64_t l) { reported.push_back(l); }};
+      const float scale = float(double(Bl) / double(B));
+      const StepResult r =
+          forward_backward(c, p, tokens.data() + world.rank() * Bl * T, Bl, T, opt, g, scale, &ep, hooks);
+      allreduce_ep_grads(g, world, *groups.dp);
+      EXPECT_EQ(r.overlapped, overlap);  // every rank has Bl = 2 sequences
+      // Counts, dispatch, combine per MoE layer forward, dy and dx backward, plus the check's allgather.
+      const int64_t moe_layers = int64_t(rf.routing.size());
+      EXPECT_EQ(r.comm.exchanges, 1 + (overlap ? 2 : 1) * 5 * moe_layers);
+      EXPECT_GE(r.seconds, r.comm.post_s + r.comm.wait_s);
+      if (!overlap) EXPECT_EQ(r.comm.post_s, 0.0);
 
-    // Every tensor this rank holds equals the single-process gradient of the whole batch.
-    double worst = 0.0;
+      // Every tensor this rank holds equals the single-process gradient of the whole batch.
+      double worst = 0.0;
+      for (size_t i = 0; i < g.size(); ++i) {
+        const WeightSpec& s = g.specs()[i];
+        if (s.role == WeightRole::Bias) continue;
+        const std::vector<float>& want = gfull.value(gfull.index(s.name));
+        const double e = rel_err(g.value(i).data(), want.data(), want.size());
+        EXPECT_LE(e, kTol) << s.name;
+        worst = std::max(worst, e);
+      }
+      worst = world.allreduce_one(worst, dist::ReduceOp::Max);
+      if (world.rank() == 0)
+        std::printf(
+            "[ %s dp %d x ep %d, overlap %s ] worst gradient relative difference to the single-process step %.3g\n",
+            GetParam().c_str(), layout.dp, layout.ep, overlap ? "on" : "off", worst);
+
+      // Losses are this rank's means: weighted by its share they sum to the whole batch's.
+      const double loss = world.allreduce_one(r.loss * double(Bl) / double(B));
+      const double main_ce = world.allreduce_one(r.main_ce * double(Bl) / double(B));
+      EXPECT_NEAR(loss, rf.loss, 1e-6 * std::fabs(rf.loss));
+      EXPECT_NEAR(main_ce, rf.main_ce, 1e-6 * std::fabs(rf.main_ce));
+      EXPECT_EQ(world.allreduce_one(r.tokens), rf.tokens);
+
+      // The routed load is this rank's tokens'; summed over the ranks it is the batch's.
+      ASSERT_EQ(r.routing.size(), rf.routing.size());
+      for (size_t l = 0; l < r.routing.size(); ++l) {
+        std::vector<int64_t> load = r.routing[l].load;
+        world.allreduce(std::span<int64_t>(load));
+        EXPECT_EQ(load, rf.routing[l].load) << "layer " << r.routing[l].layer;
+      }
+
+      // Hooks: MTP modules last to first, decoder layers last to first, then −1; each once.
+      std::vector<int64_t> want_order;
+      for (int64_t k = c.num_nextn_predict_layers - 1; k >= 0; --k) want_order.push_back(c.num_hidden_layers + k);
+      for (int64_t l = c.num_hidden_layers - 1; l >= 0; --l) want_order.push_back(l);
+      want_order.push_back(-1);
+      EXPECT_EQ(reported, want_order);
+
+      // evaluate() runs the same forward (exchanges included; with the same micro-batches).
+      const StepResult e = evaluate(c, p, tokens.data() + world.rank() * Bl * T, Bl, T, opt, &ep);
+      EXPECT_EQ(e.loss, r.loss);
+      EXPECT_EQ(e.overlapped, overlap);
+
+      // EP rank 0 of each replica assembles the full gradient.
+      std::optional<Params> all = gather_experts(c, g, ep, 0);
+      EXPECT_EQ(all.has_value(), groups.ep_rank == 0);
+      if (all) {
+        ASSERT_EQ(all->size(), gfull.size());
+        for (size_t i = 0; i < gfull.size(); ++i) {
+          if (gfull.specs()[i].role == WeightRole::Bias) continue;
+          EXPECT_LE(rel_err(all->value(i).data(), gfull.value(i).data(), gfull.value(i).size()), kTol)
+              << gfull.specs()[i].name;
+        }
+      }
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, TrainEp, ::testing::Values("v3_tiny", "v2lite_tiny", "v3_mtp"));
+
+// The overlap needs every EP rank to have >= 2 sequences and no batch-wise balance loss (AuxLoss), and the
+// ranks agree: with one sequence on rank 0 and two on the others it is off on every rank. Either way the
+// reduced gradient is the single-process one (AuxLoss: one process only — over ranks it is per rank).
+TEST(TrainEp, OverlapIsAgreedByEveryRank) {
+  DSV3_REQUIRE_CASE("v3_mtp");
+  dist::Comm& world = dist::world();
+  const int N = world.size(), rank = world.rank();
+  const std::string dir = case_dir("v3_mtp");
+  const ModelConfig c = load_config(dir);
+  const auto ckpt = io::Checkpoint::open(dir);
+  dist::Groups groups = dist::make_groups(world, {.dp = 1, .ep = N});
+  ExpertParallel ep = ExpertParallel::make(c, *groups.ep);
+  ep.overlap = true;
+  const Params full = load_params(c, ckpt), p = load_params(c, ckpt, ep.scope);
+  const int64_t T = 10;
+  struct Case {
+    BalanceMode mode;
+    bool rank0_one;  // rank 0 has 1 sequence, the others 2 (else every rank 2)
+    bool overlapped;
+  };
+  for (const Case& k : {Case{BalanceMode::AuxFree, true, false}, Case{BalanceMode::AuxLoss, false, false},
+                        Case{BalanceMode::AuxFree, false, true}}) {
+    SCOPED_TRACE(::testing::Message() << "balance " << int(k.mode) << ", rank 0 one sequence " << k.rank0_one);
+    const int64_t B = k.rank0_one ? 2 * N - 1 : 2 * N;
+    const int64_t first = k.rank0_one && rank > 0 ? 2 * rank - 1 : 2 * rank;
+    const int64_t mine = k.rank0_one && rank == 0 ? 1 : 2;
+    const auto tokens = batch_of(dir, B, T);
+    const LossOptions opt{.mtp_lambda = 0.3, .balance_alpha = 0.01, .mode = k.mode};
+    Params gfull(c), g(c, ep.scope);
+    const StepResult rf = forward_backward(c, full, tokens.data(), B, T, opt, gfull, 1.0f);
+    const StepResult r =
+        forward_backward(c, p, tokens.data() + first * T, mine, T, opt, g, float(double(mine) / double(B)), &ep);
+    EXPECT_EQ(r.overlapped, k.overlapped);
+    allreduce_ep_grads(g, world, *groups.dp);
+    if (k.mode == BalanceMode::AuxLoss && N > 1) continue;
     for (size_t i = 0; i < g.size(); ++i) {
       const WeightSpec& s = g.specs()[i];
       if (s.role == WeightRole::Bias) continue;
       const std::vector<float>& want = gfull.value(gfull.index(s.name));
-      const double e = rel_err(g.value(i).data(), want.data(), want.size());
-      EXPECT_LE(e, kTol) << s.name;
-      worst = std::max(worst, e);
+      EXPECT_LE(rel_err(g.value(i).data(), want.data(), want.size()), kTol) << s.name;
     }
-    worst = world.allreduce_one(worst, dist::ReduceOp::Max);
-    if (world.rank() == 0)
-      std::printf("[ %s dp %d x ep %d ] worst gradient relative difference to the single-process step %.3g\n",
-                  GetParam().c_str(), layout.dp, layout.ep, worst);
-
-    // Losses are this rank's means: weighted by its share they sum to the whole batch's.
-    const double loss = world.allreduce_one(r.loss * double(Bl) / double(B));
-    const double main_ce = world.allreduce_one(r.main_ce * double(Bl) / double(B));
-    EXPECT_NEAR(loss, rf.loss, 1e-6 * std::fabs(rf.loss));
-    EXPECT_NEAR(main_ce, rf.main_ce, 1e-6 * std::fabs(rf.main_ce));
-    EXPECT_EQ(world.allreduce_one(r.tokens), rf.tokens);
-
-    // The routed load is this rank's tokens'; summed over the ranks it is the batch's.
-    ASSERT_EQ(r.routing.size(), rf.routing.size());
-    for (size_t l = 0; l < r.routing.size(); ++l) {
-      std::vector<int64_t> load = r.routing[l].load;
-      world.allreduce(std::span<int64_t>(load));
-      EXPECT_EQ(load, rf.routing[l].load) << "layer " << r.routing[l].layer;
-    }
-
-    // Hooks: MTP modules last to first, decoder layers last to first, then −1; each once.
-    std::vector<int64_t> want_order;
-    for (int64_t k = c.num_nextn_predict_layers - 1; k >= 0; --k) want_order.push_back(c.num_hidden_layers + k);
-    for (int64_t l = c.num_hidden_layers - 1; l >= 0; --l) want_order.push_back(l);
-    want_order.push_back(-1);
-    EXPECT_EQ(reported, want_order);
-
-    // evaluate() runs the same forward (exchanges included).
-    const StepResult e = evaluate(c, p, tokens.data() + world.rank() * Bl * T, Bl, T, opt, &ep);
-    EXPECT_EQ(e.loss, r.loss);
-
-    // EP rank 0 of each replica assembles the full gradient.
-    std::optional<Params> all = gather_experts(c, g, ep, 0);
-    EXPECT_EQ(all.has_value(), groups.ep_rank == 0);
-    if (all) {
-      ASSERT_EQ(all->size(), gfull.size());
-      for (size_t i = 0; i < gfull.size(); ++i) {
-        if (gfull.specs()[i].role == WeightRole::Bias) continue;
-        EXPECT_LE(rel_err(all->value(i).data(), gfull.value(i).data(), gfull.value(i).size()), kTol)
-            << gfull.specs()[i].name;
-      }
-    }
+    EXPECT_NEAR(world.allreduce_one(r.loss * double(mine) / double(B)), rf.loss, 1e-6 * std::fabs(rf.loss));
   }
 }
-
-INSTANTIATE_TEST_SUITE_P(Cases, TrainEp, ::testing::Values("v3_tiny", "v2lite_tiny", "v3_mtp"));
 
 // Without expert parallelism the step is the single-process one, bit for bit (the seam adds nothing).
 TEST(TrainEp, NullContextIsTheSingleProcessStep) {

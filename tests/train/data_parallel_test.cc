@@ -118,8 +118,22 @@ const std::string& dataset() {
   return dir;
 }
 
-std::string run_args(const std::string& out) {
-  return "--config " + config_file() + " --data " + dataset() + " --out " + out;
+// The same run without gradient accumulation (one call per step: 1-2 sequences per rank on 4 ranks, so the
+// two-micro-batch overlap runs once every rank has 2); the same gradients up to float summation order.
+const std::string& config_file_no_accum() {
+  static const std::string p = [] {
+    const std::string f = tmp("train_no_accum.json");
+    nlohmann::json j = config();
+    j["training"]["grad_accum"] = 1;
+    j["training"]["eval_batches"] = 1;  // the same validation windows: eval_batches × batch_seqs / grad_accum
+    std::ofstream(f) << j.dump(2);
+    return f;
+  }();
+  return p;
+}
+
+std::string run_args(const std::string& out, const std::string& config = config_file()) {
+  return "--config " + config + " --data " + dataset() + " --out " + out;
 }
 std::string resume_args(const std::string& out) { return "--resume --data " + dataset() + " --out " + out; }
 
@@ -132,6 +146,7 @@ std::vector<nlohmann::json> metrics(const std::string& run) {
     j.erase("tokens_per_s");  // wall-clock fields
     j.erase("elapsed_s");
     j.erase("buckets_overlapped");
+    j.erase("ep_time");
     v.push_back(j);
   }
   return v;
@@ -212,11 +227,16 @@ TEST(DataParallel, LayoutsReproduceTheSingleProcessRun) {
   struct Case {
     int np;
     std::string flags, name;
+    bool no_accum = false;
   };
-  for (const Case& c : {Case{2, "--dp 2 --bucket-mb 0.01", "dp2"}, Case{2, "--ep 2", "ep2"},
-                        Case{4, "--dp 2 --ep 2 --bucket-mb 0.02", "dp2ep2"}}) {
+  // --ep 2: micro-batches of 1-2 sequences per rank, so the two-micro-batch overlap runs in the calls where
+  // every rank has 2; on 4 ranks with grad_accum 2 (1 sequence per call) it never does, with 1 it does.
+  for (const Case& c :
+       {Case{2, "--dp 2 --bucket-mb 0.01", "dp2"}, Case{2, "--ep 2 --overlap on", "ep2"},
+        Case{2, "--ep 2 --overlap off", "ep2_no_overlap"}, Case{4, "--dp 2 --ep 2 --bucket-mb 0.02", "dp2ep2"},
+        Case{4, "--dp 2 --ep 2 --bucket-mb 0.02 --overlap on", "dp2ep2_overlap", true}}) {
     const std::string run = tmp(c.name);
-    const Result r = train(c.np, run_args(run) + " " + c.flags);
+    const Result r = train(c.np, run_args(run, c.no_accum ? config_file_no_accum() : config_file()) + " " + c.flags);
     ASSERT_EQ(r.status, 0) << r.out;
     EXPECT_NE(r.out.find(fmt::format("{} ranks (mpi)", c.np)), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("ZeRO-1 owner of"), std::string::npos) << r.out;
@@ -225,16 +245,29 @@ TEST(DataParallel, LayoutsReproduceTheSingleProcessRun) {
     EXPECT_LE(w, 1e-5) << c.name;
     std::printf("%s: loss curve within %.2g relative, final weights within %.2g (largest ‖Δ‖/‖w‖ of a tensor)\n",
                 c.name.c_str(), curve, w);
-    // Every bucket of every step started from the backward's grads_ready, before finish_grads.
+    // Every bucket of every step started from the backward's grads_ready, before finish_grads. Under EP the
+    // step's split of forward + backward time, and how many of its calls overlapped.
     std::ifstream in(run + "/metrics.jsonl");
     std::string line;
+    int64_t overlapped = 0;
     while (std::getline(in, line)) {
       const auto j = nlohmann::json::parse(line);
       if (j["type"] != "train") continue;
       ASSERT_TRUE(j.contains("buckets_overlapped")) << line;
       EXPECT_EQ(j["buckets_overlapped"][0], j["buckets_overlapped"][1]) << line;
-      if (c.name != "ep2") EXPECT_GT(j["buckets_overlapped"][1].get<int>(), 4) << line;
+      if (c.name.rfind("ep2", 0) != 0) EXPECT_GT(j["buckets_overlapped"][1].get<int>(), 4) << line;
+      EXPECT_EQ(j.contains("ep_time"), c.name != "dp2") << line;
+      if (!j.contains("ep_time")) continue;
+      const auto& t = j["ep_time"];
+      EXPECT_NEAR(t["compute_s"].get<double>() + t["post_s"].get<double>() + t["wait_s"].get<double>(),
+                  t["forward_backward_s"].get<double>(), 1e-9)
+          << line;
+      overlapped += t["overlapped_calls"][0].get<int64_t>();
     }
+    if (c.name == "ep2" || c.name == "dp2ep2_overlap")
+      EXPECT_GT(overlapped, 0);
+    else
+      EXPECT_EQ(overlapped, 0) << c.name;
     // Rank 0 alone wrote the run's files.
     EXPECT_TRUE(fs::exists(run + "/summary.json"));
   }

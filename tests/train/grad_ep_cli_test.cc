@@ -2,8 +2,9 @@
 // expert-parallel job writes equals DeepSeek's reference gradients (../shared/testdata, 1e-4 relative per
 // tensor, the single-process reference test's tolerance) and the single-process `dsv3 grad` file (1e-5), for
 // ep 2 on 2 ranks, ep 4 and dp 2 × ep 2 on 4 ranks. The reference batch is sequence 0 repeated once per
-// rank (the loss is a mean over rows, so the gradient is sequence 0's); a batch of distinct sequences is
-// compared with the single-process command. Errors: a bad --ep, a batch that does not split, a rank failing
+// rank (the loss is a mean over rows, so the gradient is sequence 0's), or twice per rank with the
+// two-micro-batch overlap on and off; a batch of distinct sequences is compared with the single-process
+// command. The per-rank time split on stderr adds up. Errors: a bad --ep, a batch that does not split, a rank failing
 // alone (the job is aborted, naming the rank). Every mpirun has --timeout (DSV3_MPIRUN).
 #include <gtest/gtest.h>
 
@@ -95,8 +96,32 @@ double read_loss(const std::string& dir) {
 struct Layout {
   int np;
   std::string flags;
+  int per_rank = 1;  // copies of the reference sequence per rank (>= 2: the two-micro-batch overlap runs)
+  bool overlapped = false;
 };
-const Layout kLayouts[] = {{2, "--ep 2"}, {4, "--ep 4"}, {4, "--dp 2 --ep 2"}};
+const Layout kLayouts[] = {{2, "--ep 2"},
+                           {4, "--ep 4"},
+                           {4, "--dp 2 --ep 2"},
+                           {2, "--ep 2 --overlap on", 2, true},
+                           {2, "--ep 2 --overlap off", 2, false},
+                           {4, "--dp 2 --ep 2 --overlap on", 2, true}};
+
+// The per-rank split dsv3 grad prints under EP names the overlap and adds up.
+void expect_split(const std::string& log, int np, bool overlapped, const std::string& label) {
+  for (int q = 0; q < np; ++q) {
+    const size_t at = log.find("rank " + std::to_string(q) + ": step ");
+    ASSERT_NE(at, std::string::npos) << label << "\n" << log;
+    const std::string line = log.substr(at, log.find('\n', at) - at);
+    EXPECT_NE(line.find(overlapped ? "overlap on" : "overlap off"), std::string::npos) << label << ": " << line;
+    double step = 0, compute = 0, post = 0, wait = 0;
+    ASSERT_EQ(std::sscanf(line.c_str(), "rank %*d: step %lf s = compute %lf + all-to-all post %lf + wait %lf", &step,
+                          &compute, &post, &wait),
+              4)
+        << line;
+    EXPECT_NEAR(compute + post + wait, step, 2e-3) << line;
+    EXPECT_GE(wait, 0.0) << line;
+  }
+}
 
 class GradEpCli : public ::testing::TestWithParam<std::string> {};
 
@@ -112,8 +137,10 @@ TEST_P(GradEpCli, ReproducesTheReferenceAndTheSingleProcessFile) {
     const std::string label = GetParam() + " -np " + std::to_string(l.np) + " " + l.flags;
     const std::string out = tmp + "_np" + std::to_string(l.np) + ".safetensors";
     std::filesystem::remove(out);
-    const GradRun r = grad(mpirun(l.np), dir, std::vector<std::vector<int32_t>>(size_t(l.np), s0), l.flags, out);
+    const GradRun r =
+        grad(mpirun(l.np), dir, std::vector<std::vector<int32_t>>(size_t(l.np * l.per_rank), s0), l.flags, out);
     ASSERT_EQ(r.status, 0) << label << "\n" << r.log;
+    expect_split(r.log, l.np, l.overlapped, label);
     EXPECT_NEAR(loss_of(r.log), read_loss(dir), 1e-5) << label << "\n" << r.log;
     auto got = io::SafetensorsFile::open(out);
     const double to_ref = worst_diff(*got, *ref, 1e-4, label + " vs reference");
@@ -127,14 +154,14 @@ TEST_P(GradEpCli, ReproducesTheReferenceAndTheSingleProcessFile) {
 
 INSTANTIATE_TEST_SUITE_P(Cases, GradEpCli, ::testing::Values("v3_tiny", "v2lite_tiny", "v3_mtp"));
 
-// Four distinct sequences (cut to one length): each rank gets its own, and the EP file equals the
-// single-process file of the same batch.
+// Eight distinct sequences (cut to one length): each rank gets its own (2 or 4: the overlap runs by
+// default), and the EP file equals the single-process file of the same batch.
 TEST(GradEpCli, DistinctSequencesSplitOverTheRanks) {
   DSV3_REQUIRE_CASE("v3_mtp");
   const std::string dir = case_dir("v3_mtp"), tmp = ::testing::TempDir() + "/dsv3_grad_ep_batch";
   const auto seqs = read_ids(dir + "/ids.txt");
   std::vector<std::vector<int32_t>> batch;
-  for (size_t b = 0; b < 4; ++b) {
+  for (size_t b = 0; b < 8; ++b) {
     const auto& s = seqs[b % seqs.size()];
     std::vector<int32_t> v;
     for (size_t t = 0; t < 14; ++t) v.push_back(s[(t + 3 * b) % s.size()]);
@@ -144,11 +171,13 @@ TEST(GradEpCli, DistinctSequencesSplitOverTheRanks) {
   ASSERT_EQ(single.status, 0) << single.log;
   auto one = io::SafetensorsFile::open(tmp + "_1.safetensors");
   for (const Layout& l : kLayouts) {
-    const std::string label = "4 sequences, -np " + std::to_string(l.np) + " " + l.flags;
+    if (l.per_rank > 1) continue;  // the batch has 8 sequences: every layout gets >= 2 per rank
+    const std::string label = "8 sequences, -np " + std::to_string(l.np) + " " + l.flags;
     const std::string out = tmp + "_np" + std::to_string(l.np) + ".safetensors";
     const GradRun r = grad(mpirun(l.np), dir, batch, l.flags, out);
     ASSERT_EQ(r.status, 0) << label << "\n" << r.log;
     EXPECT_NEAR(loss_of(r.log), loss_of(single.log), 2e-6) << label;
+    expect_split(r.log, l.np, /*overlapped=*/true, label);
     auto got = io::SafetensorsFile::open(out);
     std::printf("[ %s ] worst relative difference to the single-process file %.3g\n", label.c_str(),
                 worst_diff(*got, *one, 1e-5, label));
