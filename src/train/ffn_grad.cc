@@ -33,7 +33,7 @@ void ffn_backward(const StepContext& ctx, const FfnP& w, const FfnG& g, const fl
   const int64_t hidden = ctx.config.hidden_size, I = w.inter, n = m * I;
   const LinearPrecision& prec = ctx.linear;
   std::vector<float> da(size_t(n), 0.0f), du(static_cast<size_t>(n));
-  linear_backward(dy, a.act.data(), w.w2, m, hidden, I, da.data(), g.w2, prec);
+  linear_backward(dy, a.act.data(), w.w2, m, hidden, I, da.data(), g.w2, prec, ctx.wgrad);
   float* dg = da.data();  // overwritten in place: da → dg
   float* dup = du.data();
   const float* gt = a.gate.data();
@@ -45,8 +45,8 @@ void ffn_backward(const StepContext& ctx, const FfnP& w, const FfnG& g, const fl
     dup[i] = d * gv * s;
     dg[i] = d * up[i] * s * (1.0f + gv * (1.0f - s));
   }
-  linear_backward(dg, x, w.w1, m, I, hidden, dx, g.w1, prec);
-  linear_backward(dup, x, w.w3, m, I, hidden, dx, g.w3, prec);
+  linear_backward(dg, x, w.w1, m, I, hidden, dx, g.w1, prec, ctx.wgrad);
+  linear_backward(dup, x, w.w3, m, I, hidden, dx, g.w3, prec, ctx.wgrad);
 }
 
 }  // namespace dsv3::train

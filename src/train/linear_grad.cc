@@ -2,6 +2,7 @@
 
 #include "kernels/matmul.h"
 #include "train/fp8_linear.h"
+#include "train/weight_grad_store.h"
 
 namespace dsv3::train {
 
@@ -25,6 +26,13 @@ void linear_backward(const float* dy, const float* x, const float* w, int64_t m,
                      float* dw, const LinearPrecision& p) {
   if (p.mode == Precision::FP32) return linear_backward(dy, x, w, m, n, k, dx, dw);
   lowp_linear_backward(dy, x, w, m, n, k, dx, dw, p);
+}
+
+void linear_backward(const float* dy, const float* x, const float* w, int64_t m, int64_t n, int64_t k, float* dx,
+                     float* dw, const LinearPrecision& p, WeightGradStore* store) {
+  if (!store || !dw) return linear_backward(dy, x, w, m, n, k, dx, dw, p);
+  if (dx) linear_backward(dy, x, w, m, n, k, dx, nullptr, p);
+  store->push(dy, x, w, m, n, k, dw, p);
 }
 
 }  // namespace dsv3::train

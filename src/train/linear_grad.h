@@ -22,4 +22,10 @@ void linear_forward(const float* x, const float* w, int64_t m, int64_t n, int64_
 void linear_backward(const float* dy, const float* x, const float* w, int64_t m, int64_t n, int64_t k, float* dx,
                      float* dw, const LinearPrecision& p);
 
+// The same with the weight gradient deferred (train/weight_grad_store.h): dx now, dW pushed to `store` (null:
+// the call above, unchanged).
+class WeightGradStore;
+void linear_backward(const float* dy, const float* x, const float* w, int64_t m, int64_t n, int64_t k, float* dx,
+                     float* dw, const LinearPrecision& p, WeightGradStore* store);
+
 }  // namespace dsv3::train

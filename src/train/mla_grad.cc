@@ -113,7 +113,7 @@ void mla_backward(const StepContext& ctx, const MlaP& w, const MlaG& g, const fl
 
   // out = wo(o)
   std::vector<float> dO(size_t(m * ldo), 0.0f);
-  linear_backward(dout, a.o.data(), w.wo, m, d.D, ldo, dO.data(), g.wo, prec);
+  linear_backward(dout, a.o.data(), w.wo, m, d.D, ldo, dO.data(), g.wo, prec, ctx.wgrad);
 
   // Attention, per (sequence, head). Every task writes its own slices of dq and dkvb; the rope key is
   // shared by the heads, so its gradient goes to a per-head buffer summed afterwards.
@@ -167,19 +167,19 @@ void mla_backward(const StepContext& ctx, const MlaP& w, const MlaG& g, const fl
 
   // kvb = wkv_b cn;  cn = kv_norm(c);  [c, k_pe] = wkv_a x
   std::vector<float> dcn(size_t(m * d.C), 0.0f), dc(size_t(m * d.C), 0.0f);
-  linear_backward(dkvb.data(), a.cn.data(), w.wkv_b, m, ldkv, d.C, dcn.data(), g.wkv_b, prec);
+  linear_backward(dkvb.data(), a.cn.data(), w.wkv_b, m, ldkv, d.C, dcn.data(), g.wkv_b, prec, ctx.wgrad);
   rmsnorm_backward(dcn.data(), a.c.data(), w.kv_norm, a.c_rstd.data(), m, d.C, dc.data(), g.kv_norm);
-  linear_backward(dc.data(), x, w.wkv_a, m, d.C, d.D, dx, g.wkv_a, prec);
-  linear_backward(dkpe.data(), x, w.wkv_a + d.C * d.D, m, d.dr, d.D, dx, g.wkv_a + d.C * d.D, prec);
+  linear_backward(dc.data(), x, w.wkv_a, m, d.C, d.D, dx, g.wkv_a, prec, ctx.wgrad);
+  linear_backward(dkpe.data(), x, w.wkv_a + d.C * d.D, m, d.dr, d.D, dx, g.wkv_a + d.C * d.D, prec, ctx.wgrad);
 
   // Queries.
   if (d.Rq > 0) {
     std::vector<float> dqn(size_t(m * d.Rq), 0.0f), dqa(size_t(m * d.Rq), 0.0f);
-    linear_backward(dq.data(), a.qn.data(), w.wq_b, m, ldq, d.Rq, dqn.data(), g.wq_b, prec);
+    linear_backward(dq.data(), a.qn.data(), w.wq_b, m, ldq, d.Rq, dqn.data(), g.wq_b, prec, ctx.wgrad);
     rmsnorm_backward(dqn.data(), a.qa.data(), w.q_norm, a.qa_rstd.data(), m, d.Rq, dqa.data(), g.q_norm);
-    linear_backward(dqa.data(), x, w.wq_a, m, d.Rq, d.D, dx, g.wq_a, prec);
+    linear_backward(dqa.data(), x, w.wq_a, m, d.Rq, d.D, dx, g.wq_a, prec, ctx.wgrad);
   } else {
-    linear_backward(dq.data(), x, w.wq, m, ldq, d.D, dx, g.wq, prec);
+    linear_backward(dq.data(), x, w.wq, m, ldq, d.D, dx, g.wq, prec, ctx.wgrad);
   }
 }
 

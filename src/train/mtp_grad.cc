@@ -44,7 +44,7 @@ void mtp_backward(const StepContext& ctx, const MtpP& w, const MtpG& g, const Mt
   rmsnorm_backward(dhn, a.out.data(), w.head_norm, a.out_rstd.data(), m, D, dout, g.head_norm);
   block_backward(ctx.with_seq_len(Tk), w.layer, g.layer, a.block, dout);
   std::vector<float> dcat(size_t(m * 2 * D), 0.0f);
-  linear_backward(dout, a.cat.data(), w.eh_proj, m, D, 2 * D, dcat.data(), g.eh_proj, ctx.linear);
+  linear_backward(dout, a.cat.data(), w.eh_proj, m, D, 2 * D, dcat.data(), g.eh_proj, ctx.linear, ctx.wgrad);
   // Split dcat into the two halves (contiguous copies for the row-batched norm backward).
   std::vector<float> dhalf(size_t(m * D)), de(size_t(m * D), 0.0f), dh(size_t(m * D), 0.0f);
   for (int64_t r = 0; r < m; ++r) std::memcpy(dhalf.data() + r * D, dcat.data() + r * 2 * D, size_t(D) * 4);

@@ -1,0 +1,390 @@
+#include "train/pipeline.h"
+
+#include <algorithm>
+#include <chrono>
+#include <limits>
+#include <map>
+#include <memory>
+#include <optional>
+#include <utility>
+
+#include "core/error.h"
+#include "model/rope.h"
+#include "train/layout.h"
+#include "train/weight_grad_store.h"
+
+namespace dsv3::train {
+
+double layer_flops(const ModelConfig& c, int64_t layer, int64_t T) {
+  const double D = double(c.hidden_size), H = double(c.num_attention_heads), qk = double(c.qk_head_dim()),
+               dn = double(c.qk_nope_head_dim), dv = double(c.v_head_dim), C = double(c.kv_lora_rank),
+               dr = double(c.qk_rope_head_dim), Rq = double(c.q_lora_rank);
+  double mac = Rq > 0 ? D * Rq + Rq * H * qk : D * H * qk;  // queries
+  mac += D * (C + dr) + C * H * (dn + dv) + H * dv * D;     // wkv_a, wkv_b, wo
+  mac += H * (double(T) / 2.0) * (qk + dv);                 // scores and values, causal
+  const bool mtp = layer >= c.num_hidden_layers;
+  if (mtp) mac += 2 * D * D;  // eh_proj
+  if (c.is_moe_layer(layer))
+    mac += 3 * D * double(c.moe_intermediate_size) * double(c.num_experts_per_tok + c.n_shared_experts) +
+           D * double(c.n_routed_experts);
+  else
+    mac += 3 * D * double(c.intermediate_size);
+  return 2 * mac;
+}
+
+StageSplit split_stages(const ModelConfig& c, int S, int64_t T, bool mtp, const char* what) {
+  const int64_t L = c.num_hidden_layers;
+  if (S < 1) fail("{}: need at least 1 stage, got {}", what, S);
+  if (S > L)
+    fail("{}: {} pipeline stages but the model has {} decoder layers (each stage needs at least one layer)", what, S,
+         L);
+  std::vector<double> lc(static_cast<size_t>(L));
+  for (int64_t l = 0; l < L; ++l) lc[size_t(l)] = layer_flops(c, l, T);
+  const double first_extra = double(c.hidden_size);
+  double last_extra = 2.0 * double(c.hidden_size) * double(c.vocab_size);
+  if (mtp)
+    for (int64_t k = 0; k < c.num_nextn_predict_layers; ++k)
+      last_extra += layer_flops(c, L + k, T) + 2.0 * double(c.hidden_size) * double(c.vocab_size);
+  std::vector<double> prefix(size_t(L + 1), 0.0);
+  for (int64_t l = 0; l < L; ++l) prefix[size_t(l + 1)] = prefix[size_t(l)] + lc[size_t(l)];
+  auto cost = [&](int s, int64_t b, int64_t e) {
+    return prefix[size_t(e)] - prefix[size_t(b)] + (s == 0 ? first_extra : 0.0) + (s == S - 1 ? last_extra : 0.0);
+  };
+  // best[s][e]: the least max-cost of stages 0 … s − 1 over layers [0, e); cut[s][e] the start of stage s − 1.
+  const double inf = std::numeric_limits<double>::infinity();
+  std::vector<std::vector<double>> best(size_t(S + 1), std::vector<double>(size_t(L + 1), inf));
+  std::vector<std::vector<int64_t>> cut(size_t(S + 1), std::vector<int64_t>(size_t(L + 1), 0));
+  best[0][0] = 0;
+  for (int s = 1; s <= S; ++s)
+    for (int64_t e = s; e <= L; ++e)
+      for (int64_t b = s - 1; b < e; ++b) {
+        const double v = std::max(best[size_t(s - 1)][size_t(b)], cost(s - 1, b, e));
+        if (v < best[size_t(s)][size_t(e)]) {
+          best[size_t(s)][size_t(e)] = v;
+          cut[size_t(s)][size_t(e)] = b;
+        }
+      }
+  StageSplit out;
+  out.stages.resize(size_t(S));
+  out.cost.resize(size_t(S));
+  int64_t e = L;
+  for (int s = S; s >= 1; --s) {
+    const int64_t b = cut[size_t(s)][size_t(e)];
+    out.stages[size_t(s - 1)] = {.layer_begin = b, .layer_end = e, .first = s == 1, .last = s == S};
+    out.cost[size_t(s - 1)] = cost(s - 1, b, e);
+    e = b;
+  }
+  return out;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Msg {
+  std::vector<float> buf;
+  dist::RequestPtr req;
+};
+
+}  // namespace
+
+PipelineStepResult pipeline_forward_backward(const ModelConfig& c, const Params& params, const int32_t* tokens,
+                                             int64_t B, int64_t T, const LossOptions& opt, Params& grads,
+                                             float grad_scale, dist::Comm& pp, const PipeSchedule& sched,
+                                             const StageSplit& split) {
+  // ---- checks, identical on every rank, before any message
+  const int S = sched.stages, M = sched.micro, me = pp.rank();
+  if (pp.size() != sched.ranks)
+    fail("--pp: the schedule is for {} pipeline ranks, the job has {}", sched.ranks, pp.size());
+  if (int(split.stages.size()) != S)
+    fail("--pp: the schedule has {} stages, the layer split {}", S, split.stages.size());
+  if (B % M != 0)
+    fail("--micro: {} sequence(s) do not split into {} micro-batches of equal size (give a divisor of {})", B, M, B);
+  if (T < 2) fail("training step: need seq_len >= 2, got {}", T);
+  if (T > c.max_position_embeddings)
+    fail("training step: seq_len {} exceeds max_position_embeddings = {}", T, c.max_position_embeddings);
+  for (int64_t i = 0; i < B * T; ++i)
+    if (tokens[i] < 0 || tokens[i] >= c.vocab_size)
+      fail("training step: token id {} at index {} is outside [0, {})", tokens[i], i, c.vocab_size);
+  const int64_t max_tag = int64_t(2 * S) * M * 2;
+  if (max_tag > 32767)
+    fail("--micro: {} micro-batches over {} stages need message tags up to {} (MPI guarantees 32767)", M, S, max_tag);
+
+  const int64_t Bm = B / M, D = c.hidden_size, m_rows = Bm * T;
+  const ModelP w = bind_params(c, params);
+  const ModelG g = bind_grads(c, grads);
+  RopeTable rope(c);
+  rope.ensure(T);
+  const float mb_scale = float(double(grad_scale) / double(M));
+  const StageStep step{
+      .config = c, .w = w, .g = g, .rope = rope, .opt = opt, .batch = Bm, .seq_len = T, .grad_scale = mb_scale};
+  auto dir_of = [&](int mb) { return sched.two_directions && mb >= M / 2 ? 1 : 0; };
+  auto tag = [&](int stage, int mb, int bwd) { return ((dir_of(mb) * S + stage) * M + mb) * 2 + bwd; };
+  auto key = [&](int stage, int mb) { return int64_t(stage) * M + mb; };
+  auto mb_tokens = [&](int mb) { return tokens + int64_t(mb) * Bm * T; };
+
+  std::map<int64_t, Msg> posted;                // by tag: receives in flight
+  std::map<int64_t, std::vector<float>> local;  // by tag: handed over on this rank
+  std::vector<Msg> sends;
+  std::map<int64_t, StageActs> acts;                            // by (stage, mb)
+  std::map<int64_t, std::unique_ptr<WeightGradStore>> wstores;  // by (stage, mb): B done, W pending
+
+  // The input an op part needs: (tag, source rank), or none (first stage forward, last stage backward).
+  struct Need {
+    int64_t tag;
+    int from;
+  };
+  auto need_fwd = [&](int stage, int mb) -> std::optional<Need> {
+    if (stage == 0) return std::nullopt;
+    return Need{tag(stage - 1, mb, 0), sched.rank_of(stage - 1, mb)};
+  };
+  auto need_bwd = [&](int stage, int mb) -> std::optional<Need> {
+    if (stage == S - 1) return std::nullopt;
+    return Need{tag(stage + 1, mb, 1), sched.rank_of(stage + 1, mb)};
+  };
+  auto needs = [&](const PipeOp& op) {
+    std::vector<Need> n;
+    auto add = [&](std::optional<Need> x) {
+      if (x && x->from != me) n.push_back(*x);
+    };
+    switch (op.kind) {
+      case OpKind::F:
+        add(need_fwd(op.stage, op.mb));
+        break;
+      case OpKind::B:
+      case OpKind::BW:
+        add(need_bwd(op.stage, op.mb));
+        break;
+      case OpKind::W:
+        break;
+      case OpKind::FB:
+        add(need_fwd(op.stage, op.mb));
+        add(need_bwd(op.stage2, op.mb2));
+        break;
+    }
+    return n;
+  };
+  auto post = [&](const PipeOp& op) {
+    for (const Need& n : needs(op)) {
+      if (posted.count(n.tag)) continue;
+      Msg& msg = posted[n.tag];
+      msg.buf.resize(size_t(m_rows * D));
+      msg.req = pp.irecv(msg.buf.data(), msg.buf.size(), dist::DType::F32, n.from, int(n.tag));
+    }
+  };
+  auto take = [&](std::optional<Need> n) -> std::vector<float> {
+    if (!n) return {};
+    if (n->from == me) {
+      auto it = local.find(n->tag);
+      if (it == local.end()) fail("pipeline: rank {} has no local input for message tag {}", me, n->tag);
+      std::vector<float> v = std::move(it->second);
+      local.erase(it);
+      return v;
+    }
+    auto it = posted.find(n->tag);
+    if (it == posted.end()) fail("pipeline: rank {} did not post the receive of tag {}", me, n->tag);
+    it->second.req->wait();
+    std::vector<float> v = std::move(it->second.buf);
+    posted.erase(it);
+    return v;
+  };
+  auto give = [&](int64_t t, int to, std::vector<float>&& v) {
+    if (to == me) {
+      local[t] = std::move(v);
+      return;
+    }
+    Msg& msg = sends.emplace_back();
+    msg.buf = std::move(v);
+    msg.req = pp.isend(msg.buf.data(), msg.buf.size(), dist::DType::F32, to, int(t));
+  };
+
+  // Losses and loads: the micro-batches' values weighted by their share (1/M each).
+  StepResult res;
+  std::vector<int64_t> moe_layers;  // HF indices of the MoE layers the step runs, in step order
+  for (const LayerP& lw : w.layers)
+    if (lw.is_moe) moe_layers.push_back(lw.index);
+  const int64_t n_mtp = opt.mtp_lambda > 0 ? std::clamp<int64_t>(T - 2, 0, int64_t(w.mtp.size())) : 0;
+  for (int64_t k = 0; k < n_mtp; ++k)
+    if (w.mtp[size_t(k)].layer.is_moe) moe_layers.push_back(w.mtp[size_t(k)].layer.index);
+  res.routing.resize(moe_layers.size());
+  for (size_t i = 0; i < moe_layers.size(); ++i) {
+    res.routing[i].layer = moe_layers[i];
+    res.routing[i].load.assign(size_t(c.n_routed_experts), 0);
+  }
+  const double share = 1.0 / double(M);
+  auto absorb = [&](const StageLosses& l) {
+    res.loss += share * l.loss;
+    res.main_ce += share * l.main_ce;
+    res.mtp_ce += share * l.mtp_ce;
+    res.tokens += l.tokens;
+    for (const LayerRouting& lr : l.routing) {
+      const size_t i = size_t(std::find(moe_layers.begin(), moe_layers.end(), lr.layer) - moe_layers.begin());
+      if (i == moe_layers.size()) fail("pipeline: MoE layer {} is not in the step", lr.layer);
+      for (size_t e = 0; e < lr.load.size(); ++e) res.routing[i].load[e] += lr.load[e];
+      res.routing[i].balance_loss += share * lr.balance_loss;
+    }
+  };
+
+  PipelineStepResult out;
+  PipeRecord& rec = out.record;
+  auto note_memory = [&] {
+    int64_t bytes = 0;
+    for (const auto& [k, a] : acts) bytes += a.bytes();
+    for (const auto& [k, s] : wstores) bytes += s->bytes();
+    if (bytes > rec.peak_act_bytes) rec.peak_act_bytes = bytes;
+    rec.peak_held = std::max(rec.peak_held, int(acts.size()));
+  };
+  auto forward = [&](int stage, int mb) {
+    std::vector<float> h = take(need_fwd(stage, mb));
+    StageActs& a = acts[key(stage, mb)];
+    absorb(stage_forward(step, split.stages[size_t(stage)], mb_tokens(mb), h, a));
+    note_memory();
+    return h;  // empty on the last stage
+  };
+  auto backward = [&](int stage, int mb, bool defer) {
+    std::vector<float> dh = take(need_bwd(stage, mb));
+    auto it = acts.find(key(stage, mb));
+    if (it == acts.end())
+      fail("pipeline: rank {} runs the backward of stage {} micro-batch {} before its forward", me, stage, mb);
+    WeightGradStore* store = nullptr;
+    if (defer) store = (wstores[key(stage, mb)] = std::make_unique<WeightGradStore>()).get();
+    stage_backward(step, split.stages[size_t(stage)], mb_tokens(mb), it->second, dh, store);
+    note_memory();
+    acts.erase(it);
+    return dh;  // empty on the first stage
+  };
+  auto send_fwd = [&](int stage, int mb, std::vector<float>&& h) {
+    if (stage + 1 < S) give(tag(stage, mb, 0), sched.rank_of(stage + 1, mb), std::move(h));
+  };
+  auto send_bwd = [&](int stage, int mb, std::vector<float>&& dh) {
+    if (stage > 0) give(tag(stage, mb, 1), sched.rank_of(stage - 1, mb), std::move(dh));
+  };
+
+  // ---- the schedule
+  rec.param_floats = 0;
+  {
+    std::vector<bool> held(params.size(), false);
+    for (const auto& [stage, dir] : sched.stages_of(me)) {
+      const StageRange& r = split.stages[size_t(stage)];
+      for (size_t i = 0; i < params.size(); ++i) {
+        const std::string& n = params.specs()[i].name;
+        bool mine = false;
+        for (int64_t l = r.layer_begin; l < r.layer_end && !mine; ++l)
+          mine = n.rfind(fmt::format("model.layers.{}.", l), 0) == 0;
+        if (r.first || r.last) mine = mine || n == "model.embed_tokens.weight";
+        if (r.last) {
+          mine = mine || n == "model.norm.weight" || n == "lm_head.weight";
+          for (int64_t k = 0; k < c.num_nextn_predict_layers && !mine; ++k)
+            mine = n.rfind(fmt::format("model.layers.{}.", c.num_hidden_layers + k), 0) == 0;
+        }
+        if (mine && !held[i]) {
+          held[i] = true;
+          rec.param_floats += int64_t(params.value(i).size());
+        }
+      }
+    }
+  }
+  const std::vector<PipeOp>& ops = sched.ops[size_t(me)];
+  pp.barrier();  // a common start for the ranks' timelines
+  const auto t0 = Clock::now();
+  auto now = [&] { return std::chrono::duration<double>(Clock::now() - t0).count(); };
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const PipeOp& op = ops[i];
+    post(op);
+    if (i + 1 < ops.size()) post(ops[i + 1]);
+    TimedOp t{.op = op, .start = now()};
+    switch (op.kind) {
+      case OpKind::F:
+        send_fwd(op.stage, op.mb, forward(op.stage, op.mb));
+        break;
+      case OpKind::B:
+        send_bwd(op.stage, op.mb, backward(op.stage, op.mb, true));
+        break;
+      case OpKind::BW:
+        send_bwd(op.stage, op.mb, backward(op.stage, op.mb, false));
+        break;
+      case OpKind::W: {
+        auto it = wstores.find(key(op.stage, op.mb));
+        if (it == wstores.end())
+          fail("pipeline: rank {} runs W of stage {} micro-batch {} before its B", me, op.stage, op.mb);
+        it->second->run();
+        wstores.erase(it);
+        break;
+      }
+      case OpKind::FB: {  // one after the other here; both results leave after the pair
+        std::vector<float> h = forward(op.stage, op.mb);
+        std::vector<float> dh = backward(op.stage2, op.mb2, false);
+        send_fwd(op.stage, op.mb, std::move(h));
+        send_bwd(op.stage2, op.mb2, std::move(dh));
+        break;
+      }
+    }
+    t.end = now();
+    rec.ops.push_back(t);
+    // Let finished sends go (OpenMPI progresses them inside MPI calls).
+    std::erase_if(sends, [](Msg& s) { return s.req->test(); });
+  }
+  for (Msg& s : sends) s.req->wait();
+  sends.clear();
+  if (!acts.empty() || !wstores.empty() || !posted.empty() || !local.empty())
+    fail("pipeline: rank {} ended the schedule with {} forward(s) without backward, {} B without W, {} messages left",
+         me, acts.size(), wstores.size(), posted.size() + local.size());
+  rec.seconds = now();
+
+  // ---- the step's losses and loads on every rank (each term lives on the rank that ran it, zeros elsewhere)
+  std::vector<double> sums = {res.loss, res.main_ce, res.mtp_ce, double(res.tokens)};
+  for (const LayerRouting& lr : res.routing) sums.push_back(lr.balance_loss);
+  pp.allreduce(std::span<double>(sums));
+  res.loss = sums[0];
+  res.main_ce = sums[1];
+  res.mtp_ce = sums[2];
+  res.tokens = int64_t(sums[3]);
+  std::vector<int64_t> loads;
+  for (size_t i = 0; i < res.routing.size(); ++i) {
+    res.routing[i].balance_loss = sums[4 + i];
+    loads.insert(loads.end(), res.routing[i].load.begin(), res.routing[i].load.end());
+  }
+  if (!loads.empty()) pp.allreduce(std::span<int64_t>(loads));
+  for (size_t i = 0, o = 0; i < res.routing.size(); ++i)
+    for (auto& x : res.routing[i].load) x = loads[o++];
+  res.seconds = rec.seconds;
+  out.step = std::move(res);
+  return out;
+}
+
+void allreduce_pipeline_grads(Params& grads, dist::Comm& pp) {
+  if (pp.size() == 1) return;
+  for (size_t i = 0; i < grads.size(); ++i) pp.allreduce(std::span<float>(grads.value(i)));
+}
+
+PipeTimeline gather_timeline(const PipeRecord& mine, dist::Comm& pp) {
+  // Per op: kind, stage, mb, stage2, mb2, start, end (as doubles).
+  constexpr int kF = 7;
+  std::vector<double> send;
+  for (const TimedOp& t : mine.ops)
+    send.insert(send.end(), {double(int(t.op.kind)), double(t.op.stage), double(t.op.mb), double(t.op.stage2),
+                             double(t.op.mb2), t.start, t.end});
+  const std::vector<int64_t> counts = pp.allgather_one(int64_t(send.size()));
+  const std::vector<int64_t> displs = dist::displacements(counts);
+  std::vector<double> all(size_t(displs.back() + counts.back()));
+  pp.allgatherv(send.data(), send.size(), all.data(), counts, displs, dist::DType::F64);
+  PipeTimeline tl;
+  tl.ranks.resize(size_t(pp.size()));
+  tl.busy.assign(size_t(pp.size()), 0.0);
+  for (int r = 0; r < pp.size(); ++r)
+    for (int64_t i = 0; i < counts[size_t(r)]; i += kF) {
+      const double* f = all.data() + displs[size_t(r)] + i;
+      TimedOp t{
+          .op = {.kind = OpKind(int(f[0])), .stage = int(f[1]), .mb = int(f[2]), .stage2 = int(f[3]), .mb2 = int(f[4])},
+          .start = f[5],
+          .end = f[6]};
+      tl.makespan = std::max(tl.makespan, t.end);
+      tl.busy[size_t(r)] += t.end - t.start;
+      tl.ranks[size_t(r)].push_back(t);
+    }
+  for (double b : tl.busy) tl.bubble.push_back(tl.makespan - b);
+  tl.peak_held.assign(size_t(pp.size()), 0);
+  return tl;
+}
+
+}  // namespace dsv3::train

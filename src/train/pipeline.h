@@ -1,0 +1,81 @@
+// The pipeline-parallel training step (DeepSeek-V3 §3.2.1): the decoder layers split into stages, a schedule
+// (train/pipeline_schedule.h: 1F1B, DualPipe, DualPipeV) run op by op on each pipeline rank over non-blocking
+// point-to-point messages, the residual stream sent forward and its gradient backward, the B/W split of the
+// backward (train/weight_grad_store.h) where the schedule asks for it. docs/scale-out.md "Pipeline parallelism".
+//
+// Stages: 1F1B and DualPipe cut the model into P stages, DualPipeV into 2P. Stage 0 also embeds the tokens;
+// the last stage also runs the final norm, the head, the losses and the MTP modules (which read the embedding:
+// the last stage's rank holds it too). DualPipe's rank r runs stage r for micro-batches 0 … m/2 − 1 and stage
+// P − 1 − r for the rest (two copies of every stage, on mirrored ranks); DualPipeV's rank r runs stage r and
+// 2P − 1 − r. Every rank holds the full Params (only its stages' tensors are read and get gradients), so the
+// gradient of the whole step is the sum over the pipeline ranks (allreduce_pipeline_grads): that sums the
+// mirrored DualPipe copies and the embedding's two users, and adds zeros elsewhere.
+//
+// Messages: tag ((direction · S + stage) · m + micro-batch) · 2 + (0 forward | 1 backward), naming the sending
+// stage. Before an op the executor posts the receives of that op and of the next one (irecv), then waits for the
+// first; outputs leave by isend, waited on at the end of the step. An F&B pair posts both receives before, runs
+// the forward then the whole backward one after the other (a CPU has no second stream to overlap them on),
+// and sends both results after. Consecutive stages on one rank (DualPipeV's turn) hand over in memory.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "dist/comm.h"
+#include "model/config.h"
+#include "train/params.h"
+#include "train/pipeline_schedule.h"
+#include "train/pipeline_sim.h"
+#include "train/pipeline_stage.h"
+#include "train/step.h"
+
+namespace dsv3::train {
+
+// Forward FLOPs per token of HF layer `layer` (num_hidden_layers + k: MTP module k's decoder layer, with its
+// eh_proj) at sequence length T: MLA projections + causal attention (T/2 keys on average) + dense MLP or
+// MoE (top-k routed + shared experts + router). The backward is about twice the forward for every term, so the
+// forward alone ranks stages.
+double layer_flops(const ModelConfig& c, int64_t layer, int64_t seq_len);
+
+struct StageSplit {
+  std::vector<StageRange> stages;
+  std::vector<double> cost;  // [stage] estimated forward FLOPs per token, the first / last stage's extras in
+};
+
+// Contiguous decoder layers per stage minimising the most expensive stage (exact, by dynamic programming over
+// the cuts): stage cost = Σ layer_flops; the first stage adds the embedding (hidden per token), the last the
+// head (2 · hidden · vocab) and, when mtp (λ > 0), every MTP module (its layer, eh_proj and another head).
+// Errors name `what` (--pp) when there are more stages than decoder layers.
+StageSplit split_stages(const ModelConfig& c, int stages, int64_t seq_len, bool mtp, const char* what = "--pp");
+
+// One rank's record of a step: each op's start and end (seconds from the step's start), and what it held.
+struct PipeRecord {
+  std::vector<TimedOp> ops;
+  double seconds = 0;
+  int peak_held = 0;           // most (stage, micro-batch) activations held at once
+  int64_t peak_act_bytes = 0;  // their bytes + the deferred W's copies, at the peak
+  int64_t param_floats = 0;    // floats of the tensors this rank's stages read (the embedding once)
+};
+
+struct PipelineStepResult {
+  StepResult step;  // the whole step's losses and loads (every rank holds the same)
+  PipeRecord record;
+};
+
+// The step over the whole batch tokens [batch, seq_len] (every pipeline rank passes the same), split into
+// sched.micro micro-batches of batch / micro consecutive sequences. Collective over pp (size sched.ranks).
+// grads accumulate this rank's stages' contributions scaled by grad_scale (callers zero them and then call
+// allreduce_pipeline_grads). Errors (name --micro / --pp) are raised before any message, identically on all ranks.
+PipelineStepResult pipeline_forward_backward(const ModelConfig& c, const Params& params, const int32_t* tokens,
+                                             int64_t batch, int64_t seq_len, const LossOptions& opt, Params& grads,
+                                             float grad_scale, dist::Comm& pp, const PipeSchedule& sched,
+                                             const StageSplit& split);
+
+// Sums every gradient tensor over the pipeline ranks (in place).
+void allreduce_pipeline_grads(Params& grads, dist::Comm& pp);
+
+// Rank records gathered on every rank as a timeline (for the Chrome trace and the bubble).
+PipeTimeline gather_timeline(const PipeRecord& mine, dist::Comm& pp);
+
+}  // namespace dsv3::train
