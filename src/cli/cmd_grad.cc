@@ -1,5 +1,6 @@
 // dsv3 grad --model DIR --ids "I1 I2 ..." [--ids "..." ...] --out GRADS.safetensors [--mtp-lambda L]
-//           [--ep E] [--dp D] [--overlap on|off]
+//           [--ep E] [--dp D] [--overlap on|off] [--pp P [--schedule 1f1b|dualpipe|dualpipev] [--micro M]
+//           [--trace FILE.json]]
 // A batch of sequences (one per --ids, all of one length) through the training forward + backward
 // (train/step.h) from the checkpoint's exact stored values: prints the loss (main CE + L · MTP CE, means over
 // the batch's valid rows; L defaults to 0.3 with an MTP module, else 0) and writes the float32 gradient of
@@ -15,6 +16,10 @@
 // file the single-process command writes. With --overlap on (the default) each rank runs its sequences as two
 // micro-batches whose all-to-alls overlap each other's compute (train/expert_parallel.h); stderr then shows,
 // per rank, the step split into compute, posting and waiting in the exchanges.
+// With --pp P (mpirun -np P) the step runs pipeline-parallel (train/pipeline.h): the layers split into stages,
+// the batch into M micro-batches (default: one per sequence), the schedule's ops run on each rank; the
+// gradients are summed over the ranks and rank 0 writes the same file. stderr gets the measured timeline's
+// bubble against the paper's formula and the simulator; --trace writes it as a Chrome trace.
 #include <fmt/format.h>
 
 #include <chrono>
@@ -30,6 +35,7 @@
 #include "io/safetensors.h"
 #include "train/expert_parallel.h"
 #include "train/param_io.h"
+#include "train/pipeline.h"
 #include "train/step.h"
 
 namespace dsv3::cli {
@@ -45,6 +51,8 @@ struct Options {
   double mtp_lambda = -1.0;  // < 0: the default
   int ep = 1, dp = 0;        // dp 0: world size / ep
   std::string overlap = "on";
+  int pp = 1, micro = 0;  // micro 0: one micro-batch per sequence
+  std::string schedule = "1f1b", trace;
 };
 
 void write_grads(const std::string& path, const train::Params& grads, double loss) {
@@ -55,6 +63,50 @@ void write_grads(const std::string& path, const train::Params& grads, double los
     out.push_back({s.name, DType::F32, s.shape, grads.value(i).data()});
   }
   io::write_safetensors(path, out, {{"loss", fmt::format("{:.9g}", loss)}});
+}
+
+// --pp: the pipeline-parallel step over the whole batch on every rank (checks before any message).
+int run_pipelined(const Options& o, const ModelConfig& c, const train::LossOptions& opt,
+                  const std::vector<int32_t>& tokens, int64_t B, int64_t T) {
+  dist::Comm& world = dist::world();
+  if (o.ep != 1 || o.dp > 1) fail("--pp: dsv3 grad does not combine --pp with --ep / --dp (dsv3 train does)");
+  if (world.size() != o.pp)
+    fail("--pp {}: the job has {} rank(s); run mpirun -np {} (one pipeline rank each)", o.pp, world.size(), o.pp);
+  const train::ScheduleKind kind = train::parse_schedule_kind(o.schedule, "--schedule");
+  const int micro = o.micro > 0 ? o.micro : int(B);
+  const train::PipeSchedule sched = train::make_schedule(kind, o.pp, micro);
+  const train::StageSplit split = train::split_stages(c, sched.stages, T, opt.mtp_lambda > 0);
+  if (B % micro != 0) fail("--micro {}: {} sequence(s) do not split into equal micro-batches", micro, B);
+  const train::Params params = train::load_params(c, io::Checkpoint::open(o.model));
+  train::Params grads(c);
+  const train::PipelineStepResult r =
+      train::pipeline_forward_backward(c, params, tokens.data(), B, T, opt, grads, 1.0f, world, sched, split);
+  train::allreduce_pipeline_grads(grads, world);
+  const train::PipeTimeline tl = train::gather_timeline(r.record, world);
+  const int64_t param_floats = world.allreduce_one(r.record.param_floats, dist::ReduceOp::Max);
+  const int64_t act_bytes = world.allreduce_one(r.record.peak_act_bytes, dist::ReduceOp::Max);
+  const std::vector<int64_t> held = world.allgather_one(int64_t(r.record.peak_held));
+  if (world.rank() != 0) return 0;
+  write_grads(o.out, grads, r.step.loss);
+  fmt::print("loss {:.6f}\n", r.step.loss);
+  std::string stages;
+  for (size_t s = 0; s < split.stages.size(); ++s)
+    stages += fmt::format("{}[{}, {})", s ? " " : "", split.stages[s].layer_begin, split.stages[s].layer_end);
+  std::fprintf(stderr, "pipeline: stages (layers) %s\n%s", stages.c_str(), train::bubble_report(sched, tl).c_str());
+  std::string h;
+  for (int64_t x : held) h += fmt::format(" {}", x);
+  std::fprintf(stderr,
+               "pipeline: per rank at most %.2f MB of parameters read (of %.2f MB), %.2f MB of activations held at "
+               "the peak; (stage, micro-batch) activations held at the peak per rank:%s\n",
+               double(param_floats) * 4 / 1e6, double(params.total()) * 4 / 1e6, double(act_bytes) / 1e6, h.c_str());
+  if (!o.trace.empty()) {
+    std::FILE* f = std::fopen(o.trace.c_str(), "w");
+    if (!f) fail("--trace {}: cannot write", o.trace);
+    const std::string json = train::chrome_trace(tl, train::schedule_kind_name(kind));
+    std::fwrite(json.data(), 1, json.size(), f);
+    std::fclose(f);
+  }
+  return 0;
 }
 
 int run(const Options& o) {
@@ -78,6 +130,10 @@ int run(const Options& o) {
   opt.balance_alpha = 0.0;
   opt.mode = train::BalanceMode::None;
 
+  if (o.pp != 1 || !o.trace.empty() || o.micro != 0) {
+    if (o.pp < 1) fail("--pp {}: need at least 1 pipeline rank", o.pp);
+    return run_pipelined(o, c, opt, tokens, B, T);
+  }
   dist::Comm& world = dist::world();
   const dist::Layout layout = dist::make_layout(world.size(), o.dp, o.ep, c.n_routed_experts);
   const int N = layout.ranks();
@@ -162,6 +218,11 @@ Registrar reg(
                      "Two-micro-batch overlap of the EP all-to-alls with compute (each rank needs >= 2 sequences)")
           ->check(CLI::IsMember({"on", "off"}))
           ->default_str("on");
+      app.add_option("--pp", o->pp, "Pipeline-parallel ranks (under mpirun -np P; train/pipeline.h)");
+      app.add_option("--schedule", o->schedule, "Pipeline schedule with --pp: 1f1b, dualpipe or dualpipev")
+          ->default_str("1f1b");
+      app.add_option("--micro", o->micro, "Micro-batches with --pp (default: one per sequence)");
+      app.add_option("--trace", o->trace, "With --pp: write the step's per-rank timeline as a Chrome trace JSON");
       return [o] { return run(*o); };
     });
 

@@ -1,5 +1,7 @@
 #include "train/pipeline.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <chrono>
 #include <limits>
@@ -292,6 +294,8 @@ PipelineStepResult pipeline_forward_backward(const ModelConfig& c, const Params&
     const PipeOp& op = ops[i];
     post(op);
     if (i + 1 < ops.size()) post(ops[i + 1]);
+    // Waiting for the inputs is idle time, not the op's.
+    for (const Need& n : needs(op)) posted.at(n.tag).req->wait();
     TimedOp t{.op = op, .start = now()};
     switch (op.kind) {
       case OpKind::F:
@@ -385,6 +389,42 @@ PipeTimeline gather_timeline(const PipeRecord& mine, dist::Comm& pp) {
   for (double b : tl.busy) tl.bubble.push_back(tl.makespan - b);
   tl.peak_held.assign(size_t(pp.size()), 0);
   return tl;
+}
+
+OpCosts measured_costs(const PipeTimeline& t) {
+  double sum[5] = {0, 0, 0, 0, 0};
+  int n[5] = {0, 0, 0, 0, 0};
+  for (const auto& r : t.ranks)
+    for (const TimedOp& o : r) {
+      sum[int(o.op.kind)] += o.end - o.start;
+      n[int(o.op.kind)] += 1;
+    }
+  auto mean = [&](OpKind k) { return n[int(k)] ? sum[int(k)] / n[int(k)] : -1.0; };
+  OpCosts c;
+  c.f = std::max(0.0, mean(OpKind::F));
+  c.w = std::max(0.0, mean(OpKind::W));
+  c.b = n[int(OpKind::B)] ? mean(OpKind::B) : std::max(0.0, mean(OpKind::BW));
+  if (!n[int(OpKind::B)]) c.w = 0;
+  c.fb = mean(OpKind::FB);
+  return c;
+}
+
+std::string bubble_report(const PipeSchedule& s, const PipeTimeline& t) {
+  const OpCosts c = measured_costs(t);
+  std::string out = fmt::format("pipeline: {} over {} ranks, {} micro-batches, {} stages: step {:.4f} s\n",
+                                schedule_kind_name(s.kind), s.ranks, s.micro, s.stages, t.makespan);
+  for (size_t r = 0; r < t.ranks.size(); ++r)
+    out += fmt::format("pipeline: rank {}: busy {:.4f} s, idle {:.4f} s\n", r, t.busy[r], t.bubble[r]);
+  out += fmt::format("pipeline: measured F {:.5f} s, B {:.5f} s, W {:.5f} s, F&B {:.5f} s\n", c.f, c.b, c.w, c.fb);
+  const PipeTimeline sim = simulate(s, c);
+  out += fmt::format("pipeline: bubble fraction measured {:.4f}, simulated with the measured costs {:.4f}\n",
+                     t.bubble_fraction(), sim.bubble_fraction());
+  out += fmt::format("pipeline: least idle rank measured {:.4f} s, simulated {:.4f} s",
+                     *std::min_element(t.bubble.begin(), t.bubble.end()),
+                     *std::min_element(sim.bubble.begin(), sim.bubble.end()));
+  if (s.kind != ScheduleKind::DualPipeV && (s.kind != ScheduleKind::DualPipe || s.ranks % 2 == 0))
+    out += fmt::format(", the paper's formula {:.4f} s", paper_bubble(s.kind, s.ranks, c));
+  return out + "\n";
 }
 
 }  // namespace dsv3::train

@@ -78,4 +78,12 @@ void allreduce_pipeline_grads(Params& grads, dist::Comm& pp);
 // Rank records gathered on every rank as a timeline (for the Chrome trace and the bubble).
 PipeTimeline gather_timeline(const PipeRecord& mine, dist::Comm& pp);
 
+// The mean measured duration of each op kind over a timeline: f (F), b (B, or the whole BW when the schedule
+// has no B/W split, w then 0), w (W), fb (F&B pairs; -1 when none).
+OpCosts measured_costs(const PipeTimeline& t);
+
+// Lines for stderr: the measured makespan, each rank's busy time, the bubble fraction Σ idle / (P · makespan),
+// the mean F / B / W / F&B, the paper's bubble (Table 2) with those costs and the simulator's prediction.
+std::string bubble_report(const PipeSchedule& s, const PipeTimeline& t);
+
 }  // namespace dsv3::train
