@@ -13,7 +13,7 @@
 // over its EP group (train/expert_parallel.h: it holds only its block of routed experts), then the gradients
 // are reduced — every tensor but the routed experts summed over all ranks, the routed experts over the DP
 // group — and EP rank 0 of replica 0 (world rank 0) gathers the experts of its EP group and writes the same
-// file the single-process command writes. With --overlap on (the default) each rank runs its sequences as two
+// file the single-process command writes. With --overlap on each rank runs its sequences as two
 // micro-batches whose all-to-alls overlap each other's compute (train/expert_parallel.h); stderr then shows,
 // per rank, the step split into compute, posting and waiting in the exchanges.
 // With --pp P (mpirun -np P) the step runs pipeline-parallel (train/pipeline.h): the layers split into stages,
@@ -50,7 +50,7 @@ struct Options {
   std::vector<std::string> ids;
   double mtp_lambda = -1.0;  // < 0: the default
   int ep = 1, dp = 0;        // dp 0: world size / ep
-  std::string overlap = "on";
+  std::string overlap = "off";
   int pp = 1, micro = 0;  // micro 0: one micro-batch per sequence
   std::string schedule = "1f1b", trace;
 };
@@ -217,7 +217,7 @@ Registrar reg(
       app.add_option("--overlap", o->overlap,
                      "Two-micro-batch overlap of the EP all-to-alls with compute (each rank needs >= 2 sequences)")
           ->check(CLI::IsMember({"on", "off"}))
-          ->default_str("on");
+          ->default_str("off");
       app.add_option("--pp", o->pp, "Pipeline-parallel ranks (under mpirun -np P; train/pipeline.h)");
       app.add_option("--schedule", o->schedule, "Pipeline schedule with --pp: 1f1b, dualpipe or dualpipev")
           ->default_str("1f1b");

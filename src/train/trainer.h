@@ -37,8 +37,18 @@ struct RunOptions {
   double bucket_mb = 4;     // gradient all-reduce bucket size (MiB)
   // Two-micro-batch overlap of the EP all-to-alls (ExpertParallel::overlap): a runtime choice like the bucket
   // size — it changes no result beyond the order of gradient sums, so it is not part of TRAIN.json and a
-  // resumed run may change it.
-  bool overlap = true;
+  // resumed run may change it. Off by default: at CPU batch sizes (a few hundred tokens per rank) halving
+  // every GEMM costs more than the all-to-all time it hides (docs/scale-out-training-ep.md, measured).
+  bool overlap = false;
+  // Pipeline parallelism (train/pipeline.h): pp > 1 runs every step as one pipelined step over the job's pp
+  // ranks (world size = pp; every rank holds the full model and runs its stages), the batch split into
+  // `micro` micro-batches (0: the fewest the schedule allows, P for 1F1B, 2P for DualPipe / DualPipeV); the
+  // gradients are then reduced, clipped, updated (ZeRO-1) and checkpointed as data parallelism over the pp
+  // ranks does. trace: the last step's per-rank timeline as a Chrome trace JSON.
+  int pp = 1;
+  std::string schedule = "1f1b";
+  int micro = 0;
+  std::string trace{};
 };
 
 struct TrainSummary {

@@ -154,8 +154,8 @@ TEST_P(GradEpCli, ReproducesTheReferenceAndTheSingleProcessFile) {
 
 INSTANTIATE_TEST_SUITE_P(Cases, GradEpCli, ::testing::Values("v3_tiny", "v2lite_tiny", "v3_mtp"));
 
-// Eight distinct sequences (cut to one length): each rank gets its own (2 or 4: the overlap runs by
-// default), and the EP file equals the single-process file of the same batch.
+// Eight distinct sequences (cut to one length): each rank gets its own (2 or 4, so --overlap on runs), and
+// the EP file equals the single-process file of the same batch.
 TEST(GradEpCli, DistinctSequencesSplitOverTheRanks) {
   DSV3_REQUIRE_CASE("v3_mtp");
   const std::string dir = case_dir("v3_mtp"), tmp = ::testing::TempDir() + "/dsv3_grad_ep_batch";
@@ -172,9 +172,10 @@ TEST(GradEpCli, DistinctSequencesSplitOverTheRanks) {
   auto one = io::SafetensorsFile::open(tmp + "_1.safetensors");
   for (const Layout& l : kLayouts) {
     if (l.per_rank > 1) continue;  // the batch has 8 sequences: every layout gets >= 2 per rank
-    const std::string label = "8 sequences, -np " + std::to_string(l.np) + " " + l.flags;
+    const std::string flags = l.flags + " --overlap on";
+    const std::string label = "8 sequences, -np " + std::to_string(l.np) + " " + flags;
     const std::string out = tmp + "_np" + std::to_string(l.np) + ".safetensors";
-    const GradRun r = grad(mpirun(l.np), dir, batch, l.flags, out);
+    const GradRun r = grad(mpirun(l.np), dir, batch, flags, out);
     ASSERT_EQ(r.status, 0) << label << "\n" << r.log;
     EXPECT_NEAR(loss_of(r.log), loss_of(single.log), 2e-6) << label;
     expect_split(r.log, l.np, /*overlapped=*/true, label);
