@@ -24,6 +24,7 @@
 #include "train/data_parallel.h"
 #include "train/expert_parallel.h"
 #include "train/params.h"
+#include "train/pipeline.h"
 #include "train/schedule.h"
 #include "train/step.h"
 #include "train/train_config.h"
@@ -128,6 +129,10 @@ class Trainer {
   void checkpoint();
   void show_progress(bool force, double loss, double main_ce);
   const ExpertParallel* ep() const { return ep_ ? &*ep_ : nullptr; }
+  int pp_micro() const {
+    if (o_.micro > 0) return o_.micro;
+    return parse_schedule_kind(o_.schedule, "--schedule") == ScheduleKind::OneFOneB ? o_.pp : 2 * o_.pp;
+  }
   // This rank's contiguous share [first, first + count) of a global batch of B sequences.
   std::pair<int64_t, int64_t> share(int64_t B) const {
     const int64_t N = world_.size(), r = world_.rank();
@@ -144,6 +149,9 @@ class Trainer {
   std::unique_ptr<io::SequenceLoader> loader_, val_loader_;
   dist::Groups groups_;
   std::optional<ExpertParallel> ep_;  // --ep > 1
+  PipeSchedule pp_sched_;             // --pp > 1
+  StageSplit pp_split_;
+  PipeRecord pp_record_;  // the last step's
   std::unique_ptr<Params> params_, grads_;
   std::unique_ptr<DataParallel> dp_;
   std::unique_ptr<AdamW> opt_;
@@ -167,7 +175,27 @@ class Trainer {
 void Trainer::setup_layout() {
   const ModelConfig& c = spec_.model;
   const TrainOptions& t = spec_.train;
-  const dist::Layout layout = dist::make_layout(world_.size(), o_.dp, o_.ep, c.n_routed_experts);
+  if (o_.pp < 1) fail("--pp {}: need at least 1 pipeline rank", o_.pp);
+  if (o_.pp > 1) {
+    // The pipeline ranks reduce, shard the optimizer and checkpoint as o_.pp data-parallel replicas would.
+    if (o_.ep != 1 || (o_.dp != 0 && o_.dp != 1))
+      fail("--pp {}: not combined with --dp / --ep yet (run --pp alone, with mpirun -np {})", o_.pp, o_.pp);
+    if (world_.size() != o_.pp)
+      fail("--pp {}: the job has {} rank(s); run mpirun -np {} (one pipeline rank each)", o_.pp, world_.size(), o_.pp);
+    const ScheduleKind kind = parse_schedule_kind(o_.schedule, "--schedule");
+    const int m = pp_micro();
+    if (t.batch_seqs % m != 0 || (t.batch_seqs_start > 0 && t.batch_seqs_start % m != 0))
+      fail("--micro {}: training.batch_seqs {} (and batch_seqs_start {}) must split into {} equal micro-batches", m,
+           t.batch_seqs, t.batch_seqs_start, m);
+    if (t.batch_seqs_start > 0 && t.batch_ramp_tokens > 0)
+      fail(
+          "--pp: a batch-size ramp is not supported with pipeline parallelism (every step's batch must split into "
+          "the same micro-batches)");
+    pp_sched_ = make_schedule(kind, o_.pp, m);
+    pp_split_ = split_stages(c, pp_sched_.stages, t.seq_len, c.num_nextn_predict_layers > 0 && t.mtp_lambda.before > 0);
+  }
+  const dist::Layout layout = o_.pp > 1 ? dist::Layout{.dp = o_.pp, .ep = 1}
+                                        : dist::make_layout(world_.size(), o_.dp, o_.ep, c.n_routed_experts);
   groups_ = dist::make_groups(world_, layout);
   if (layout.ep > 1) {
     ep_ = ExpertParallel::make(c, *groups_.ep);
@@ -478,7 +506,14 @@ TrainSummary Trainer::run() {
     int64_t overlapped_calls = 0;
     std::vector<double> balance;
     int64_t at = first;
-    for (size_t k = 0; k < micro.size(); ++k) {
+    if (o_.pp > 1) {  // one pipelined step over the whole batch: losses and loads come back whole
+      PipelineStepResult pr =
+          pipeline_forward_backward(c, *params_, buf.data(), B, T, lo, *grads_, 1.0f, world_, pp_sched_, pp_split_);
+      sum = std::move(pr.step);
+      pp_record_ = std::move(pr.record);
+      dp_->finish_grads();  // the sum over the pipeline ranks (each holds only its stages' gradients)
+    }
+    for (size_t k = 0; k < (o_.pp > 1 ? 0 : micro.size()); ++k) {
       const int64_t b = micro[k];
       const double w = double(b) / double(B);
       const StepHooks hooks = N > 1 && k + 1 == micro.size() ? dp_->hooks() : StepHooks{};
@@ -495,8 +530,8 @@ TrainSummary Trainer::run() {
       balance.resize(r.routing.size(), 0.0);
       for (size_t l = 0; l < r.routing.size(); ++l) balance[l] += r.routing[l].balance_loss * w;
     }
-    dp_->finish_grads();
-    {
+    if (o_.pp == 1) dp_->finish_grads();
+    if (o_.pp == 1) {
       // The whole batch's losses and expert loads (every rank gets the same).
       std::vector<double> v{sum.loss, sum.main_ce, sum.mtp_ce};
       v.insert(v.end(), balance.begin(), balance.end());
@@ -603,6 +638,13 @@ TrainSummary Trainer::run() {
     }
   }
   if (o_.progress && !stopped_early && lead_) std::fprintf(stderr, "\n");
+  if (o_.pp > 1 && !o_.trace.empty()) {  // the last step's timeline (collective over the pipeline ranks)
+    const PipeTimeline tl = gather_timeline(pp_record_, world_);
+    if (lead_) {
+      io::write_file_atomic(o_.trace, chrome_trace(tl, schedule_kind_name(pp_sched_.kind)));
+      std::fprintf(stderr, "%s", bubble_report(pp_sched_, tl).c_str());
+    }
+  }
 
   TrainSummary sm;
   sm.step = st_.step;
