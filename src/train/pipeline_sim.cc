@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -188,17 +189,91 @@ std::string chrome_trace(const PipeTimeline& t, const std::string& name) {
     for (const TimedOp& o : t.ranks[r]) {
       std::string label = fmt::format("{}{}", op_name(o.op.kind), o.op.mb);
       if (o.op.kind == OpKind::FB) label = fmt::format("F{}&B{}", o.op.mb, o.op.mb2);
-      ev.push_back({{"name", label},
-                    {"cat", op_name(o.op.kind)},
-                    {"ph", "X"},
-                    {"pid", 0},
-                    {"tid", r},
-                    {"ts", o.start * 1e6},
-                    {"dur", (o.end - o.start) * 1e6},
-                    {"args", {{"stage", o.op.stage}, {"micro_batch", o.op.mb}}}});
+      ev.push_back(
+          {{"name", label},
+           {"cat", op_name(o.op.kind)},
+           {"ph", "X"},
+           {"pid", 0},
+           {"tid", r},
+           {"ts", o.start * 1e6},
+           {"dur", (o.end - o.start) * 1e6},
+           {"args", o.op.kind == OpKind::FB ? nlohmann::json{{"stage", o.op.stage},
+                                                             {"micro_batch", o.op.mb},
+                                                             {"stage2", o.op.stage2},
+                                                             {"micro_batch2", o.op.mb2}}
+                                            : nlohmann::json{{"stage", o.op.stage}, {"micro_batch", o.op.mb}}}});
     }
   }
   return nlohmann::json{{"traceEvents", ev}, {"displayTimeUnit", "ms"}, {"otherData", {{"schedule", name}}}}.dump();
+}
+
+PipeTimeline parse_chrome_trace(const std::string& json, std::string& schedule, const std::string& what) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(json);
+  } catch (const std::exception& e) {
+    fail("{}: not JSON ({})", what, e.what());
+  }
+  if (!j.is_object() || !j.contains("traceEvents") || !j["traceEvents"].is_array())
+    fail("{}: not a Chrome trace (no traceEvents array)", what);
+  schedule.clear();
+  if (j.contains("otherData") && j["otherData"].is_object() && j["otherData"].contains("schedule") &&
+      j["otherData"]["schedule"].is_string())
+    schedule = j["otherData"]["schedule"].get<std::string>();
+  PipeTimeline tl;
+  try {
+    for (const nlohmann::json& e : j["traceEvents"]) {
+      if (!e.is_object() || e.value("ph", "") != "X") continue;
+      const int64_t tid = e.at("tid").get<int64_t>();
+      if (tid < 0 || tid >= 4096) fail("{}: track (tid) {} out of range", what, tid);
+      const std::string cat = e.at("cat").get<std::string>();
+      OpKind k;
+      if (cat == "F")
+        k = OpKind::F;
+      else if (cat == "B")
+        k = OpKind::B;
+      else if (cat == "W")
+        k = OpKind::W;
+      else if (cat == "BW")
+        k = OpKind::BW;
+      else if (cat == "F&B" || cat == "FB")
+        k = OpKind::FB;
+      else
+        fail("{}: unknown op category '{}'", what, cat);
+      const nlohmann::json& a = e.at("args");
+      TimedOp t{.op = {.kind = k, .stage = a.at("stage").get<int>(), .mb = a.at("micro_batch").get<int>()}};
+      if (k == OpKind::FB) {
+        t.op.stage2 = a.value("stage2", t.op.stage);
+        t.op.mb2 = a.at("micro_batch2").get<int>();
+      }
+      if (t.op.mb < 0 || t.op.mb2 < -1 || t.op.stage < 0) fail("{}: negative stage or micro-batch", what);
+      t.start = e.at("ts").get<double>() * 1e-6;
+      t.end = t.start + e.at("dur").get<double>() * 1e-6;
+      if (!(t.end >= t.start) || !std::isfinite(t.end)) fail("{}: a slice with a bad ts / dur", what);
+      if (size_t(tid) >= tl.ranks.size()) tl.ranks.resize(size_t(tid) + 1);
+      tl.ranks[size_t(tid)].push_back(t);
+    }
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: a malformed slice ({})", what, e.what());
+  }
+  if (tl.ranks.empty()) fail("{}: no op slices (ph X) in the trace", what);
+  const size_t P = tl.ranks.size();
+  tl.busy.assign(P, 0.0);
+  tl.peak_held.assign(P, 0);
+  for (size_t r = 0; r < P; ++r) {
+    auto& ops = tl.ranks[r];
+    if (ops.empty()) fail("{}: rank {} has no ops", what, r);
+    std::stable_sort(ops.begin(), ops.end(), [](const TimedOp& x, const TimedOp& y) { return x.start < y.start; });
+    int held = 0;
+    for (const TimedOp& o : ops) {
+      tl.makespan = std::max(tl.makespan, o.end);
+      tl.busy[r] += o.end - o.start;
+      held += o.op.kind == OpKind::F ? 1 : o.op.kind == OpKind::B || o.op.kind == OpKind::BW ? -1 : 0;
+      tl.peak_held[r] = std::max(tl.peak_held[r], held);  // after each op, as simulate counts
+    }
+  }
+  for (double b : tl.busy) tl.bubble.push_back(tl.makespan - b);
+  return tl;
 }
 
 }  // namespace dsv3::train

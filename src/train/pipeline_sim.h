@@ -45,7 +45,14 @@ PipeTimeline simulate(const PipeSchedule& s, const OpCosts& costs);
 // (tests/train/pipeline_schedule_test.cc). DualPipeV: no formula in the paper (an error).
 double paper_bubble(ScheduleKind k, int P, const OpCosts& c);
 
-// Chrome trace JSON (chrome://tracing, Perfetto): one track per rank, one slice per op.
+// Chrome trace JSON (chrome://tracing, Perfetto): one track per rank, one slice per op (args: stage,
+// micro_batch; an F&B pair also stage2, micro_batch2), the schedule's name in otherData.schedule.
 std::string chrome_trace(const PipeTimeline& t, const std::string& name);
+
+// The timeline a chrome_trace wrote, read back (times in seconds, as recorded): busy, bubble and makespan
+// recomputed, peak_held counted from the ops as simulate counts it (after each op; an F holds its micro-batch
+// until its B, BW or F&B backward).
+// `schedule` gets otherData.schedule. Errors name `what` (e.g. "--from-trace T.json").
+PipeTimeline parse_chrome_trace(const std::string& json, std::string& schedule, const std::string& what);
 
 }  // namespace dsv3::train

@@ -65,6 +65,40 @@ TEST(CliSchedule, PngAndChromeTrace) {
   EXPECT_EQ(slices, 4u * 10u * 2u);  // 1F1B: an F and a BW per micro-batch on each of the 4 ranks
 }
 
+// --from-trace reads what --trace (and dsv3 grad / train --pp --trace) writes: the same ranks, micro-batches
+// and idle time; a file that is not such a trace is refused naming it.
+TEST(CliSchedule, FromTraceReadsATimelineBack) {
+  const std::string trace = tmp("dp.json"), png = tmp("dp.png");
+  auto r = run_dsv3("schedule --pp 4 --micro 8 --kind dualpipe --f 1 --b 1 --w 0.5 --fb 2 --json --trace " + trace);
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto sim = nlohmann::json::parse(r.out);
+  r = run_dsv3("schedule --from-trace " + trace + " --json --png " + png);
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["schedule"], "dualpipe");
+  EXPECT_EQ(j["pp"], 4);
+  EXPECT_EQ(j["micro"], 8);
+  // Simulated time units read back as seconds, printed in ms.
+  EXPECT_NEAR(j["makespan_ms"].get<double>(), 1e3 * sim["makespan"].get<double>(), 1e-6);
+  EXPECT_NEAR(j["bubble_fraction"].get<double>(), sim["bubble_fraction"].get<double>(), 1e-9);
+  EXPECT_EQ(j["peak_activations_per_rank"], sim["peak_activations_per_rank"]);
+  EXPECT_NEAR(j["costs_ms"]["fb"].get<double>(), 2e3, 1e-6);
+  std::ifstream f(png, std::ios::binary);
+  std::string magic(8, '\0');
+  f.read(magic.data(), 8);
+  EXPECT_EQ(magic, "\x89PNG\r\n\x1a\n");
+
+  const std::string bad = tmp("bad.json"), empty = tmp("empty.json");
+  std::ofstream(bad) << "{not json";
+  std::ofstream(empty) << R"({"traceEvents": []})";
+  for (const std::string& t : {tmp("missing.json"), bad, empty}) {
+    r = run_dsv3("schedule --from-trace " + t + " --png " + tmp("never.png"));
+    EXPECT_NE(r.status, 0) << t;
+    EXPECT_NE(r.out.find("--from-trace " + t), std::string::npos) << r.out;
+    EXPECT_FALSE(fs::exists(tmp("never.png")));
+  }
+}
+
 TEST(CliSchedule, ImpossibleSizesNameTheFlag) {
   for (const auto& [args, what] :
        std::vector<std::pair<std::string, std::string>>{{"--pp 3 --micro 12 --kind dualpipe", "--pp 3"},

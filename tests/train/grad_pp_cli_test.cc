@@ -3,7 +3,8 @@
 // as the single-process reference test) and the single-process `dsv3 grad` file (1e-5): --pp 2 with 1F1B and
 // DualPipe on the 3-layer reference models (the reference sequence repeated: the loss is a mean over rows), and
 // --pp 2 / --pp 4 with every schedule the sizes allow on an 8-layer random model (`dsv3 init`) with 8 distinct
-// sequences. The measured errors are printed. Errors name the flag and end the job (mpirun --timeout).
+// sequences. The measured errors are printed; a measured DualPipe timeline is drawn (dsv3 schedule --from-trace).
+// Errors name the flag and end the job (mpirun --timeout).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -151,6 +152,16 @@ TEST(GradPpCli, EverySchedulePp2AndPp4MatchesOneProcess) {
     ts << t.rdbuf();
     EXPECT_NE(ts.str().find("\"traceEvents\""), std::string::npos);
     EXPECT_NE(ts.str().find("rank " + std::to_string(l.np - 1)), std::string::npos);
+    if (l.flags == "--pp 4 --schedule dualpipe") {  // the measured timeline drawn (dsv3 schedule --from-trace)
+      const std::string png = d + "/measured.png";
+      const CmdRun s = sh(std::string(DSV3_BIN) + " schedule --from-trace " + trace + " --png " + png);
+      ASSERT_EQ(s.status, 0) << s.log;
+      EXPECT_NE(s.log.find("measured dualpipe --pp 4 --micro 8"), std::string::npos) << s.log;
+      std::ifstream f(png, std::ios::binary);
+      std::string magic(8, '\0');
+      f.read(magic.data(), 8);
+      EXPECT_EQ(magic, "\x89PNG\r\n\x1a\n");
+    }
   }
 }
 
