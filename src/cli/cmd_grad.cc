@@ -17,8 +17,9 @@
 // micro-batches whose all-to-alls overlap each other's compute (train/expert_parallel.h); stderr then shows,
 // per rank, the step split into compute, posting and waiting in the exchanges.
 // With --pp P (mpirun -np P) the step runs pipeline-parallel (train/pipeline.h): the layers split into stages,
-// the batch into M micro-batches (default: one per sequence), the schedule's ops run on each rank; the
-// gradients are summed over the ranks and rank 0 writes the same file. stderr gets the measured timeline's
+// the batch into M micro-batches (default: one per sequence), the schedule's ops run on each rank, each rank
+// allocating only its stages' tensors (train::pipeline_scope); each tensor's gradient is summed over the ranks
+// holding it and rank 0 gathers the whole model's to write the same file. stderr gets the measured timeline's
 // bubble against the paper's formula and the simulator; --trace writes it as a Chrome trace.
 #include <fmt/format.h>
 
@@ -77,17 +78,21 @@ int run_pipelined(const Options& o, const ModelConfig& c, const train::LossOptio
   const train::PipeSchedule sched = train::make_schedule(kind, o.pp, micro);
   const train::StageSplit split = train::split_stages(c, sched.stages, T, opt.mtp_lambda > 0);
   if (B % micro != 0) fail("--micro {}: {} sequence(s) do not split into equal micro-batches", micro, B);
-  const train::Params params = train::load_params(c, io::Checkpoint::open(o.model));
-  train::Params grads(c);
+  // This rank's tensors only (its stages', the embedding / head / final norm / MTP on the ends).
+  const SchemaScope scope = train::pipeline_scope(c, sched, split, world.rank());
+  const train::Params params = train::load_params(c, io::Checkpoint::open(o.model), scope);
+  train::Params grads(c, scope);
   const train::PipelineStepResult r =
       train::pipeline_forward_backward(c, params, tokens.data(), B, T, opt, grads, 1.0f, world, sched, split);
-  train::allreduce_pipeline_grads(grads, world);
+  train::reduce_pipeline_grads(c, grads, world, sched, split);
+  const int64_t held_floats = world.allreduce_one(params.total(), dist::ReduceOp::Max);
+  const std::optional<train::Params> full = train::gather_pipeline_params(c, grads, world, sched, split, 0);
   const train::PipeTimeline tl = train::gather_timeline(r.record, world);
   const int64_t param_floats = world.allreduce_one(r.record.param_floats, dist::ReduceOp::Max);
   const int64_t act_bytes = world.allreduce_one(r.record.peak_act_bytes, dist::ReduceOp::Max);
   const std::vector<int64_t> held = world.allgather_one(int64_t(r.record.peak_held));
   if (world.rank() != 0) return 0;
-  write_grads(o.out, grads, r.step.loss);
+  write_grads(o.out, *full, r.step.loss);
   fmt::print("loss {:.6f}\n", r.step.loss);
   std::string stages;
   for (size_t s = 0; s < split.stages.size(); ++s)
@@ -96,9 +101,10 @@ int run_pipelined(const Options& o, const ModelConfig& c, const train::LossOptio
   std::string h;
   for (int64_t x : held) h += fmt::format(" {}", x);
   std::fprintf(stderr,
-               "pipeline: per rank at most %.2f MB of parameters read (of %.2f MB), %.2f MB of activations held at "
-               "the peak; (stage, micro-batch) activations held at the peak per rank:%s\n",
-               double(param_floats) * 4 / 1e6, double(params.total()) * 4 / 1e6, double(act_bytes) / 1e6, h.c_str());
+               "pipeline: per rank at most %.2f MB of parameters read, %.2f MB allocated (of %.2f MB), %.2f MB of "
+               "activations held at the peak; (stage, micro-batch) activations held at the peak per rank:%s\n",
+               double(param_floats) * 4 / 1e6, double(held_floats) * 4 / 1e6, double(full->total()) * 4 / 1e6,
+               double(act_bytes) / 1e6, h.c_str());
   if (!o.trace.empty()) {
     std::FILE* f = std::fopen(o.trace.c_str(), "w");
     if (!f) fail("--trace {}: cannot write", o.trace);

@@ -31,6 +31,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "model/config.h"
@@ -142,7 +143,18 @@ struct ModelW {
 // a rank's share; count_params walks one expert and multiplies.
 struct SchemaScope {
   int64_t expert_begin = 0, expert_end = -1;
+  // A pipeline rank's share (train/pipeline.h pipeline_scope): the main decoder layers held, a union of
+  // [begin, end) ranges (empty: every layer); embed: model.embed_tokens; tail: model.norm, lm_head and the MTP
+  // modules. Tensors outside are not visited (their handles stay default: null / empty).
+  std::vector<std::pair<int64_t, int64_t>> layers;
+  bool embed = true, tail = true;
   bool has(int64_t e) const { return e >= expert_begin && (expert_end < 0 || e < expert_end); }
+  bool has_layer(int64_t l) const {
+    if (layers.empty()) return true;
+    for (const auto& [b, e] : layers)
+      if (l >= b && l < e) return true;
+    return false;
+  }
 };
 
 // ---- The walk. `visit(const WeightSpec&, Handle&)` is called for every tensor, in checkpoint order.
@@ -237,21 +249,24 @@ void visit_mtp(const ModelConfig& c, int64_t k, MtpW<K>& m, Visit& visit, const 
   visit(spec("shared_head.head.weight", {V, D}, R::Head, /*optional=*/true), m.head);
 }
 
-// The whole model: embedding, layers, final norm, head, MTP modules. Afterwards the head is the embedding
-// when tied, and an MTP module's absent copies (K::is_set false) are the main model's.
+// The whole model (or the scope's part of it): embedding, layers, final norm, head, MTP modules. Afterwards the head is
+// the embedding when tied, and an MTP module's absent copies (K::is_set false) are the main model's.
 template <class K, class Visit>
 void visit_model(const ModelConfig& c, ModelW<K>& w, Visit&& visit, const SchemaScope& scope = {}) {
   const int64_t V = c.vocab_size, D = c.hidden_size;
   using R = WeightRole;
-  visit(WeightSpec{.name = "model.embed_tokens.weight", .shape = {V, D}, .role = R::Embedding}, w.embed);
+  if (scope.embed)
+    visit(WeightSpec{.name = "model.embed_tokens.weight", .shape = {V, D}, .role = R::Embedding}, w.embed);
   w.layers.resize(size_t(c.num_hidden_layers));
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) visit_layer(c, l, w.layers[size_t(l)], visit, scope);
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+    if (scope.has_layer(l)) visit_layer(c, l, w.layers[size_t(l)], visit, scope);
+  w.mtp.resize(size_t(c.num_nextn_predict_layers));
+  if (!scope.tail) return;
   visit(WeightSpec{.name = "model.norm.weight", .shape = {D}, .role = R::Norm}, w.norm);
   if (c.tie_word_embeddings)
     w.head = w.embed;
   else
     visit(WeightSpec{.name = "lm_head.weight", .shape = {V, D}, .role = R::Head}, w.head);
-  w.mtp.resize(size_t(c.num_nextn_predict_layers));
   for (int64_t k = 0; k < c.num_nextn_predict_layers; ++k) {
     MtpW<K>& m = w.mtp[size_t(k)];
     visit_mtp(c, k, m, visit, scope);

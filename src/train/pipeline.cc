@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <unordered_map>
 #include <utility>
 
 #include "core/error.h"
@@ -203,11 +204,12 @@ PipelineStepResult pipeline_forward_backward(const ModelConfig& c, const Params&
   // Losses and loads: the micro-batches' values weighted by their share (1/M each).
   StepResult res;
   std::vector<int64_t> moe_layers;  // HF indices of the MoE layers the step runs, in step order
-  for (const LayerP& lw : w.layers)
-    if (lw.is_moe) moe_layers.push_back(lw.index);
-  const int64_t n_mtp = opt.mtp_lambda > 0 ? std::clamp<int64_t>(T - 2, 0, int64_t(w.mtp.size())) : 0;
+  // From the config, not w: a rank's Params may hold only its stages' layers (pipeline_scope).
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+    if (c.is_moe_layer(l)) moe_layers.push_back(l);
+  const int64_t n_mtp = opt.mtp_lambda > 0 ? std::clamp<int64_t>(T - 2, 0, c.num_nextn_predict_layers) : 0;
   for (int64_t k = 0; k < n_mtp; ++k)
-    if (w.mtp[size_t(k)].layer.is_moe) moe_layers.push_back(w.mtp[size_t(k)].layer.index);
+    if (c.is_moe_layer(c.num_hidden_layers + k)) moe_layers.push_back(c.num_hidden_layers + k);
   res.routing.resize(moe_layers.size());
   for (size_t i = 0; i < moe_layers.size(); ++i) {
     res.routing[i].layer = moe_layers[i];
@@ -359,6 +361,95 @@ PipelineStepResult pipeline_forward_backward(const ModelConfig& c, const Params&
 void allreduce_pipeline_grads(Params& grads, dist::Comm& pp) {
   if (pp.size() == 1) return;
   for (size_t i = 0; i < grads.size(); ++i) pp.allreduce(std::span<float>(grads.value(i)));
+}
+
+SchemaScope pipeline_scope(const ModelConfig& c, const PipeSchedule& sched, const StageSplit& split, int rank) {
+  SchemaScope sc{.embed = false, .tail = false};
+  for (const auto& [stage, dir] : sched.stages_of(rank)) {
+    const StageRange& r = split.stages[size_t(stage)];
+    if (r.layer_end > r.layer_begin) sc.layers.emplace_back(r.layer_begin, r.layer_end);
+    sc.embed = sc.embed || r.first || r.last;
+    sc.tail = sc.tail || r.last;
+  }
+  if (sc.layers.empty()) sc.layers.emplace_back(0, 0);  // no decoder layer (an empty range, not "every layer")
+  (void)c;
+  return sc;
+}
+
+namespace {
+
+// [tensor of the whole model, in schema order] the ranks holding it, ascending.
+std::vector<std::vector<int>> holders(const ModelConfig& c, const std::vector<WeightSpec>& all,
+                                      const PipeSchedule& sched, const StageSplit& split) {
+  std::unordered_map<std::string, size_t> at;
+  for (size_t i = 0; i < all.size(); ++i) at[all[i].name] = i;
+  std::vector<std::vector<int>> h(all.size());
+  for (int r = 0; r < sched.ranks; ++r)
+    for (const WeightSpec& s : enumerate_weights(c, pipeline_scope(c, sched, split, r)))
+      if (!s.optional) h[at.at(s.name)].push_back(r);
+  return h;
+}
+
+std::vector<WeightSpec> held_specs(const ModelConfig& c) {
+  std::vector<WeightSpec> all;
+  for (WeightSpec& s : enumerate_weights(c))
+    if (!s.optional) all.push_back(std::move(s));
+  return all;
+}
+
+}  // namespace
+
+void reduce_pipeline_grads(const ModelConfig& c, Params& grads, dist::Comm& pp, const PipeSchedule& sched,
+                           const StageSplit& split) {
+  if (pp.size() == 1) return;
+  const std::vector<WeightSpec> all = held_specs(c);
+  const std::vector<std::vector<int>> h = holders(c, all, sched, split);
+  const int me = pp.rank();
+  std::vector<float> buf;
+  // Every rank walks the tensors in the same order and a tensor's exchange involves only its holders, so the
+  // lowest unfinished tensor always completes: no cycle of blocking sends.
+  for (size_t i = 0; i < all.size(); ++i) {
+    const std::vector<int>& who = h[i];
+    if (who.size() < 2 || std::find(who.begin(), who.end(), me) == who.end()) continue;
+    std::vector<float>& g = grads.value(grads.index(all[i].name));
+    const int tag = int(i % 30000);
+    if (me == who[0]) {
+      buf.resize(g.size());
+      for (size_t k = 1; k < who.size(); ++k) {
+        pp.recv(buf.data(), buf.size(), dist::DType::F32, who[k], tag);
+        for (size_t j = 0; j < g.size(); ++j) g[j] += buf[j];
+      }
+      for (size_t k = 1; k < who.size(); ++k) pp.send(g.data(), g.size(), dist::DType::F32, who[k], tag);
+    } else {
+      pp.send(g.data(), g.size(), dist::DType::F32, who[0], tag);
+      pp.recv(g.data(), g.size(), dist::DType::F32, who[0], tag);
+    }
+  }
+}
+
+std::optional<Params> gather_pipeline_params(const ModelConfig& c, const Params& mine, dist::Comm& pp,
+                                             const PipeSchedule& sched, const StageSplit& split, int root) {
+  const std::vector<WeightSpec> all = held_specs(c);
+  const std::vector<std::vector<int>> h = holders(c, all, sched, split);
+  const int me = pp.rank();
+  std::optional<Params> full;
+  if (me == root) full.emplace(c);
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (h[i].empty()) fail("pipeline: no rank holds {}", all[i].name);
+    const int from = std::find(h[i].begin(), h[i].end(), root) != h[i].end() ? root : h[i][0];
+    const int tag = int(i % 30000);
+    if (me == root) {
+      std::vector<float>& dst = full->value(full->index(all[i].name));
+      if (from == root)
+        dst = mine.value(mine.index(all[i].name));
+      else
+        pp.recv(dst.data(), dst.size(), dist::DType::F32, from, tag);
+    } else if (me == from) {
+      const std::vector<float>& src = mine.value(mine.index(all[i].name));
+      pp.send(src.data(), src.size(), dist::DType::F32, root, tag);
+    }
+  }
+  return full;
 }
 
 PipeTimeline gather_timeline(const PipeRecord& mine, dist::Comm& pp) {

@@ -7,9 +7,10 @@
 // the last stage also runs the final norm, the head, the losses and the MTP modules (which read the embedding:
 // the last stage's rank holds it too). DualPipe's rank r runs stage r for micro-batches 0 … m/2 − 1 and stage
 // P − 1 − r for the rest (two copies of every stage, on mirrored ranks); DualPipeV's rank r runs stage r and
-// 2P − 1 − r. Every rank holds the full Params (only its stages' tensors are read and get gradients), so the
-// gradient of the whole step is the sum over the pipeline ranks (allreduce_pipeline_grads): that sums the
-// mirrored DualPipe copies and the embedding's two users, and adds zeros elsewhere.
+// 2P − 1 − r. A rank's Params hold either the whole model (only its stages' tensors are read and get
+// gradients; the step's gradient is the sum over the pipeline ranks, allreduce_pipeline_grads, adding zeros
+// elsewhere) or only its stages' tensors (pipeline_scope; reduce_pipeline_grads sums each tensor over the ranks
+// holding it: DualPipe's mirrored copies and the embedding's two users).
 //
 // Messages: tag ((direction · S + stage) · m + micro-batch) · 2 + (0 forward | 1 backward), naming the sending
 // stage. Before an op the executor posts the receives of that op and of the next one (irecv), then waits for the
@@ -19,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -72,8 +74,24 @@ PipelineStepResult pipeline_forward_backward(const ModelConfig& c, const Params&
                                              float grad_scale, dist::Comm& pp, const PipeSchedule& sched,
                                              const StageSplit& split);
 
-// Sums every gradient tensor over the pipeline ranks (in place).
+// Sums every gradient tensor over the pipeline ranks (in place; Params holding the whole model).
 void allreduce_pipeline_grads(Params& grads, dist::Comm& pp);
+
+// The tensors pipeline rank `rank` reads: the decoder layers of its stages (sched.stages_of), the embedding on
+// the first and last stage (the MTP modules and a tied head read it), the final norm, head and MTP modules on
+// the last. Params(c, pipeline_scope(...)) allocates only those.
+SchemaScope pipeline_scope(const ModelConfig& c, const PipeSchedule& sched, const StageSplit& split, int rank);
+
+// Per rank-held tensors (Params over pipeline_scope): each tensor's gradient summed over the ranks holding it
+// (DualPipe's mirrored copies, the embedding's two ends), in rank order at the lowest holder, which sends the
+// sum back; no message for a tensor one rank holds. Collective over pp (every rank walks the same tensor order).
+void reduce_pipeline_grads(const ModelConfig& c, Params& grads, dist::Comm& pp, const PipeSchedule& sched,
+                           const StageSplit& split);
+
+// The whole model's tensors gathered at `root` from their lowest holders (to write a gradient file); nullopt on
+// the other ranks. Collective over pp.
+std::optional<Params> gather_pipeline_params(const ModelConfig& c, const Params& mine, dist::Comm& pp,
+                                             const PipeSchedule& sched, const StageSplit& split, int root = 0);
 
 // Rank records gathered on every rank as a timeline (for the Chrome trace and the bubble).
 PipeTimeline gather_timeline(const PipeRecord& mine, dist::Comm& pp);

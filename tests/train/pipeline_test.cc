@@ -11,6 +11,7 @@
 #include <cstring>  // before testdata.h, which uses std::memcpy
 #include <numeric>
 #include <random>
+#include <set>
 #include <vector>
 
 #include "../model/testdata.h"
@@ -178,6 +179,45 @@ TEST(Pipeline, SplitBalancesCostAndRefusesTooManyStages) {
         const double m = std::max({sum(0, a) + first_extra, sum(a, b), sum(b, d), sum(d, 12) + last_extra});
         EXPECT_GE(m, best * (1 - 1e-12));
       }
+}
+
+// pipeline_scope: a rank's Params hold its stages' layers (DualPipe: two mirrored stages, twice 1F1B's), the
+// embedding on both ends, norm / head / MTP on the last stage; every tensor is held by some rank.
+TEST(Pipeline, PipelineScopeHoldsOnlyTheRanksStages) {
+  if (!dsv3::testing::have_case("v3_mtp")) GTEST_SKIP() << "no testdata";
+  ModelConfig c = load_config(case_dir("v3_mtp"));
+  c.num_hidden_layers = 8;
+  const int64_t whole = Params(c).total();
+  for (ScheduleKind kind : {ScheduleKind::OneFOneB, ScheduleKind::DualPipe, ScheduleKind::DualPipeV})
+    for (int P : {2, 4}) {
+      SCOPED_TRACE(std::string(schedule_kind_name(kind)) + " --pp " + std::to_string(P));
+      const PipeSchedule sched = make_schedule(kind, P, 2 * P);
+      const StageSplit split = split_stages(c, sched.stages, 16, true);
+      std::set<std::string> all;
+      for (int r = 0; r < P; ++r) {
+        const Params p(c, pipeline_scope(c, sched, split, r));
+        if (kind == ScheduleKind::DualPipe && P == 2)
+          EXPECT_EQ(p.total(), whole);  // stages r and P − 1 − r: both
+        else
+          EXPECT_LT(p.total(), whole);
+        for (const WeightSpec& s : p.specs()) {
+          all.insert(s.name);
+          if (s.layer >= 0 && s.layer < c.num_hidden_layers) {
+            bool mine = false;
+            for (const auto& [st, dir] : sched.stages_of(r))
+              mine = mine ||
+                     (s.layer >= split.stages[size_t(st)].layer_begin && s.layer < split.stages[size_t(st)].layer_end);
+            EXPECT_TRUE(mine) << s.name << " on rank " << r;
+          }
+        }
+        bool last = false, first = false;
+        for (const auto& [st, dir] : sched.stages_of(r))
+          last = last || split.stages[size_t(st)].last, first = first || split.stages[size_t(st)].first;
+        EXPECT_EQ(p.as_lookup()("model.embed_tokens.weight") != nullptr, first || last) << r;
+        EXPECT_EQ(p.as_lookup()("model.norm.weight") != nullptr, last) << r;
+      }
+      EXPECT_EQ(all.size(), Params(c).size());
+    }
 }
 
 TEST(Pipeline, OneRankScheduleOverALocalComm) {
