@@ -2,10 +2,8 @@
 // reported beside the latent cache, and the binary's logits are DeepSeek's (1e-5). The same logits over 2
 // and 4 expert-parallel ranks are checked in ep_cli_test.cc.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -15,27 +13,15 @@
 #include <string>
 #include <vector>
 
+#include "binary.h"
+
 namespace {
 
 namespace fs = std::filesystem;
 
-struct Result {
-  int status = -1;
-  std::string out;  // stdout and stderr together
-};
+using Result = dsv3::testing::BinaryResult;
 
-Result run(const std::string& args) {
-  Result r;
-  const std::string cmd = std::string(DSV3_BIN) + " " + args + " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int st = ::pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
+Result run(const std::string& args) { return dsv3::testing::run_dsv3(args); }
 
 std::vector<float> read_f32(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
