@@ -413,9 +413,24 @@ const std::vector<Field<ModelConfig>>& model_fields() {
                fail("{}: key 'model_type' is '{}'; supported: deepseek_v3, deepseek_v2, kimi_k2, deepseek_v32",
                     k.label(), c.model_type);
            }},
-      // Informational (the model_type decides); written for transformers.
+      // The model_type decides the computation; architectures, when given, must name the same DeepSeek class
+      // (an unknown class, e.g. a config of another model family with DeepSeek's keys, is refused). Written for
+      // transformers.
       {.key = "architectures",
-       .read = [](const Keys&, const json*, C&) {},
+       .read =
+           [](const Keys& k, const json* v, C& c) {
+             if (!v || v->is_null()) return;
+             if (!v->is_array() || v->empty()) k.bad("architectures", "a non-empty array of class names", *v);
+             const char* want = c.model_type == "deepseek_v32"  ? "DeepseekV32ForCausalLM"
+                                : c.model_type == "deepseek_v2" ? "DeepseekV2ForCausalLM"
+                                                                : "DeepseekV3ForCausalLM";
+             for (const json& a : *v) {
+               const std::string name = k.to_str("architectures", a);
+               if (name != want)
+                 fail("{}: key 'architectures' names '{}'; model_type '{}' is {} (dsv3 runs no other class)", k.label(),
+                      name, c.model_type, want);
+             }
+           },
        .write = [](const C& c) -> Hook {
          if (v32_family(c)) return json::array({"DeepseekV32ForCausalLM"});
          return json::array({v2_family(c) ? "DeepseekV2ForCausalLM" : "DeepseekV3ForCausalLM"});
@@ -511,6 +526,27 @@ const std::vector<Field<ModelConfig>>& model_fields() {
        .v2 = 2048,
        .check = Check::Positive},
       {.key = "tie_word_embeddings", .at = &C::tie_word_embeddings, .v3 = false},
+      // HF's DeepseekV3/V2 classes honour both: biases on the attention projections, and MLA's RoPE pairs laid out
+      // interleaved (true) or as halves. Every DeepSeek checkpoint has no biases and interleaved pairs, and that
+      // is what dsv3 computes; the other values are refused rather than silently ignored.
+      {.key = "attention_bias",
+       .read =
+           [](const Keys& k, const json* v, C&) {
+             if (v && !v->is_null() && k.to_bool("attention_bias", *v))
+               fail("{}: key 'attention_bias' is true: dsv3 implements DeepSeek's bias-free attention projections",
+                    k.label());
+           },
+       .write = [](const C&) -> Hook { return std::nullopt; }},
+      {.key = "rope_interleave",
+       .read =
+           [](const Keys& k, const json* v, C&) {
+             if (v && !v->is_null() && !k.to_bool("rope_interleave", *v))
+               fail(
+                   "{}: key 'rope_interleave' is false: dsv3 implements MLA's interleaved RoPE pairs (DeepSeek's "
+                   "layout) only",
+                   k.label());
+           },
+       .write = [](const C&) -> Hook { return std::nullopt; }},
       {.key = "hidden_act",
        .at = &C::hidden_act,
        .v3 = "silu",

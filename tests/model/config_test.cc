@@ -492,6 +492,22 @@ TEST(ConfigErrors, ModelType) {
   expect_refused(with(tiny_v3(), "model_type", 3), {"model_type"});
 }
 
+TEST(ConfigErrors, WhatDsv3DoesNotComputeIsRefused) {
+  // HF honours these for the DeepSeek classes; dsv3 computes only DeepSeek's values, so others are refused.
+  expect_refused(with(tiny_v3(), "attention_bias", true), {"attention_bias", "true"});
+  expect_refused(with(tiny_v3(), "rope_interleave", false), {"rope_interleave", "false"});
+  expect_refused(with(tiny_v3(), "attention_bias", "no"), {"attention_bias"});
+  EXPECT_NO_THROW(parse_config(with(with(tiny_v3(), "attention_bias", false), "rope_interleave", true), "t"));
+  // architectures must name the class of the model_type.
+  expect_refused(with(tiny_v3(), "architectures", json::array({"LlamaForCausalLM"})),
+                 {"architectures", "LlamaForCausalLM", "DeepseekV3ForCausalLM"});
+  expect_refused(with(tiny_v3(), "architectures", json::array({"DeepseekV2ForCausalLM"})),
+                 {"architectures", "DeepseekV2ForCausalLM"});
+  expect_refused(with(tiny_v3(), "architectures", "DeepseekV3ForCausalLM"), {"architectures", "array"});
+  expect_refused(with(tiny_v3(), "architectures", json::array()), {"architectures"});
+  EXPECT_NO_THROW(parse_config(with(tiny_v3(), "architectures", json::array({"DeepseekV3ForCausalLM"})), "t"));
+}
+
 TEST(ConfigErrors, MissingRequired) {
   for (const char* k :
        {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "kv_lora_rank",

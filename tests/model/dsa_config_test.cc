@@ -81,6 +81,7 @@ TEST(DsaConfig, BadIndexerKeysAreRefusedByName) {
   // Indexer keys on a model without an indexer are refused, not ignored.
   json v3 = v32_json();
   v3["model_type"] = "deepseek_v3";
+  v3["architectures"] = {"DeepseekV3ForCausalLM"};
   EXPECT_NE(error_of(v3).find("key 'index_n_heads' is for model_type deepseek_v32"), std::string::npos);
 }
 
