@@ -121,6 +121,14 @@ void Sampler::apply_penalties(float* logits, std::span<const int32_t> extra) con
 
 void Sampler::distribution(const float* logits, std::span<const int32_t> extra, std::vector<float>& out) const {
   const int64_t V = vocab_;
+  // A NaN (or +inf) logit means the forward broke (non-finite weights or activations): no token is chosen
+  // from it. −inf is a masked token and fine.
+  for (int64_t i = 0; i < V; ++i)
+    if (std::isnan(logits[i]) || logits[i] == std::numeric_limits<float>::infinity())
+      fail(
+          "sampler: the model's logit for token id {} is {}: the forward produced non-finite values (check the "
+          "checkpoint's weights); no token is emitted",
+          i, logits[i]);
   work_.assign(logits, logits + V);
   apply_penalties(work_.data(), extra);
   out.assign(size_t(V), 0.0f);

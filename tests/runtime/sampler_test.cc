@@ -57,6 +57,24 @@ TEST(Sampler, GreedyTakesTheLowestIdOnTies) {
   EXPECT_EQ(s.sample(l.data()), 1);
 }
 
+TEST(Sampler, NonFiniteLogitsStopInsteadOfEmittingAToken) {
+  for (const SamplingParams& p : {SamplingParams{.temperature = 0}, SamplingParams{.temperature = 0.8, .seed = 1}}) {
+    Sampler s(p, 4);
+    for (float bad : {std::nanf(""), INFINITY}) {
+      std::vector<float> l = {0, 1, bad, 2};
+      try {
+        s.sample(l.data());
+        ADD_FAILURE() << "a token was drawn from a non-finite logit";
+      } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("token id 2"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("no token is emitted"), std::string::npos) << e.what();
+      }
+    }
+    std::vector<float> masked = {0, -INFINITY, 3, 1};  // −inf: a masked token, fine
+    EXPECT_EQ(s.sample(masked.data()) == 1, false);
+  }
+}
+
 TEST(Sampler, TopK) {
   // keep {2, 1}: e^3, e^2 renormalised
   expect_dist(dist({.top_k = 2}, kLogits), {0, 0.2689414, 0.7310586, 0});
