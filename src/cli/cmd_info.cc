@@ -1,6 +1,7 @@
 // dsv3 info --model DIR|config.json [--json] [--ep N]: architecture summary of a model, parameter counts,
 // KV-cache size per token, and the storage dtypes of the checkpoint's tensors (when the directory holds
-// weights). --ep N adds what each rank of an N-rank expert-parallel job holds (dist/rank_memory.h): its
+// weights). --check instead scans every floating-point weight for NaN / Inf and exits 1 naming the tensors
+// that hold any. --ep N adds what each rank of an N-rank expert-parallel job holds (dist/rank_memory.h): its
 // replicated weights plus its block of routed experts, and its KV bytes per token (no mpirun needed).
 #include <fmt/format.h>
 
@@ -10,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "core/error.h"
 #include "dist/layout.h"
 #include "dist/rank_memory.h"
 #include "io/safetensors.h"
@@ -25,8 +27,72 @@ using nlohmann::json;
 struct Options {
   std::string model;
   bool json = false;
-  int ep = 0;  // 0: no per-rank table
+  int ep = 0;          // 0: no per-rank table
+  bool check = false;  // --check: scan every floating-point tensor for NaN / Inf
 };
+
+std::string human_bytes(uint64_t b);
+std::optional<std::string> weights_dir(const std::string& model);
+
+// A tensor holding non-finite values.
+struct Bad {
+  std::string name;
+  int64_t nonfinite = 0, first = 0;
+};
+
+bool is_float(DType t) {
+  return t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::F8_E4M3 || t == DType::F8_E5M2 ||
+         t == DType::F64;
+}
+
+// --check: every value of every floating-point tensor decoded (integer tensors — quantized blocks — hold no
+// NaN; their f16 scales are tensors of their own and are scanned). Reads the whole checkpoint.
+std::vector<Bad> check_weights(const std::string& dir, int64_t& scanned, uint64_t& bytes) {
+  io::Checkpoint ck = io::Checkpoint::open(dir);
+  std::vector<Bad> bad;
+  std::vector<float> buf;
+  constexpr int64_t kChunk = 1 << 16;
+  scanned = 0;
+  bytes = 0;
+  for (const auto& name : ck.names()) {
+    const TensorView& v = ck.get(name);
+    if (!is_float(v.dtype)) continue;
+    ++scanned;
+    bytes += v.nbytes();
+    Bad b{.name = name};
+    const int64_t n = v.numel(), esz = int64_t(dtype_size(v.dtype));
+    for (int64_t at = 0; at < n; at += kChunk) {
+      const int64_t len = std::min(kChunk, n - at);
+      buf.resize(size_t(len));
+      to_f32(v.dtype, v.data + at * esz, buf.data(), size_t(len));
+      for (int64_t i = 0; i < len; ++i)
+        if (!std::isfinite(buf[size_t(i)]) && b.nonfinite++ == 0) b.first = at + i;
+    }
+    if (b.nonfinite > 0) bad.push_back(b);
+  }
+  return bad;
+}
+
+int run_check(const Options& o) {
+  const std::optional<std::string> dir = weights_dir(o.model);
+  if (!dir) fail("--check: {} holds no safetensors weights to scan", o.model);
+  int64_t scanned = 0;
+  uint64_t bytes = 0;
+  const std::vector<Bad> bad = check_weights(*dir, scanned, bytes);
+  if (o.json) {
+    json list = json::array();
+    for (const Bad& b : bad) list.push_back({{"tensor", b.name}, {"nonfinite", b.nonfinite}, {"first_index", b.first}});
+    fmt::print("{}\n",
+               json{{"dir", *dir}, {"tensors_scanned", scanned}, {"bytes_scanned", bytes}, {"bad", list}}.dump(2));
+  } else {
+    for (const Bad& b : bad)
+      fmt::print("{}: {} non-finite value{} (first at flat index {})\n", b.name, b.nonfinite,
+                 b.nonfinite == 1 ? "" : "s", b.first);
+    fmt::print("check: {} floating-point tensors ({}) scanned in {}: {}\n", scanned, human_bytes(bytes), *dir,
+               bad.empty() ? "every value finite" : fmt::format("{} hold NaN or Inf", bad.size()));
+  }
+  return bad.empty() ? 0 : 1;
+}
 
 struct DtypeStats {
   int64_t tensors = 0;
@@ -101,6 +167,7 @@ const char* topk_str(TopkMethod t) {
 
 int run_info(const Options& o) {
   ModelConfig c = load_config(o.model);
+  if (o.check) return run_check(o);
   ParamCounts p = count_params(c);
   std::optional<Weights> w = scan_weights(o.model);
 
@@ -261,6 +328,9 @@ Registrar reg("info", "Summarise a model: architecture, parameter counts, KV cac
   app.add_option("--model", o->model, "Model directory (with config.json) or a config.json file")->required();
   app.add_flag("--json", o->json, "Machine-readable JSON output");
   app.add_option("--ep", o->ep, "Also show what each rank of an N-rank expert-parallel job holds");
+  app.add_flag("--check", o->check,
+               "Scan every floating-point weight for NaN / Inf (reads the whole checkpoint); exit 1 naming the "
+               "tensors that hold any");
   return [o] { return run_info(*o); };
 });
 
