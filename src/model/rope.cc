@@ -27,6 +27,12 @@ RopeTable::RopeTable(const ModelConfig& c) : dim_(c.qk_rope_head_dim) {
       const float f = inv_freq_[size_t(i)];
       inv_freq_[size_t(i)] = f / factor * (1.0f - smooth) + f * smooth;
     }
+    // DeepseekV2YarnRotaryEmbedding (deepseek_v2 only): cos and sin times
+    // yarn_get_mscale(factor, mscale) / yarn_get_mscale(factor, mscale_all_dim).
+    if (c.model_type == "deepseek_v2") {
+      auto yarn_get_mscale = [&](double m) { return y.factor <= 1 ? 1.0 : 0.1 * m * std::log(y.factor) + 1.0; };
+      amplitude_ = float(yarn_get_mscale(y.mscale) / yarn_get_mscale(y.mscale_all_dim));
+    }
   }
 }
 
@@ -38,8 +44,8 @@ void RopeTable::ensure(int64_t n) {
   for (int64_t p = len_; p < cap; ++p)
     for (int64_t i = 0; i < half; ++i) {
       const float angle = float(p) * inv_freq_[size_t(i)];  // float32 product, as the reference
-      table_[size_t(p * dim_ + 2 * i)] = float(std::cos(double(angle)));
-      table_[size_t(p * dim_ + 2 * i + 1)] = float(std::sin(double(angle)));
+      table_[size_t(p * dim_ + 2 * i)] = float(std::cos(double(angle))) * amplitude_;  // float32, as V2's code
+      table_[size_t(p * dim_ + 2 * i + 1)] = float(std::sin(double(angle))) * amplitude_;
     }
   len_ = cap;
 }

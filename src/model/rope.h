@@ -4,6 +4,10 @@
 // between inv_freq / factor and inv_freq. Deviation: the reference applies YaRN only when its max_seq_len
 // exceeds original_seq_len; we apply it whenever rope_scaling is yarn (as HF transformers and the
 // reference vectors do). Arithmetic mirrors the reference's float32 (frequencies and pos·freq products).
+// deepseek_v2 follows DeepSeek-V2's modeling_deepseek.py instead in one respect: its cos/sin carry the factor
+// yarn_get_mscale(factor, mscale) / yarn_get_mscale(factor, mscale_all_dim) (1 when the two keys are equal, as
+// in every published config); model.py, which the other model types follow, has no such factor. The softmax
+// scale's share of YaRN is ModelConfig::softmax_scale(). tests/reference/README.md has the whole rule.
 #pragma once
 
 #include <cstdint>
@@ -21,7 +25,7 @@ class RopeTable {
   const std::vector<float>& inv_freq() const { return inv_freq_; }
   // Makes positions [0, n) available. Not thread-safe; call before parallel work.
   void ensure(int64_t n);
-  // [dim/2] interleaved (cos, sin) pairs for position pos (< ensured length).
+  // [dim/2] interleaved (cos, sin) pairs for position pos (< ensured length), times amplitude_.
   const float* at(int64_t pos) const { return table_.data() + pos * dim_; }
 
  private:
@@ -29,6 +33,7 @@ class RopeTable {
   std::vector<float> inv_freq_;  // [dim/2]
   std::vector<float> table_;     // [len, dim/2, 2]
   int64_t len_ = 0;
+  float amplitude_ = 1.0f;  // 1 except deepseek_v2 with mscale != mscale_all_dim
 };
 
 }  // namespace dsv3
