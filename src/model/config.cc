@@ -15,6 +15,10 @@
 //   * model_type "kimi_k2" (Moonshot's Kimi-K2, whose config says architectures DeepseekV3ForCausalLM and
 //     uses exactly the DeepSeek-V3 keys) is accepted with the V3 defaults; model_type is kept as written.
 //   * rope_scaling {"type": "default"} is taken as no scaling; any type other than yarn/default is refused.
+//   * Every key is read, known to be harmless (harmless_keys(): HF bookkeeping and training-only switches,
+//     each checked for a value that would matter) or refused by name; HF ignores keys it does not know.
+//   * Mistral checkpoints (Mistral Large 3: DeepSeek-V3's architecture in Mistral's format) are refused with
+//     the reason (mistral_refusal()).
 //   * model_type "deepseek_v32" (DeepseekV32ForCausalLM) takes the V3 defaults; its indexer keys
 //     index_n_heads / index_head_dim / index_topk are required (no sensible default for an architecture
 //     size) and refused on other model types.
@@ -26,6 +30,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <initializer_list>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -99,6 +104,21 @@ class Keys {
   const std::string& label_;
   std::string prefix_;
 };
+
+// Refuses a key of the object `v` (at `prefix`, e.g. "rope_scaling.") that is not in `known`: a nested key
+// dsv3 does not read would otherwise be silently ignored.
+void refuse_unknown(const json& v, std::initializer_list<const char*> known, const std::string& label,
+                    const std::string& prefix, const std::string& what) {
+  for (auto it = v.begin(); it != v.end(); ++it) {
+    bool ok = false;
+    for (const char* k : known) ok = ok || it.key() == k;
+    if (ok) continue;
+    std::string list;
+    for (const char* k : known) list += (list.empty() ? "" : ", ") + std::string(k);
+    fail("{}: key '{}{}' is not one dsv3 reads in {} (refused rather than ignored; known: {})", label, prefix, it.key(),
+         what, list);
+  }
+}
 
 // ---------------------------------------------------------------------------------------------------------
 // Field tables: one row per key, read by parse_config and written by raw_json(), so a key is spelled once.
@@ -291,10 +311,17 @@ std::optional<YarnScaling> parse_rope_scaling(const json& v, const std::string& 
     fail("{}: keys 'rope_scaling.type' ({}) and 'rope_scaling.rope_type' ({}) disagree", label, type, rope_type);
   if (type.empty()) type = rope_type;
   if (type.empty()) fail("{}: key 'rope_scaling' has neither 'type' nor 'rope_type'", label);
-  if (type == "default") return std::nullopt;
+  if (type == "default") {
+    refuse_unknown(v, {"type", "rope_type"}, label, "rope_scaling.", "rope_scaling of type default");
+    return std::nullopt;
+  }
   if (type != "yarn")
     fail("{}: key 'rope_scaling.type' is '{}'; only 'yarn' is supported (DeepSeek-V3's long-context RoPE)", label,
          type);
+  refuse_unknown(v,
+                 {"type", "rope_type", "factor", "original_max_position_embeddings", "beta_fast", "beta_slow", "mscale",
+                  "mscale_all_dim"},
+                 label, "rope_scaling.", "a yarn rope_scaling");
   YarnScaling y;
   read_fields(yarn_fields(), k, y);
   check_fields(yarn_fields(), k, y);
@@ -326,6 +353,10 @@ void parse_quantization(const json& v, ModelConfig& c, const std::string& label)
   std::string method = k.get_str("quant_method", "");
   if (method == "dsv3_block") {
     // `dsv3 quantize` (docs/formats.md): int8 / int4 codes with one f16 scale per 32 elements along k.
+    // not_quantized is informational (the tensors left as stored; binding goes by each tensor's dtype).
+    refuse_unknown(
+        v, {"quant_method", "weight_format", "block_size", "scale_dtype", "head_format", "not_quantized", "scale_fmt"},
+        label, "quantization_config.", "a dsv3_block quantization_config");
     c.block_quant = k.get_str("weight_format", "");
     if (c.block_quant != "int8" && c.block_quant != "int4")
       fail("{}: key 'quantization_config.weight_format' is '{}'; expected 'int8' or 'int4'", label, c.block_quant);
@@ -348,6 +379,8 @@ void parse_quantization(const json& v, ModelConfig& c, const std::string& label)
         "{}: key 'quantization_config.quant_method' is '{}'; only 'fp8' (DeepSeek's block-scaled E4M3) and "
         "'dsv3_block' (dsv3 quantize) are supported",
         label, method);
+  refuse_unknown(v, {"quant_method", "fmt", "activation_scheme", "weight_block_size", "scale_fmt"}, label,
+                 "quantization_config.", "an fp8 quantization_config");
   std::string fmt_ = k.get_str("fmt", "e4m3");
   if (fmt_ != "e4m3") fail("{}: key 'quantization_config.fmt' is '{}'; only 'e4m3' is supported", label, fmt_);
   std::string act = k.get_str("activation_scheme", "dynamic");
@@ -372,6 +405,17 @@ std::optional<json> quantization_json(const ModelConfig& c) {
          {"weight_block_size", {c.weight_block_n, c.weight_block_k}}};
   if (!c.scale_fmt.empty()) q["scale_fmt"] = c.scale_fmt;
   return q;
+}
+
+// Mistral Large 3 is DeepSeek-V3's architecture, but not its checkpoint: Mistral ships params.json (no HF
+// DeepseekV3 config.json), its own tensor names (layers.L.attention.wq_a, feed_forward.w1, experts.E.w1,
+// tok_embeddings, output; vLLM's mistral_large_3.py renames them one to one), per-tensor FP8 scales with
+// static activation scales (qscale_weight / qscale_act, not DeepSeek's 128x128 weight_scale_inv) and a
+// vision encoder. The names would map cleanly; the FP8 scheme and the multimodal model do not, so it is
+// refused rather than half-loaded.
+std::string mistral_refusal() {
+  return "Mistral checkpoints (Mistral Large 3) are refused: params.json, Mistral tensor names, per-tensor FP8 "
+         "scales (qscale_weight / qscale_act) and a vision encoder are not DeepSeek's HF layout (docs/models.md)";
 }
 
 // An indexer size: required and positive for deepseek_v32, refused for the other model types.
@@ -408,6 +452,7 @@ const std::vector<Field<ModelConfig>>& model_fields() {
            [](const Keys& k, const json* v, C& c) {
              if (!v) k.missing("model_type");
              c.model_type = k.to_str("model_type", *v);
+             if (c.model_type.find("istral") != std::string::npos) fail("{}: {}", k.label(), mistral_refusal());
              if (c.model_type != "deepseek_v3" && c.model_type != "deepseek_v2" && c.model_type != "kimi_k2" &&
                  c.model_type != "deepseek_v32")
                fail("{}: key 'model_type' is '{}'; supported: deepseek_v3, deepseek_v2, kimi_k2, deepseek_v32",
@@ -636,6 +681,93 @@ const std::vector<Field<ModelConfig>>& model_fields() {
   return table;
 }
 
+// Keys outside the field table that published DeepSeek-family configs (or transformers, writing one) carry and
+// that do not change what dsv3 computes, each with the reason. `check` refuses a value that would change it
+// (or is mistyped). Any other key is refused naming it: an ignored key could silently mean another model.
+struct HarmlessKey {
+  const char* key;
+  const char* why;
+  std::function<void(const Keys&, const json&, const ModelConfig&)> check = {};
+};
+
+const std::vector<HarmlessKey>& harmless_keys() {
+  using C = ModelConfig;
+  static const std::vector<HarmlessKey> table = {
+      {"transformers_version", "the transformers release that wrote the file",
+       [](const Keys& k, const json& v, const C&) { (void)k.to_str("transformers_version", v); }},
+      {"_name_or_path", "where transformers read the config from",
+       [](const Keys& k, const json& v, const C&) { (void)k.to_str("_name_or_path", v); }},
+      {"auto_map", "the remote-code classes transformers imports; dsv3 computes from the keys, not that code",
+       [](const Keys& k, const json& v, const C&) {
+         if (!v.is_object()) k.bad("auto_map", "an object", v);
+       }},
+      {"dtype", "transformers >= 4.56's name for torch_dtype: the stored dtype, informational (read with it)",
+       [](const Keys& k, const json& v, const C&) {
+         if (!v.is_null()) (void)k.to_str("dtype", v);
+       }},
+      {"use_cache", "whether transformers' forward returns its KV cache; dsv3 always keeps one (same logits)",
+       [](const Keys& k, const json& v, const C&) { (void)k.to_bool("use_cache", v); }},
+      {"pad_token_id", "the id batches are padded with; no real token's logits depend on it",
+       [](const Keys& k, const json& v, const C&) {
+         if (!v.is_null() && k.to_int("pad_token_id", v) < 0) k.bad("pad_token_id", "a non-negative id or null", v);
+       }},
+      {"ep_size", "the expert-parallel degree of DeepSeek's remote code; dsv3's is --ep, with the same sums",
+       [](const Keys& k, const json& v, const C&) {
+         if (k.to_int("ep_size", v) < 1) k.bad("ep_size", "a positive integer", v);
+       }},
+      {"pretraining_tp", "HF slices the MLP matmuls into this many parts and sums them: the same product",
+       [](const Keys& k, const json& v, const C&) {
+         if (k.to_int("pretraining_tp", v) < 1) k.bad("pretraining_tp", "a positive integer", v);
+       }},
+      {"aux_loss_alpha",
+       "the weight of HF MoEGate's training auxiliary loss; inference never computes it and dsv3 train takes its "
+       "balance loss from training.balance",
+       [](const Keys& k, const json& v, const C&) {
+         if (k.to_num("aux_loss_alpha", v) < 0) k.bad("aux_loss_alpha", "a non-negative number", v);
+       }},
+      {"seq_aux", "whether that training loss is per sequence (as aux_loss_alpha)",
+       [](const Keys& k, const json& v, const C&) { (void)k.to_bool("seq_aux", v); }},
+      {"attention_dropout", "dropout on attention weights in HF training; dsv3 trains without dropout: 0 only",
+       [](const Keys& k, const json& v, const C&) {
+         if (k.to_num("attention_dropout", v) != 0.0)
+           fail("{}: key 'attention_dropout' is {}: dsv3 applies no dropout (only 0 is accepted)", k.label(), v.dump());
+       }},
+      {"head_dim", "transformers' DeepseekV3Config repeats qk_rope_head_dim under this name: must equal it",
+       [](const Keys& k, const json& v, const C& c) {
+         if (k.to_int("head_dim", v) != c.qk_rope_head_dim)
+           fail("{}: key 'head_dim' is {}, but transformers writes qk_rope_head_dim ({}) there", k.label(), v.dump(),
+                c.qk_rope_head_dim);
+       }},
+      {"qk_head_dim", "transformers' DeepseekV3Config writes qk_nope_head_dim + qk_rope_head_dim: must equal it",
+       [](const Keys& k, const json& v, const C& c) {
+         if (k.to_int("qk_head_dim", v) != c.qk_head_dim())
+           fail("{}: key 'qk_head_dim' is {}, but qk_nope_head_dim + qk_rope_head_dim = {}", k.label(), v.dump(),
+                c.qk_head_dim());
+       }},
+  };
+  return table;
+}
+
+// Every key of config.json is a row of the field table or a harmless key (checked); others are refused.
+void refuse_unknown_keys(const json& j, const Keys& k, const ModelConfig& c) {
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const std::string& key = it.key();
+    bool known = false;
+    for (const Field<ModelConfig>& f : model_fields()) known = known || key == f.key;
+    if (known) continue;
+    for (const HarmlessKey& h : harmless_keys())
+      if (key == h.key) {
+        h.check(k, it.value(), c);
+        known = true;
+      }
+    if (!known)
+      fail(
+          "{}: key '{}' is not one dsv3 knows; refused rather than ignored, as it may change the computation "
+          "(docs/models.md lists the keys dsv3 honours and those it knows to be harmless)",
+          k.label(), key);
+  }
+}
+
 // The rules that span keys, after every row's own check.
 void check_consistency(const ModelConfig& c, const std::string& label) {
   if (c.first_k_dense_replace > c.num_hidden_layers)
@@ -687,6 +819,7 @@ ModelConfig parse_config(const json& j, const std::string& label) {
   ModelConfig c;
   read_fields(model_fields(), k, c);
   check_fields(model_fields(), k, c);
+  refuse_unknown_keys(j, k, c);
   check_consistency(c, label);
   return c;
 }
@@ -723,6 +856,8 @@ ModelConfig load_config(const std::string& path) {
   namespace fs = std::filesystem;
   std::error_code ec;
   std::string file = fs::is_directory(path, ec) ? (fs::path(path) / "config.json").string() : path;
+  if (fs::is_directory(path, ec) && !fs::exists(file, ec) && fs::exists(fs::path(path) / "params.json", ec))
+    fail("{}: no config.json but a params.json: {}", path, mistral_refusal());
   std::ifstream in(file, std::ios::binary);
   if (!in) fail("{}: cannot open config: {}", file, std::strerror(errno));
   std::stringstream ss;

@@ -96,7 +96,9 @@ struct ModelConfig {
 };
 
 // Parses and validates; throws dsv3::Error naming the key (and `label`, typically the file path) on missing,
-// mistyped or contradictory keys, and refuses unknown model_type.
+// mistyped or contradictory keys, and refuses unknown model_type. Strict: every key (nested ones included) is a
+// field of the table, a known-harmless key whose value is checked (config.cc harmless_keys()), or refused by
+// name (docs/models.md).
 ModelConfig parse_config(const nlohmann::json& j, const std::string& label = "config.json");
 ModelConfig load_config(const std::string& path);  // a config.json file, or a directory holding one
 

@@ -650,5 +650,128 @@ TEST(ConfigErrors, LoadConfig) {
   fs::remove(p);
 }
 
+// ---- Strict keys: every key is a row of the field table, a known-harmless key (checked), or refused by name.
+
+TEST(ConfigStrict, UnknownKeysAreRefusedNamingKeyAndFile) {
+  // Keys of other models that would change the computation if honoured, a transformers v5 spelling, a typo.
+  for (const char* key : {"qk_layernorm", "sliding_window", "mlp_bias", "rope_parameters", "n_routed_expert",
+                          "num_experts", "o_lora_rank", "swiglu_limit", "text_config"}) {
+    SCOPED_TRACE(key);
+    expect_refused(with(tiny_v3(), key, 1), {std::string("'") + key + "'", "not one dsv3 knows"});
+  }
+}
+
+TEST(ConfigStrict, HarmlessKeysLoad) {
+  json j = tiny_v3();
+  j["transformers_version"] = "4.46.3";
+  j["_name_or_path"] = "deepseek-ai/DeepSeek-V3";
+  j["auto_map"] = {{"AutoConfig", "configuration_deepseek.DeepseekV3Config"}};
+  j["dtype"] = "bfloat16";
+  j["use_cache"] = true;
+  j["pad_token_id"] = 2;
+  j["ep_size"] = 8;
+  j["pretraining_tp"] = 2;
+  j["aux_loss_alpha"] = 0.001;
+  j["seq_aux"] = true;
+  j["attention_dropout"] = 0.0;
+  j["head_dim"] = 8;      // qk_rope_head_dim
+  j["qk_head_dim"] = 24;  // qk_nope_head_dim + qk_rope_head_dim
+  const ModelConfig c = parse_config(j, "t");
+  EXPECT_EQ(c, parse_config(tiny_v3(), "t"));  // none of them changes the model
+  j["pad_token_id"] = nullptr;
+  EXPECT_NO_THROW(parse_config(j, "t"));
+}
+
+// Each harmless key with a value that would change the computation, or of the wrong type, refused one by one.
+TEST(ConfigStrict, HarmlessKeysWithBadValuesAreRefused) {
+  const std::vector<std::pair<const char*, json>> bad = {
+      {"attention_dropout", 0.1},  // dsv3 applies no dropout
+      {"head_dim", 16},            // not qk_rope_head_dim (8)
+      {"qk_head_dim", 16},         // not qk_nope + qk_rope (24)
+      {"transformers_version", 4},
+      {"_name_or_path", 1},
+      {"auto_map", "configuration_deepseek"},
+      {"dtype", 16},
+      {"use_cache", "yes"},
+      {"pad_token_id", -1},
+      {"pad_token_id", "0"},
+      {"ep_size", 0},
+      {"pretraining_tp", 0},
+      {"aux_loss_alpha", -0.5},
+      {"seq_aux", 1},
+      {"attention_dropout", "0"},
+  };
+  for (const auto& [key, value] : bad) {
+    SCOPED_TRACE(std::string(key) + " = " + value.dump());
+    expect_refused(with(tiny_v3(), key, value), {std::string("'") + key + "'"});
+  }
+}
+
+TEST(ConfigStrict, NestedUnknownKeysAreRefused) {
+  json yarn = tiny_v3()["rope_scaling"];
+  expect_refused(with(tiny_v3(), "rope_scaling", with(yarn, "rope_theta", 10000)),
+                 {"'rope_scaling.rope_theta'", "yarn"});
+  expect_refused(with(tiny_v3(), "rope_scaling", with(yarn, "attention_factor", 1.0)),
+                 {"'rope_scaling.attention_factor'"});
+  expect_refused(with(tiny_v3(), "rope_scaling", {{"type", "default"}, {"factor", 2}}), {"'rope_scaling.factor'"});
+  const json fp8 = {{"quant_method", "fp8"}, {"fmt", "e4m3"}, {"weight_block_size", {128, 128}}};
+  EXPECT_NO_THROW(parse_config(with(tiny_v3(), "quantization_config", with(fp8, "scale_fmt", "ue8m0")), "t"));
+  expect_refused(with(tiny_v3(), "quantization_config", with(fp8, "ignored_layers", json::array({"lm_head"}))),
+                 {"'quantization_config.ignored_layers'", "fp8"});
+  expect_refused(with(tiny_v3(), "quantization_config", with(fp8, "modules_to_not_convert", nullptr)),
+                 {"'quantization_config.modules_to_not_convert'"});
+  const json block = {{"quant_method", "dsv3_block"}, {"weight_format", "int8"}, {"block_size", 32},
+                      {"scale_dtype", "float16"},     {"head_format", "int8"},   {"not_quantized", {"*norm*"}}};
+  EXPECT_NO_THROW(parse_config(with(tiny_v3(), "quantization_config", block), "t"));
+  expect_refused(with(tiny_v3(), "quantization_config", with(block, "group_size", 32)),
+                 {"'quantization_config.group_size'", "dsv3_block"});
+}
+
+// What dsv3 writes loads back: init / training (raw_json), quantize (the source's keys + a dsv3_block
+// quantization_config), for every published config.
+TEST(ConfigStrict, WhatDsv3WritesLoads) {
+  for (const char* name : {"deepseek_v3_config.json", "deepseek_r1_config.json", "kimi_k2_instruct_config.json",
+                           "deepseek_v2_lite_config.json"}) {
+    SCOPED_TRACE(name);
+    const json file = read_json(data_path(name));
+    ModelConfig c = parse_config(file, name);
+    EXPECT_EQ(parse_config(c.raw_json(), "raw"), c);
+    json q = file;
+    c.block_quant = "int4";
+    q["quantization_config"] = c.block_quant_json();
+    EXPECT_EQ(parse_config(q, "quantized").block_quant, "int4");
+  }
+}
+
+TEST(ConfigStrict, EveryPublishedAndFamilyConfigLoads) {
+  int n = 0;
+  for (const auto& dir : {data_path(""), data_path("family")})
+    for (const auto& e : fs::directory_iterator(dir)) {
+      if (e.path().extension() != ".json" || e.path().filename() == "chat_template_cases.json") continue;
+      SCOPED_TRACE(e.path().string());
+      EXPECT_NO_THROW(load_config(e.path().string()));
+      ++n;
+    }
+  EXPECT_GE(n, 15);
+}
+
+// Mistral Large 3 is DeepSeek-V3's architecture in Mistral's own format: refused, saying why.
+TEST(ConfigStrict, MistralCheckpointsAreRefused) {
+  expect_refused(with(tiny_v3(), "model_type", "mistral3"), {"Mistral Large 3", "qscale_weight"});
+  expect_refused(with(tiny_v3(), "architectures", json::array({"MistralLarge3ForCausalLM"})),
+                 {"architectures", "MistralLarge3ForCausalLM"});
+  const fs::path dir = fs::temp_directory_path() / fmt::format("dsv3_mistral_{}", ::getpid());
+  fs::create_directories(dir);
+  { std::ofstream(dir / "params.json") << R"({"dim": 7168, "n_layers": 61})"; }
+  try {
+    load_config(dir.string());
+    ADD_FAILURE() << "a Mistral-format directory loaded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("params.json"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("Mistral Large 3"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace dsv3
