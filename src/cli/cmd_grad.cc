@@ -29,6 +29,7 @@
 #include <string>
 
 #include "cli/command.h"
+#include "cli/gen_flags.h"
 #include "cli/ids.h"
 #include "core/error.h"
 #include "dist/layout.h"
@@ -54,6 +55,7 @@ struct Options {
   std::string overlap = "off";
   int pp = 1, micro = 0;  // micro 0: one micro-batch per sequence
   std::string schedule = "1f1b", trace;
+  ExtraTensors extra_tensors = ExtraTensors::Refuse;  // --allow-extra-tensors
 };
 
 void write_grads(const std::string& path, const train::Params& grads, double loss) {
@@ -80,7 +82,7 @@ int run_pipelined(const Options& o, const ModelConfig& c, const train::LossOptio
   if (B % micro != 0) fail("--micro {}: {} sequence(s) do not split into equal micro-batches", micro, B);
   // This rank's tensors only (its stages', the embedding / head / final norm / MTP on the ends).
   const SchemaScope scope = train::pipeline_scope(c, sched, split, world.rank());
-  const train::Params params = train::load_params(c, io::Checkpoint::open(o.model), scope);
+  const train::Params params = train::load_params(c, io::Checkpoint::open(o.model), scope, o.extra_tensors);
   train::Params grads(c, scope);
   const train::PipelineStepResult r =
       train::pipeline_forward_backward(c, params, tokens.data(), B, T, opt, grads, 1.0f, world, sched, split);
@@ -144,7 +146,7 @@ int run(const Options& o) {
   const dist::Layout layout = dist::make_layout(world.size(), o.dp, o.ep, c.n_routed_experts);
   const int N = layout.ranks();
   if (N == 1) {  // the single-process step
-    const train::Params params = train::load_params(c, io::Checkpoint::open(o.model));
+    const train::Params params = train::load_params(c, io::Checkpoint::open(o.model), {}, o.extra_tensors);
     train::Params grads(c);
     const auto t0 = std::chrono::steady_clock::now();
     const train::StepResult r = train::forward_backward(c, params, tokens.data(), B, T, opt, grads, 1.0f);
@@ -166,7 +168,7 @@ int run(const Options& o) {
     ep->overlap = o.overlap == "on";
   }
   const SchemaScope scope = ep ? ep->scope : SchemaScope{};
-  const train::Params params = train::load_params(c, io::Checkpoint::open(o.model), scope);
+  const train::Params params = train::load_params(c, io::Checkpoint::open(o.model), scope, o.extra_tensors);
   train::Params grads(c, scope);
   // Every rank has Bl sequences of T tokens, so its share of every mean (main CE rows, MTP rows, balance
   // segments) is Bl / B: one scale makes the sum over ranks the gradient of the whole batch.
@@ -228,6 +230,7 @@ Registrar reg(
       app.add_option("--schedule", o->schedule, "Pipeline schedule with --pp: 1f1b, dualpipe or dualpipev")
           ->default_str("1f1b");
       app.add_option("--micro", o->micro, "Micro-batches with --pp (default: one per sequence)");
+      add_extra_tensors_flag(app, o->extra_tensors);
       app.add_option("--trace", o->trace, "With --pp: write the step's per-rank timeline as a Chrome trace JSON");
       return [o] { return run(*o); };
     });

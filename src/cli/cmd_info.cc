@@ -11,11 +11,13 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "cli/gen_flags.h"
 #include "core/error.h"
 #include "dist/layout.h"
 #include "dist/rank_memory.h"
 #include "io/safetensors.h"
 #include "model/config.h"
+#include "model/extra_tensors.h"
 #include "model/schema.h"
 
 namespace dsv3::cli {
@@ -27,8 +29,9 @@ using nlohmann::json;
 struct Options {
   std::string model;
   bool json = false;
-  int ep = 0;          // 0: no per-rank table
-  bool check = false;  // --check: scan every floating-point tensor for NaN / Inf
+  int ep = 0;                                         // 0: no per-rank table
+  bool check = false;                                 // --check: scan every floating-point tensor for NaN / Inf
+  ExtraTensors extra_tensors = ExtraTensors::Refuse;  // tensors config.json does not explain
 };
 
 std::string human_bytes(uint64_t b);
@@ -47,8 +50,10 @@ bool is_float(DType t) {
 
 // --check: every value of every floating-point tensor decoded (integer tensors — quantized blocks — hold no
 // NaN; their f16 scales are tensors of their own and are scanned). Reads the whole checkpoint.
-std::vector<Bad> check_weights(const std::string& dir, int64_t& scanned, uint64_t& bytes) {
+std::vector<Bad> check_weights(const ModelConfig& c, const std::string& dir, ExtraTensors extra, int64_t& scanned,
+                               uint64_t& bytes) {
   io::Checkpoint ck = io::Checkpoint::open(dir);
+  check_extra_tensors(c, ck, extra);
   std::vector<Bad> bad;
   std::vector<float> buf;
   constexpr int64_t kChunk = 1 << 16;
@@ -73,12 +78,12 @@ std::vector<Bad> check_weights(const std::string& dir, int64_t& scanned, uint64_
   return bad;
 }
 
-int run_check(const Options& o) {
+int run_check(const Options& o, const ModelConfig& c) {
   const std::optional<std::string> dir = weights_dir(o.model);
   if (!dir) fail("--check: {} holds no safetensors weights to scan", o.model);
   int64_t scanned = 0;
   uint64_t bytes = 0;
-  const std::vector<Bad> bad = check_weights(*dir, scanned, bytes);
+  const std::vector<Bad> bad = check_weights(c, *dir, o.extra_tensors, scanned, bytes);
   if (o.json) {
     json list = json::array();
     for (const Bad& b : bad) list.push_back({{"tensor", b.name}, {"nonfinite", b.nonfinite}, {"first_index", b.first}});
@@ -125,10 +130,11 @@ std::optional<std::string> weights_dir(const std::string& model) {
   return std::nullopt;
 }
 
-std::optional<Weights> scan_weights(const std::string& model) {
+std::optional<Weights> scan_weights(const std::string& model, const ModelConfig& c, ExtraTensors extra) {
   auto dir = weights_dir(model);
   if (!dir) return std::nullopt;
   io::Checkpoint ck = io::Checkpoint::open(*dir);
+  check_extra_tensors(c, ck, extra);
   Weights w;
   w.dir = *dir;
   for (const auto& name : ck.names()) {
@@ -167,9 +173,9 @@ const char* topk_str(TopkMethod t) {
 
 int run_info(const Options& o) {
   ModelConfig c = load_config(o.model);
-  if (o.check) return run_check(o);
+  if (o.check) return run_check(o, c);
   ParamCounts p = count_params(c);
-  std::optional<Weights> w = scan_weights(o.model);
+  std::optional<Weights> w = scan_weights(o.model, c, o.extra_tensors);
 
   int64_t moe_layers = 0;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) moe_layers += c.is_moe_layer(l);
@@ -327,6 +333,7 @@ Registrar reg("info", "Summarise a model: architecture, parameter counts, KV cac
   auto o = std::make_shared<Options>();
   app.add_option("--model", o->model, "Model directory (with config.json) or a config.json file")->required();
   app.add_flag("--json", o->json, "Machine-readable JSON output");
+  add_extra_tensors_flag(app, o->extra_tensors);
   app.add_option("--ep", o->ep, "Also show what each rank of an N-rank expert-parallel job holds");
   app.add_flag("--check", o->check,
                "Scan every floating-point weight for NaN / Inf (reads the whole checkpoint); exit 1 naming the "

@@ -16,7 +16,7 @@ int run(const Options& o) {
   ModelConfig c = load_config(o.config);
   InitDType dt = o.dtype == "f32" ? InitDType::F32 : o.dtype == "fp8" ? InitDType::FP8 : InitDType::BF16;
   auto weights = init_weights_f32(c, {.seed = o.seed, .std = o.std, .dtype = dt});
-  write_model_dir(o.out, c, encode_for_storage(weights, dt, c.weight_block_n), dt);
+  write_model_dir(o.out, c, encode_for_storage(weights, dt, c.weight_block_n, c.ue8m0_scales()), dt);
   return 0;
 }
 

@@ -6,6 +6,7 @@
 
 #include "cli/command.h"
 #include "cli/dist_flags.h"
+#include "cli/gen_flags.h"
 #include "cli/ids.h"
 #include "core/error.h"
 #include "io/safetensors.h"
@@ -17,6 +18,7 @@ namespace {
 struct Options {
   std::string model, ids, out, mtp_out;
   DistFlags dist;
+  ExtraTensors extra_tensors = ExtraTensors::Refuse;
 };
 
 void write_floats(const std::string& path, const std::vector<float>& v) {
@@ -26,6 +28,7 @@ void write_floats(const std::string& path, const std::vector<float>& v) {
 int run(const Options& o) {
   const std::vector<int32_t> ids = parse_ids(o.ids);
   ModelOptions options;
+  options.extra_tensors = o.extra_tensors;
   auto job = o.dist.start(o.model, options);
   if (job && !job->leads()) return follow(*job, o.model, options);
   JobStopper stopper{job};
@@ -58,6 +61,7 @@ Registrar reg("logits", "Write float32 logits of every position (and MTP logits)
   app.add_option("--out", o->out, "Output file: float32 [n, vocab]")->required();
   app.add_option("--mtp-out", o->mtp_out, "Output file for MTP logits: float32 [n-1, vocab]");
   o->dist.add_to(app);
+  add_extra_tensors_flag(app, o->extra_tensors);
   return [o] { return run(*o); };
 });
 

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "cli/gen_flags.h"
 #include "cli/ids.h"
 #include "core/error.h"
 #include "tools/divergence.h"
@@ -22,6 +23,7 @@ namespace {
 struct QuantizeArgs {
   std::string model, out, type;
   uint64_t max_shard_gb = 4;
+  ExtraTensors extra_tensors = ExtraTensors::Refuse;
 };
 
 int run_quantize(const QuantizeArgs& o) {
@@ -29,6 +31,7 @@ int run_quantize(const QuantizeArgs& o) {
   opt.type = parse_quantize_type(o.type);
   if (o.max_shard_gb < 1) fail("--max-shard-gb must be >= 1");
   opt.max_shard_bytes = o.max_shard_gb << 30;
+  opt.extra_tensors = o.extra_tensors;
   const QuantizeReport r = quantize_model(o.model, o.out, opt);
   fmt::print("{}: {} tensors ({} converted to {}, {} source tensors dropped), {:.1f} MiB -> {:.1f} MiB in {} file{}\n",
              o.out, r.tensors, r.quantized, o.type, r.dropped, double(r.bytes_in) / (1 << 20),
@@ -42,6 +45,7 @@ Registrar reg_q("quantize", "Convert a checkpoint to int8 / int4 block-quantized
   app.add_option("--out", o->out, "Output model directory (new or empty)")->required();
   app.add_option("--type", o->type, "int8 | int4 | bf16")->required();
   app.add_option("--max-shard-gb", o->max_shard_gb, "Largest safetensors file, GiB (default 4)");
+  add_extra_tensors_flag(app, o->extra_tensors);
   return [o] { return run_quantize(*o); };
 });
 
@@ -51,6 +55,7 @@ struct DivergenceArgs {
   int64_t sequences = 4, length = 24;
   uint64_t seed = 1;
   bool json = false;
+  ExtraTensors extra_tensors = ExtraTensors::Refuse;
 };
 
 nlohmann::json to_json(const LogitDivergence& d) {
@@ -66,8 +71,9 @@ int run_divergence(const DivergenceArgs& o) {
   opt.seed = o.seed;
   if (o.sequences < 1 || o.length < 1) fail("--sequences and --length must be >= 1");
   for (const std::string& s : o.ids) opt.ids.push_back(parse_ids(s));
-  auto test = Model::load(o.model);
-  auto ref = Model::load(o.ref);
+  const ModelOptions mo{.extra_tensors = o.extra_tensors};
+  auto test = Model::load(o.model, mo);
+  auto ref = Model::load(o.ref, mo);
   const DivergenceReport r = measure_divergence(*test, *ref, opt);
   if (o.json) {
     fmt::print("{}\n",
@@ -94,6 +100,7 @@ Registrar reg_d("divergence", "Logit divergence of a model (e.g. quantized) from
   app.add_option("--length", o->length, "Tokens per random sequence (default 24)");
   app.add_option("--seed", o->seed, "Seed of the random sequences");
   app.add_flag("--json", o->json, "JSON output");
+  add_extra_tensors_flag(app, o->extra_tensors);
   return [o] { return run_divergence(*o); };
 });
 

@@ -14,6 +14,14 @@ void add_engine_flags(CLI::App& app, ModelOptions& options) {
       "--no-mmap", [&options] { options.load_mode = io::LoadMode::Read; },
       "Read the weights into memory at load instead of mapping the files (slower start; the "
       "weights cannot be evicted from the page cache under the process)");
+  add_extra_tensors_flag(app, options.extra_tensors);
+}
+
+void add_extra_tensors_flag(CLI::App& app, ExtraTensors& policy) {
+  app.add_flag_callback(
+      "--allow-extra-tensors", [&policy] { policy = ExtraTensors::Warn; },
+      "Load a checkpoint holding tensors its config.json does not explain (default: refused, listing them), "
+      "ignoring them with a warning");
 }
 
 void GenFlags::add_to(CLI::App& app) {

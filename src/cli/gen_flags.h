@@ -41,7 +41,12 @@ struct GenFlags {
 //                       BF16 models); off = exact fp32 activations (ModelOptions::bf16_activations)
 //   --no-mmap           read the weights into the process's memory instead of mapping the files
 //                       (ModelOptions::load_mode = io::LoadMode::Read)
+//   --allow-extra-tensors  load a checkpoint with tensors the config does not explain, with a warning
+//                       (ModelOptions::extra_tensors; model/extra_tensors.h)
 void add_engine_flags(CLI::App& app, ModelOptions& options);
+// --allow-extra-tensors alone, for the commands that load a checkpoint without the engine flags (logits,
+// divergence, quantize, info, grad).
+void add_extra_tensors_flag(CLI::App& app, ExtraTensors& policy);
 
 // "prefill: ... tok/s", "decode: ... tok/s" and, with MTP, acceptance, on stderr.
 void print_stats(const runtime::SequenceStats& s, bool speculative);

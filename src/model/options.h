@@ -8,6 +8,7 @@
 
 #include "io/safetensors.h"
 #include "kernels/linear.h"
+#include "model/extra_tensors.h"
 
 namespace dsv3 {
 
@@ -27,6 +28,9 @@ struct ModelOptions {
   // false attends to every key (the dense baseline of `dsv3 bench` / bench/dsa_bench: the indexer still
   // caches its keys but selects nothing). No effect on models without an indexer.
   bool sparse_attention = true;
+  // Checkpoint tensors the config does not explain (model/extra_tensors.h): refused, or with
+  // `--allow-extra-tensors` a warning and ignored.
+  ExtraTensors extra_tensors = ExtraTensors::Refuse;
 
   // The options of the model's matmuls (those this struct covers; the router gate uses LinearOptions{}).
   kernels::LinearOptions linear() const { return {.bf16_activations = bf16_activations}; }

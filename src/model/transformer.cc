@@ -15,6 +15,7 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const ModelOptions& o
   // A process of an expert-parallel job binds only its own routed experts (the others stay unmapped).
   const SchemaScope scope = options.parallel ? options.parallel->expert_scope(config) : SchemaScope{};
   auto ckpt = std::make_shared<io::Checkpoint>(io::Checkpoint::open(dir, options.load_mode));
+  check_extra_tensors(config, *ckpt, options.extra_tensors);
   ModelWeights w = bind_weights(config, *ckpt, scope);
   ExpertBinder bind = [ckpt, config](int64_t layer, int64_t expert, std::vector<std::vector<float>>& owned) {
     return bind_expert(config, *ckpt, layer, expert, owned);

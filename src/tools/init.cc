@@ -49,7 +49,7 @@ std::vector<std::pair<WeightSpec, std::vector<float>>> init_weights_f32(const Mo
 }
 
 std::vector<InitTensor> encode_for_storage(const std::vector<std::pair<WeightSpec, std::vector<float>>>& w,
-                                           InitDType dtype, int64_t block) {
+                                           InitDType dtype, int64_t block, bool ue8m0) {
   std::vector<InitTensor> out;
   for (const auto& [s, v] : w) {
     const bool vector_like = s.role == WeightRole::Norm || s.role == WeightRole::Bias || s.role == WeightRole::NormBias;
@@ -73,7 +73,13 @@ std::vector<InitTensor> encode_for_storage(const std::vector<std::pair<WeightSpe
           for (int64_t i = bi * block; i < std::min(n, (bi + 1) * block); ++i)
             for (int64_t j = bj * block; j < std::min(k, (bj + 1) * block); ++j)
               amax = std::max(amax, std::fabs(v[size_t(i * k + j)]));
-          scale[size_t(bi * kb + bj)] = amax > 0 ? amax / 448.0f : 1.0f;
+          float sc = amax > 0 ? amax / 448.0f : 1.0f;
+          if (ue8m0) {  // the smallest power of two >= sc (exact: frexp, not a rounded log2); codes stay in ±448
+            int e = 0;
+            const float m = std::frexp(sc, &e);  // sc = m * 2^e, m in [0.5, 1)
+            sc = std::ldexp(1.0f, m == 0.5f ? e - 1 : e);
+          }
+          scale[size_t(bi * kb + bj)] = sc;
         }
       InitTensor t{s.name, DType::F8_E4M3, s.shape, std::vector<uint8_t>(v.size())};
       for (int64_t i = 0; i < n; ++i)

@@ -33,9 +33,10 @@ struct InitTensor {
 std::vector<std::pair<WeightSpec, std::vector<float>>> init_weights_f32(const ModelConfig& c, const InitOptions& o);
 
 // Encodes float32 weights for storage: F32 / BF16, or E4M3 with block scales (scale = amax / 448 per
-// 128×128 block) for Linear-role weights under FP8. Norms and biases stay F32.
+// 128×128 block; with ue8m0 its power-of-two ceiling, as DeepSeek-V3.1 / V3.2 ship for scale_fmt "ue8m0") for
+// Linear-role weights under FP8. Norms and biases stay F32.
 std::vector<InitTensor> encode_for_storage(const std::vector<std::pair<WeightSpec, std::vector<float>>>& w,
-                                           InitDType dtype, int64_t block = 128);
+                                           InitDType dtype, int64_t block = 128, bool ue8m0 = false);
 
 // Writes config.json (with quantization_config for FP8) and the safetensors into `dir` (created if missing).
 void write_model_dir(const std::string& dir, ModelConfig c, const std::vector<InitTensor>& tensors, InitDType dtype);

@@ -140,6 +140,7 @@ QuantizeReport quantize_model(const std::string& in_dir, const std::string& out_
   }
   const ModelConfig c = load_config(in_dir);
   const io::Checkpoint ck = io::Checkpoint::open(in_dir);
+  check_extra_tensors(c, ck, opt.extra_tensors);
   // Validate the whole source first (names, shapes, dtypes, FP8 scales): errors name the tensor.
   (void)bind_weights(c, ck);
 

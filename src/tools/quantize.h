@@ -27,12 +27,14 @@ QuantizeType parse_quantize_type(const std::string& s);
 struct QuantizeOptions {
   QuantizeType type = QuantizeType::Int8;
   uint64_t max_shard_bytes = uint64_t(4) << 30;  // one model.safetensors up to this size, else shards
+  // Source tensors the config does not explain (model/extra_tensors.h): refused, or warned about and dropped.
+  ExtraTensors extra_tensors = ExtraTensors::Refuse;
 };
 
 struct QuantizeReport {
   int64_t tensors = 0;    // written
   int64_t quantized = 0;  // matrices converted to int8 / int4 / bf16
-  int64_t dropped = 0;    // source tensors not carried over (FP8 weight_scale_inv, unknown names)
+  int64_t dropped = 0;    // source tensors not carried over (FP8 weight_scale_inv; allowed extra tensors)
   uint64_t bytes_in = 0, bytes_out = 0;
   int64_t shards = 0;
 };

@@ -50,7 +50,8 @@ void decode(const std::string& label, const std::string& name, const TensorView&
 
 }  // namespace
 
-Params load_params(const ModelConfig& c, const io::Checkpoint& ckpt, const SchemaScope& scope) {
+Params load_params(const ModelConfig& c, const io::Checkpoint& ckpt, const SchemaScope& scope, ExtraTensors extra) {
+  check_extra_tensors(c, ckpt, extra);
   Params p(c, scope);
   for (size_t i = 0; i < p.size(); ++i) {
     const WeightSpec& s = p.specs()[i];

@@ -14,14 +14,18 @@
 
 #include "io/safetensors.h"
 #include "model/config.h"
+#include "model/extra_tensors.h"
 #include "tools/init.h"
 #include "train/params.h"
 
 namespace dsv3::train {
 
 // Errors name the tensor and the directory (missing tensor, wrong shape, unsupported dtype, FP8 without scales).
-// With a scope, only its routed experts are read (Params(c, scope): an expert-parallel rank's share).
-Params load_params(const ModelConfig& c, const io::Checkpoint& ckpt, const SchemaScope& scope = {});
+// With a scope, only its routed experts are read (Params(c, scope): an expert-parallel rank's share). Tensors
+// the config does not explain are refused (`extra`: model/extra_tensors.h), as every load path does; a resumed
+// training checkpoint is always checked strictly (dsv3 wrote it with the run's config).
+Params load_params(const ModelConfig& c, const io::Checkpoint& ckpt, const SchemaScope& scope = {},
+                   ExtraTensors extra = ExtraTensors::Refuse);
 Params load_params(const std::string& dir);  // config.json + checkpoint of a model directory; config via load_config
 
 // dtype: F32 (exact, the default), BF16 (matrices rounded to nearest even; norms and biases stay F32) or FP8.
