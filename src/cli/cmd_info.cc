@@ -181,6 +181,7 @@ int run_info(const Options& o) {
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) moe_layers += c.is_moe_layer(l);
   const int64_t dense_layers = c.num_hidden_layers - moe_layers;
   const int64_t cache_layers = c.num_hidden_layers + c.num_nextn_predict_layers;
+  const int64_t index_layers = c.index_cache_layers() + (c.has_indexer() ? c.num_nextn_predict_layers : 0);
   const int64_t values_per_layer = c.kv_cache_values_per_token();
   const int64_t values_per_token = values_per_layer * cache_layers;
   std::vector<dist::RankWeights> ranks;
@@ -227,8 +228,9 @@ int run_info(const Options& o) {
                      {"bytes_per_token_bf16", values_per_token * 2}};
     if (c.has_indexer())  // DSA: the index-key cache beside the latent one
       j["index_cache"] = {{"bytes_per_token_per_layer", c.index_cache_bytes_per_token()},
-                          {"layers", cache_layers},
-                          {"bytes_per_token", c.index_cache_bytes_per_token() * cache_layers},
+                          {"layers", index_layers},
+                          {"shared_layers", c.num_hidden_layers - c.index_cache_layers()},
+                          {"bytes_per_token", c.index_cache_bytes_per_token() * index_layers},
                           {"index_n_heads", c.index_n_heads},
                           {"index_head_dim", c.index_head_dim},
                           {"index_topk", c.index_topk},
@@ -302,7 +304,10 @@ int run_info(const Options& o) {
         "sparse attn    DSA: indexer {} heads x {}, top-{} keys per query, {} RoPE; index-key cache {} bytes/token/"
         "layer (E4M3 + scale) x {} layers = {} bytes/token ({}), beside the latent cache\n",
         c.index_n_heads, c.index_head_dim, c.index_topk, c.indexer_rope_interleave ? "interleaved" : "rotate-half", ib,
-        cache_layers, ib * cache_layers, human_bytes(uint64_t(ib * cache_layers)));
+        index_layers, ib * index_layers, human_bytes(uint64_t(ib * index_layers)));
+    if (c.index_cache_layers() < c.num_hidden_layers)
+      fmt::print("               indexer_types: {} of {} layers share the selection of the full layer above them\n",
+                 c.num_hidden_layers - c.index_cache_layers(), c.num_hidden_layers);
   }
   if (!w) {
     fmt::print("weights        no weights (config only)\n");

@@ -10,10 +10,15 @@
 
 namespace dsv3 {
 
+struct IndexShare;  // model/indexer.h
+
 struct Batch {
   int64_t m = 0;
   std::vector<int64_t> pos;     // [m]
   std::vector<KvCache*> cache;  // [m]
+  // V3.2 with "shared" layers in indexer_types: where a full layer leaves its rows' selections for the shared
+  // layers below it (one store per batch, so that two micro-batches never see each other's). Owned by the model.
+  IndexShare* index_share = nullptr;
 };
 
 }  // namespace dsv3

@@ -24,6 +24,7 @@
 //     size) and refused on other model types.
 #include "model/config.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstring>
@@ -677,6 +678,40 @@ const std::vector<Field<ModelConfig>>& model_fields() {
          if (!v32_family(c) || !c.indexer_rope_interleave) return std::nullopt;
          return json(true);
        }},
+      // GLM-5.x's IndexShare: "full" / "shared" per main-model layer (config.h).
+      {.key = "indexer_types",
+       .read =
+           [](const Keys& k, const json* v, C& c) {
+             if (!v || v->is_null()) return;
+             if (!v32_family(c))
+               fail("{}: key 'indexer_types' is for model_type deepseek_v32 (the sparse-attention indexer), not '{}'",
+                    k.label(), c.model_type);
+             if (!v->is_array() || int64_t(v->size()) != c.num_hidden_layers) {
+               const std::string want = fmt::format("an array of num_hidden_layers ({}) strings", c.num_hidden_layers);
+               k.bad("indexer_types", want.c_str(), *v);
+             }
+             c.index_shared.clear();
+             for (size_t l = 0; l < v->size(); ++l) {
+               const std::string t = k.to_str("indexer_types", (*v)[l]);
+               if (t != "full" && t != "shared")
+                 fail("{}: key 'indexer_types' entry {} is '{}'; each layer is \"full\" or \"shared\"", k.label(), l,
+                      t);
+               c.index_shared.push_back(t == "shared");
+             }
+             if (c.index_shared[0])
+               fail(
+                   "{}: key 'indexer_types' entry 0 is \"shared\"; the first layer must be \"full\" (a shared layer "
+                   "reuses the selection of the full layer above it)",
+                   k.label());
+             if (std::find(c.index_shared.begin(), c.index_shared.end(), true) == c.index_shared.end())
+               c.index_shared.clear();  // every layer full: DeepSeek's V3.2
+           },
+       .write = [](const C& c) -> Hook {
+         if (c.index_shared.empty()) return std::nullopt;
+         json a = json::array();
+         for (bool s : c.index_shared) a.push_back(s ? "shared" : "full");
+         return a;
+       }},
   };
   return table;
 }
@@ -836,6 +871,17 @@ nlohmann::json ModelConfig::block_quant_json() const {
   if (has_indexer()) q["not_quantized"].push_back("self_attn.indexer.weights_proj");
   if (!scale_fmt.empty()) q["scale_fmt"] = scale_fmt;
   return q;
+}
+
+int64_t ModelConfig::index_cache_layers() const {
+  if (!has_indexer()) return 0;
+  return num_hidden_layers - int64_t(std::count(index_shared.begin(), index_shared.end(), true));
+}
+
+int64_t ModelConfig::index_slot(int64_t l) const {
+  if (!layer_has_indexer(l) || l >= num_hidden_layers) fail("index_slot: layer {} has no main-model indexer", l);
+  if (index_shared.empty()) return l;
+  return l - int64_t(std::count(index_shared.begin(), index_shared.begin() + l, true));
 }
 
 bool ModelConfig::is_moe_layer(int64_t layer) const {

@@ -74,6 +74,11 @@ struct ModelConfig {
   // The indexer's RoPE layout (vLLM's key): false = rotate-half over its first qk_rope_head_dim values
   // (DeepSeek V3.2 since 2025-11-17), true = adjacent pairs like MLA (GLM-5.x).
   bool indexer_rope_interleave = false;
+  // `indexer_types` (GLM-5.x's IndexShare; deepseek_v32 only): per main-model layer, "full" (its own indexer)
+  // or "shared": no indexer and no index-key cache of its own; the layer attends to the keys that the nearest
+  // full layer above it selected for the same rows. Stored as shared flags, [num_hidden_layers] or empty (every
+  // layer full, DeepSeek's V3.2); layer 0 must be full. MTP layers always have their own indexer.
+  std::vector<bool> index_shared;
 
   nlohmann::json raw_json() const;          // the validated config re-serialised with HF keys (parse_config's table)
   nlohmann::json block_quant_json() const;  // the dsv3_block quantization_config (block_quant non-empty)
@@ -85,6 +90,15 @@ struct ModelConfig {
   bool has_indexer() const { return index_topk > 0; }
   // The index-key cache beside the latent cache, per token and layer: D_I E4M3 bytes + one float32 scale.
   int64_t index_cache_bytes_per_token() const { return has_indexer() ? index_head_dim + 4 : 0; }
+  // Whether HF layer l (MTP layers: >= num_hidden_layers) has its own indexer (index_shared above).
+  bool layer_has_indexer(int64_t l) const {
+    return has_indexer() && (l >= num_hidden_layers || index_shared.empty() || !index_shared[size_t(l)]);
+  }
+  // Whether main-model layer l reuses the selection of the full layer above it.
+  bool layer_shares_index(int64_t l) const { return has_indexer() && l < num_hidden_layers && !layer_has_indexer(l); }
+  // The main model's index-key cache layers (its full layers) and main-model full layer l's slot among them.
+  int64_t index_cache_layers() const;
+  int64_t index_slot(int64_t l) const;
   // Whether FP8 linears quantize their input to E4M3 per 128 channels first (DeepSeek's act_quant): what the
   // V3.2 reference computes; the V3 references decode FP8 weights and keep x in float32.
   bool fp8_quantized_inputs() const { return fp8 && model_type == "deepseek_v32"; }

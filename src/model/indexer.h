@@ -32,12 +32,22 @@ struct IndexRecord {
   std::vector<std::vector<float>> scores;  // [m][t + 1]: row r's I[t, s] for s ≤ t (t its position)
 };
 
+// A full layer's selections for every row of a forward, kept for the "shared" layers below it
+// (ModelConfig::index_shared, GLM-5.x's IndexShare): row r's keys at sel[r · topk …], count[r] of them.
+struct IndexShare {
+  int64_t m = -1;  // rows of the forward that wrote it (−1: none yet)
+  int64_t topk = 0;
+  std::vector<int32_t> sel;
+  std::vector<int64_t> count;
+};
+
 class Indexer {
  public:
   Indexer(const ModelConfig& c, const IndexerWeights& w, const kernels::LinearOptions& lin);
 
-  // Computes every row's index key and writes it at its position in layer `layer` of its cache, and the
-  // rows' queries (kept until the next call). x [m, hidden] attn_norm'ed, qr [m, q_lora_rank].
+  // Computes every row's index key and writes it at its position in index slot `layer` of its cache
+  // (ModelConfig::index_slot; the layer itself unless indexer_types shares), and the rows' queries (kept until the next
+  // call). x [m, hidden] attn_norm'ed, qr [m, q_lora_rank].
   void prepare(const float* x, const float* qr, const Batch& b, int64_t layer, const RopeTable& rope);
   // Selects S_t for rows [r0, r1) of the prepared batch, scoring the keys their caches hold (prepare() has
   // written every row's own key). rec (optional) receives the rows' selections and scores.

@@ -7,8 +7,12 @@
 
 namespace dsv3 {
 
-KvCache::KvCache(int64_t layers, int64_t width, int64_t capacity, int64_t index_dim)
-    : layers_(layers), width_(width), capacity_(capacity), index_dim_(index_dim) {}
+KvCache::KvCache(int64_t layers, int64_t width, int64_t capacity, int64_t index_dim, int64_t index_layers)
+    : layers_(layers),
+      width_(width),
+      capacity_(capacity),
+      index_dim_(index_dim),
+      index_layers_(index_dim > 0 ? (index_layers < 0 ? layers : index_layers) : 0) {}
 
 namespace {
 
@@ -28,17 +32,17 @@ void KvCache::reserve(int64_t n) {
   if (n <= capacity_) return;
   const int64_t cap = std::max(n, 2 * capacity_);
   regrow(data_, layers_, capacity_, cap, width_, length_);
-  regrow(index_keys_, layers_, capacity_, cap, index_dim_, length_);
-  regrow(index_scales_, layers_, capacity_, cap, index_dim_ > 0 ? 1 : 0, length_);
+  regrow(index_keys_, index_layers_, capacity_, cap, index_dim_, length_);
+  regrow(index_scales_, index_layers_, capacity_, cap, index_dim_ > 0 ? 1 : 0, length_);
   capacity_ = cap;
 }
 
 void KvCache::ensure(int64_t n) {
   reserve(n);
   if (data_.empty()) data_.resize(size_t(layers_ * capacity_ * width_));
-  if (index_dim_ > 0 && index_keys_.empty()) {
-    index_keys_.resize(size_t(layers_ * capacity_ * index_dim_));
-    index_scales_.resize(size_t(layers_ * capacity_));
+  if (index_dim_ > 0 && index_layers_ > 0 && index_keys_.empty()) {
+    index_keys_.resize(size_t(index_layers_ * capacity_ * index_dim_));
+    index_scales_.resize(size_t(index_layers_ * capacity_));
   }
 }
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/error.h"
 #include "kernels/indexer.h"
 #include "kernels/linear.h"
 #include "kernels/ops.h"
@@ -20,10 +21,18 @@ constexpr int64_t kScoreBudget = int64_t(1) << 24;
 
 }  // namespace
 
-Mla::Mla(const ModelConfig& c, const MlaWeights& w, const kernels::LinearOptions& lin, bool sparse)
+Mla::Mla(const ModelConfig& c, const MlaWeights& w, const kernels::LinearOptions& lin, bool sparse, int64_t layer)
     : c_(c), w_(w), lin_(lin), lin_absorbed_(lin), sparse_(sparse), scale_(float(c.softmax_scale())) {
   lin_absorbed_.fp8_input = kernels::LinearOptions::Fp8Input::Exact;
   if (w.has_indexer) indexer_ = std::make_unique<Indexer>(c, w_.indexer, lin);
+  if (layer >= 0 && layer < c.num_hidden_layers && c.has_indexer()) {
+    shared_ = c.layer_shares_index(layer);
+    if (shared_ == bool(indexer_))
+      fail("layer {}: indexer_types says {}, but its weights {} an indexer", layer, shared_ ? "shared" : "full",
+           indexer_ ? "hold" : "lack");
+    if (!shared_) index_slot_ = c.index_slot(layer);
+    share_out_ = !shared_ && layer + 1 < c.num_hidden_layers && c.layer_shares_index(layer + 1);
+  }
   const int64_t H = c.num_attention_heads, dn = c.qk_nope_head_dim, dv = c.v_head_dim;
   uk_.resize(size_t(H));
   uv_.resize(size_t(H));
@@ -60,14 +69,34 @@ void Mla::forward(const float* x, const Batch& b, int64_t layer, const RopeTable
     float* dst = b.cache[size_t(r)]->row(layer, b.pos[size_t(r)]);
     const float* src = kv_.data() + r * W;
     kernels::rmsnorm(src, w_.kv_norm, 1, C, eps, dst);
-    if (indexer_) kernels::fp8_roundtrip(dst, C, c_.ue8m0_scales(), dst);  // V3.2: the FP8 latent cache
+    if (c_.has_indexer()) kernels::fp8_roundtrip(dst, C, c_.ue8m0_scales(), dst);  // V3.2: the FP8 latent cache
     std::memcpy(dst + C, src + C, size_t(R) * sizeof(float));
     kernels::rope_pairs(dst + C, R, rope.at(b.pos[size_t(r)]));
   }
 
-  if (indexer_) indexer_->prepare(x, qa_.data(), b, layer, rope);
-  const bool sparse = indexer_ && sparse_;
+  if (indexer_) indexer_->prepare(x, qa_.data(), b, index_slot_ >= 0 ? index_slot_ : layer, rope);
+  const bool sparse = (indexer_ || shared_) && sparse_;
   IndexRecord* rec = sparse && index_rec_ ? &index_rec_->emplace_back() : nullptr;
+  IndexShare* share = b.index_share;
+  if (sparse && (shared_ || share_out_) && !share)
+    fail("layer {}: indexer_types shares this layer's selection, but the batch has no IndexShare", layer);
+  if (sparse && shared_ && share->m != m)
+    fail("layer {}: a shared-indexer layer ran without its full layer's selection of the same {} rows", layer, m);
+  if (sparse && share_out_) {
+    share->m = m;
+    share->topk = c_.index_topk;
+    share->sel.resize(size_t(m * c_.index_topk));
+    share->count.resize(size_t(m));
+  }
+  if (rec && shared_) {  // the reused selection, as the full layer's record shows it (no scores of its own)
+    rec->topk = share->topk;
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t j = 0; j < share->topk; ++j)
+        rec->selected.push_back(j < share->count[size_t(r)] ? share->sel[size_t(r * share->topk + j)] : -1);
+  }
+  // Row r's selected keys and their count (sparse rows only).
+  auto count = [&](int64_t r) { return shared_ ? share->count[size_t(r)] : indexer_->count(r); };
+  auto selected = [&](int64_t r) { return shared_ ? share->sel.data() + r * share->topk : indexer_->selected(r); };
 
   // Attention, parallel over (row, group of heads) so that a single decoded row still uses every core.
   attn_.resize(size_t(m * H * dv));
@@ -86,8 +115,13 @@ void Mla::forward(const float* x, const Batch& b, int64_t layer, const RopeTable
     int64_t budget = 0;
     for (r1 = r0; r1 < m && (r1 == r0 || budget + b.pos[size_t(r1)] + 1 <= kScoreBudget); ++r1)
       budget += b.pos[size_t(r1)] + 1;
-    if (!sparse) r1 = m;
-    if (sparse) indexer_->select(b, layer, r0, r1, rec);
+    if (!sparse || shared_) r1 = m;
+    if (sparse && !shared_) indexer_->select(b, index_slot_ >= 0 ? index_slot_ : layer, r0, r1, rec);
+    if (sparse && share_out_)
+      for (int64_t r = r0; r < r1; ++r) {
+        share->count[size_t(r)] = indexer_->count(r);
+        std::copy_n(indexer_->selected(r), indexer_->count(r), share->sel.data() + r * c_.index_topk);
+      }
     const int64_t rows = r1 - r0;
 #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t task = 0; task < rows * groups; ++task) {
@@ -98,11 +132,11 @@ void Mla::forward(const float* x, const Batch& b, int64_t layer, const RopeTable
       const int64_t pos = b.pos[size_t(r)];
       const float* rows_kv = b.cache[size_t(r)]->layer_rows(layer);
       int64_t t = pos + 1;
-      if (sparse && indexer_->count(r) < t) {
+      if (sparse && count(r) < t) {
         // Only the selected latent rows, gathered: [count, W].
         float* gather = scores + max_t;
-        const int32_t* sel = indexer_->selected(r);
-        t = indexer_->count(r);
+        const int32_t* sel = selected(r);
+        t = count(r);
         for (int64_t j = 0; j < t; ++j)
           std::memcpy(gather + j * W, rows_kv + int64_t(sel[j]) * W, size_t(W) * sizeof(float));
         rows_kv = gather;

@@ -16,6 +16,8 @@
 // are gathered and the absorbed kernel reads nothing else (no score pass over the other positions); rows
 // with pos + 1 <= index_topk attend to everything, as the reference does. The latent c_kv goes through
 // FP8 E4M3 and back (blocks of 128, the reference's simulated FP8 cache) before it is cached.
+// A "shared" layer of `indexer_types` (GLM-5.x) has no indexer: it attends to the keys the full layer above it
+// selected for the same rows (Batch::index_share, written by that layer).
 #pragma once
 
 #include <cstdint>
@@ -35,8 +37,11 @@ class Mla {
  public:
   // `lin`: the options of every projection (the model's, model/options.h; {} = exact).
   // `sparse` (V3.2 only): false attends to every key although the indexer's keys are still cached (the
-  // dense baseline, ModelOptions::sparse_attention).
-  Mla(const ModelConfig& c, const MlaWeights& w, const kernels::LinearOptions& lin = {}, bool sparse = true);
+  // dense baseline, ModelOptions::sparse_attention). `layer`: the HF layer (>= num_hidden_layers: an MTP
+  // module's), which says whether it has an indexer of its own, its index-cache slot and whether the next
+  // layer reuses its selection; −1: a full layer whose slot is the cache layer of forward().
+  Mla(const ModelConfig& c, const MlaWeights& w, const kernels::LinearOptions& lin = {}, bool sparse = true,
+      int64_t layer = -1);
   Mla(const Mla&) = delete;  // uk_ points into this object's own buffers
   Mla& operator=(const Mla&) = delete;
 
@@ -55,6 +60,9 @@ class Mla {
   kernels::LinearOptions lin_absorbed_;  // lin_ with exact inputs: the absorbed halves of kv_b (as the reference)
   std::unique_ptr<Indexer> indexer_;     // V3.2
   bool sparse_ = true;
+  bool shared_ = false;      // V3.2 indexer_types "shared": the selection comes from Batch::index_share
+  bool share_out_ = false;   // the next layer is shared: leave this layer's selections in Batch::index_share
+  int64_t index_slot_ = -1;  // the index-key cache slot (−1: the cache layer)
   std::vector<IndexRecord>* index_rec_ = nullptr;
   // kv_b_proj split per head for the absorbed form, both halves as plain y = x·Wᵀ products for
   // kernels::linear: the key half transposed, uk_[h] [C, dn] (q_nope → latent query), and the value half,

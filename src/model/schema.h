@@ -197,7 +197,7 @@ void visit_layer(const ModelConfig& c, int64_t l, LayerW<K>& w, Visit& visit, co
   visit(spec(a + "kv_a_layernorm.weight", {c.kv_lora_rank}, R::Norm), m.kv_norm);
   visit(spec(a + "kv_b_proj.weight", {H * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank}, R::Linear), m.wkv_b);
   visit(spec(a + "o_proj.weight", {D, H * c.v_head_dim}, R::Linear), m.wo);
-  m.has_indexer = c.has_indexer();
+  m.has_indexer = c.layer_has_indexer(l);  // not in a "shared" layer of indexer_types
   if (m.has_indexer) {
     const std::string ix = a + "indexer.";
     const int64_t DI = c.index_head_dim;

@@ -43,7 +43,7 @@ Model::Model(ModelConfig config, ModelWeights weights, std::shared_ptr<const voi
 Model::Block Model::make_block(const LayerWeights& lw) {
   Block b;
   b.w = &lw;
-  b.attn = std::make_unique<Mla>(config_, lw.attn, lin_, options_.sparse_attention);
+  b.attn = std::make_unique<Mla>(config_, lw.attn, lin_, options_.sparse_attention, lw.index);
   if (lw.is_moe) {
     std::unique_ptr<ExpertExecutor> experts;  // null: LocalExperts
     if (options_.parallel) experts = options_.parallel->make_experts(config_, lw, lin_, bind_);
@@ -55,7 +55,8 @@ Model::Block Model::make_block(const LayerWeights& lw) {
 }
 
 KvCache Model::new_cache(int64_t capacity) const {
-  return KvCache(config_.num_hidden_layers, config_.kv_cache_values_per_token(), capacity, config_.index_head_dim);
+  return KvCache(config_.num_hidden_layers, config_.kv_cache_values_per_token(), capacity, config_.index_head_dim,
+                 config_.index_cache_layers());
 }
 KvCache Model::new_mtp_cache(int64_t capacity) const {
   return KvCache(std::max<int64_t>(config_.num_nextn_predict_layers, 1), config_.kv_cache_values_per_token(), capacity,
@@ -110,6 +111,8 @@ const Batch& Model::make_batch(std::span<const SeqChunk> chunks, int64_t m, cons
   b.m = m;
   b.pos.clear();
   b.cache.clear();
+  share_.m = -1;
+  b.index_share = &share_;
   int64_t max_pos = 0;
   for (const SeqChunk& ch : chunks) {
     const int64_t start = ch.cache->length();
@@ -184,6 +187,8 @@ void Model::run_overlapped(Block* first, int64_t n, int64_t cache_layer, float* 
     mb.batch.m = rows[s];
     mb.batch.pos.assign(b.pos.begin() + from, b.pos.begin() + from + rows[s]);
     mb.batch.cache.assign(b.cache.begin() + from, b.cache.begin() + from + rows[s]);
+    mb.share.m = -1;
+    mb.batch.index_share = &mb.share;
     mb.xn.resize(size_t(rows[s] * D));
     mb.tmp.resize(size_t(rows[s] * D));
   }

@@ -127,9 +127,11 @@ class Model {
   std::vector<Block> mtp_;
   // Scratch reused across forwards.
   Batch batch_;
+  IndexShare share_;  // batch_'s (V3.2 indexer_types "shared" layers)
   std::vector<float> h_, xn_, tmp_, cat_, sel_;
   struct MicroBatch {
     Batch batch;
+    IndexShare share;
     std::vector<float> xn, tmp;
   };
   MicroBatch micro_[2];
