@@ -16,10 +16,11 @@
 // file the single-process command writes. With --overlap on each rank runs its sequences as two
 // micro-batches whose all-to-alls overlap each other's compute (train/expert_parallel.h); stderr then shows,
 // per rank, the step split into compute, posting and waiting in the exchanges.
-// With --pp P (mpirun -np P) the step runs pipeline-parallel (train/pipeline.h): the layers split into stages,
-// the batch into M micro-batches (default: one per sequence), the schedule's ops run on each rank, each rank
-// allocating only its stages' tensors (train::pipeline_scope); each tensor's gradient is summed over the ranks
-// holding it and rank 0 gathers the whole model's to write the same file. stderr gets the measured timeline's
+// With --pp P (mpirun -np P·D·E, with --dp D / --ep E) the step runs pipeline-parallel (train/pipeline.h): the
+// layers split into stages, each lane's B / (D·E) sequences into M micro-batches (default: one per sequence),
+// the schedule's ops run on each rank, each rank allocating only its stages' tensors (train::pipeline_scope) and
+// its EP rank's experts; each tensor's gradient is summed over the stage's lanes, then over the pipeline ranks
+// holding it, and rank 0 gathers the whole model's to write the same file. stderr gets the measured timeline's
 // bubble against the paper's formula and the simulator; --trace writes it as a Chrome trace.
 #include <fmt/format.h>
 
@@ -68,34 +69,55 @@ void write_grads(const std::string& path, const train::Params& grads, double los
   io::write_safetensors(path, out, {{"loss", fmt::format("{:.9g}", loss)}});
 }
 
-// --pp: the pipeline-parallel step over the whole batch on every rank (checks before any message).
+// --pp: the pipeline-parallel step; with --dp / --ep (a pp × dp × ep layout, dist/layout.h) each lane — the
+// pipeline ranks of one (dp_rank, ep_rank) — runs its contiguous share of the batch through the pipeline, the
+// MoE layers of a stage exchanging rows over the stage's EP group. Checks before any message.
 int run_pipelined(const Options& o, const ModelConfig& c, const train::LossOptions& opt,
                   const std::vector<int32_t>& tokens, int64_t B, int64_t T) {
   dist::Comm& world = dist::world();
-  if (o.ep != 1 || o.dp > 1) fail("--pp: dsv3 grad does not combine --pp with --ep / --dp (dsv3 train does)");
-  if (world.size() != o.pp)
-    fail("--pp {}: the job has {} rank(s); run mpirun -np {} (one pipeline rank each)", o.pp, world.size(), o.pp);
+  const dist::Layout layout = dist::make_layout(world.size(), o.dp, o.ep, c.n_routed_experts, o.pp);
+  if (o.overlap == "on") fail("--overlap on: not with --pp (the pipeline runs its own micro-batches)");
+  const int64_t L = layout.stage_ranks();
+  if (B % L != 0)
+    fail(
+        "--ids: {} sequence(s) do not split over the {} lanes (--dp {} × --ep {}) of the pipeline: give a multiple "
+        "of {}",
+        B, L, layout.dp, layout.ep, L);
+  const int64_t Bl = B / L;
   const train::ScheduleKind kind = train::parse_schedule_kind(o.schedule, "--schedule");
-  const int micro = o.micro > 0 ? o.micro : int(B);
+  const int micro = o.micro > 0 ? o.micro : int(Bl);
   const train::PipeSchedule sched = train::make_schedule(kind, o.pp, micro);
   const train::StageSplit split = train::split_stages(c, sched.stages, T, opt.mtp_lambda > 0);
-  if (B % micro != 0) fail("--micro {}: {} sequence(s) do not split into equal micro-batches", micro, B);
-  // This rank's tensors only (its stages', the embedding / head / final norm / MTP on the ends).
-  const SchemaScope scope = train::pipeline_scope(c, sched, split, world.rank());
+  if (Bl % micro != 0) fail("--micro {}: a lane's {} sequence(s) do not split into equal micro-batches", micro, Bl);
+  dist::Groups groups = dist::make_groups(world, layout);
+  if (world.rank() == 0) std::fprintf(stderr, "%s\n", dist::describe(groups, world, c.n_routed_experts).c_str());
+  std::optional<train::ExpertParallel> ep;
+  if (layout.ep > 1) ep = train::ExpertParallel::make(c, *groups.ep);
+  // This rank's tensors only (its stages', the embedding / head / final norm / MTP on the ends; its EP rank's
+  // routed experts).
+  SchemaScope scope = train::pipeline_scope(c, sched, split, groups.pp_rank);
+  if (ep) scope.expert_begin = ep->scope.expert_begin, scope.expert_end = ep->scope.expert_end;
   const train::Params params = train::load_params(c, io::Checkpoint::open(o.model), scope, o.extra_tensors);
   train::Params grads(c, scope);
   const train::PipelineStepResult r =
-      train::pipeline_forward_backward(c, params, tokens.data(), B, T, opt, grads, 1.0f, world, sched, split);
-  train::reduce_pipeline_grads(c, grads, world, sched, split);
+      train::pipeline_forward_backward(c, params, tokens.data() + groups.lane() * Bl * T, Bl, T, opt, grads,
+                                       float(double(Bl) / double(B)), *groups.pp, sched, split, ep ? &*ep : nullptr);
+  // Sum over the stage's lanes (routed experts over the DP group only: they hold every EP rank's rows), then
+  // over the pipeline ranks holding a tensor.
+  if (L > 1) train::allreduce_ep_grads(grads, *groups.stage, *groups.dp);
+  train::reduce_pipeline_grads(c, grads, *groups.pp, sched, split);
+  const double loss = groups.stage->allreduce_one(r.step.loss * double(Bl) / double(B));
   const int64_t held_floats = world.allreduce_one(params.total(), dist::ReduceOp::Max);
-  const std::optional<train::Params> full = train::gather_pipeline_params(c, grads, world, sched, split, 0);
-  const train::PipeTimeline tl = train::gather_timeline(r.record, world);
+  // Each lane's whole model at its pipeline rank 0; lane 0's EP group then gathers the routed experts.
+  std::optional<train::Params> full = train::gather_pipeline_params(c, grads, *groups.pp, sched, split, 0);
+  if (ep && groups.pp_rank == 0 && groups.dp_rank == 0) full = train::gather_experts(c, *full, *ep, /*root=*/0);
+  const train::PipeTimeline tl = train::gather_timeline(r.record, *groups.pp);
   const int64_t param_floats = world.allreduce_one(r.record.param_floats, dist::ReduceOp::Max);
   const int64_t act_bytes = world.allreduce_one(r.record.peak_act_bytes, dist::ReduceOp::Max);
   const std::vector<int64_t> held = world.allgather_one(int64_t(r.record.peak_held));
   if (world.rank() != 0) return 0;
-  write_grads(o.out, *full, r.step.loss);
-  fmt::print("loss {:.6f}\n", r.step.loss);
+  write_grads(o.out, *full, loss);
+  fmt::print("loss {:.6f}\n", loss);
   std::string stages;
   for (size_t s = 0; s < split.stages.size(); ++s)
     stages += fmt::format("{}[{}, {})", s ? " " : "", split.stages[s].layer_begin, split.stages[s].layer_end);

@@ -1,7 +1,8 @@
 // dsv3 train --config TRAIN.json --data DIR --out RUNDIR [--resume] [--max-minutes M] [--steps N]
 //            [--stop-at S] [--no-progress] [--precision fp32|bf16|fp8]
 // mpirun -np N dsv3 train ... [--dp D] [--ep E] [--bucket-mb MB] [--overlap on|off]     (N = D·E)
-// mpirun -np P dsv3 train ... --pp P [--schedule 1f1b|dualpipe|dualpipev] [--micro M] [--trace FILE.json]
+// mpirun -np P·D·E dsv3 train ... --pp P [--dp D] [--ep E] [--schedule 1f1b|dualpipe|dualpipev] [--micro M]
+//                                  [--trace FILE.json]
 // Trains a DeepSeek-V3-family model from scratch on prepared token shards (docs/training.md); under mpirun
 // data- and expert-parallel (docs/scale-out-training-dp.md).
 #include <fmt/format.h>
@@ -44,10 +45,11 @@ Registrar reg("train", "Train a model on prepared data (checkpoints, metrics, ex
                  "Data-parallel replicas under mpirun (default: the job's ranks / --ep); each rank runs "
                  "batch_seqs / ranks of every step's sequences");
   app.add_option("--ep", o->ep, "Expert-parallel ranks per replica under mpirun (routed experts split over them)");
-  app.add_option("--pp", o->pp, "Pipeline-parallel ranks under mpirun -np P (train/pipeline.h)");
+  app.add_option("--pp", o->pp,
+                 "Pipeline-parallel ranks under mpirun -np P·D·E, with --dp D / --ep E per stage (train/pipeline.h)");
   app.add_option("--schedule", o->schedule, "Pipeline schedule with --pp: 1f1b, dualpipe or dualpipev")
       ->default_str("1f1b");
-  app.add_option("--micro", o->micro, "Micro-batches per step with --pp (default: P for 1f1b, 2P otherwise)");
+  app.add_option("--micro", o->micro, "Micro-batches per lane and step with --pp (default: P for 1f1b, 2P otherwise)");
   app.add_option("--trace", o->trace, "With --pp: the last step's per-rank timeline as a Chrome trace JSON");
   app.add_option("--bucket-mb", o->bucket_mb,
                  "Gradient all-reduce bucket size in MiB (buckets start while the backward runs)");

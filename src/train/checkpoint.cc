@@ -50,15 +50,16 @@ T field(const nlohmann::json& j, const char* key, const std::string& label) {
 }  // namespace
 
 nlohmann::json TrainerState::to_json() const {
-  return {{"step", step},
-          {"total_steps", total_steps},
-          {"tokens_seen", tokens_seen},
-          {"data", {{"epoch", data.epoch}, {"index", data.index}}},
-          {"seed", seed},
-          {"elapsed_s", elapsed_s},
-          {"tokenizer_sha256", tokenizer_sha256},
-          {"train_tokens", train_tokens},
-          {"layout", {{"dp", dp}, {"ep", ep}}}};
+  return {
+      {"step", step},
+      {"total_steps", total_steps},
+      {"tokens_seen", tokens_seen},
+      {"data", {{"epoch", data.epoch}, {"index", data.index}}},
+      {"seed", seed},
+      {"elapsed_s", elapsed_s},
+      {"tokenizer_sha256", tokenizer_sha256},
+      {"train_tokens", train_tokens},
+      {"layout", pp > 1 ? nlohmann::json{{"pp", pp}, {"dp", dp}, {"ep", ep}} : nlohmann::json{{"dp", dp}, {"ep", ep}}}};
 }
 
 TrainerState TrainerState::from_json(const nlohmann::json& j, const std::string& label) {
@@ -76,6 +77,7 @@ TrainerState TrainerState::from_json(const nlohmann::json& j, const std::string&
   if (j.contains("layout")) {  // absent in checkpoints of single-process runs before data parallelism
     s.dp = field<int>(j["layout"], "dp", label + ": layout");
     s.ep = field<int>(j["layout"], "ep", label + ": layout");
+    if (j["layout"].contains("pp")) s.pp = field<int>(j["layout"], "pp", label + ": layout");
   }
   if (s.step < 0 || s.total_steps <= 0 || s.step > s.total_steps)
     fail("{}: step {} / total_steps {} are inconsistent", label, s.step, s.total_steps);
@@ -84,10 +86,12 @@ TrainerState TrainerState::from_json(const nlohmann::json& j, const std::string&
 
 namespace {
 
-std::vector<io::TensorToWrite> moments_of(const Params& params, const AdamW& opt, uint64_t* bytes) {
+// The moments opt holds (of the tensors `writes` marks, when given).
+std::vector<io::TensorToWrite> moments_of(const Params& params, const AdamW& opt, uint64_t* bytes,
+                                          const std::vector<char>* writes = nullptr) {
   std::vector<io::TensorToWrite> m;
   for (size_t i = 0; i < params.size(); ++i) {
-    if (!opt.holds(i)) continue;
+    if (!opt.holds(i) || (writes && !(*writes)[i])) continue;
     const WeightSpec& s = params.specs()[i];
     m.push_back({s.name + ".exp_avg", DType::F32, s.shape, opt.exp_avg(i).data()});
     m.push_back({s.name + ".exp_avg_sq", DType::F32, s.shape, opt.exp_avg_sq(i).data()});
@@ -177,11 +181,12 @@ void save_checkpoint(const std::string& run_dir, const ModelConfig& c, const nlo
   uint64_t model_bytes = 0, opt_bytes = 0;
   for (size_t i = 0; i < params.size(); ++i) {
     if (ranks.writes[i]) mine["model"].push_back(params.specs()[i].name);
-    if (opt.holds(i) && !ranks.writes[i])
-      fail("checkpoint: rank {} holds the moments of {} but does not write the tensor", rank, params.specs()[i].name);
+    if (ranks.writes[i] && trainable(params.specs()[i].role) && !opt.holds(i))
+      fail("checkpoint: rank {} writes {} but does not hold its moments", rank, params.specs()[i].name);
   }
   if (!mine["model"].empty()) model_bytes = save_params_file(tmp + "/" + model_file, params, ranks.writes);
-  const std::vector<io::TensorToWrite> moments = moments_of(params, opt, &opt_bytes);
+  // The moments of the tensors it writes (a pipeline rank may hold more: a copy another rank also updates).
+  const std::vector<io::TensorToWrite> moments = moments_of(params, opt, &opt_bytes, &ranks.writes);
   for (const auto& m : moments) mine["optimizer"].push_back(m.name);
   if (kill_requested(rank, saves)) die_mid_write(tmp + "/" + opt_file, moments);
   if (!moments.empty()) io::write_safetensors(tmp + "/" + opt_file, moments, {{"step", std::to_string(opt.steps())}});

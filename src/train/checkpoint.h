@@ -47,8 +47,8 @@ struct TrainerState {
   uint64_t seed = 0;
   double elapsed_s = 0;  // training wall time over all invocations
   std::string tokenizer_sha256;
-  int64_t train_tokens = 0;  // of the dataset the run started on (checked on resume)
-  int dp = 1, ep = 1;        // the layout that wrote the checkpoint (informational: any layout resumes it)
+  int64_t train_tokens = 0;    // of the dataset the run started on (checked on resume)
+  int dp = 1, ep = 1, pp = 1;  // the layout that wrote the checkpoint (informational: any layout resumes it)
 
   nlohmann::json to_json() const;
   static TrainerState from_json(const nlohmann::json& j, const std::string& label);
@@ -61,7 +61,9 @@ struct CheckpointFiles {
 // This rank's part in a distributed save (world null or of size 1: the single-process format).
 struct CheckpointRanks {
   dist::Comm* world = nullptr;
-  std::vector<char> writes;  // per tensor of params: this rank writes it (its moments too, when opt holds them)
+  // Per tensor of params: this rank writes it and its moments (which opt must hold for a trainable tensor);
+  // every tensor of the model is written by exactly one rank.
+  std::vector<char> writes;
 };
 
 // Collective over ranks.world when it has several ranks (every rank calls it with its own share).

@@ -38,12 +38,14 @@ bool finished_before(int64_t a, int64_t b) {
 
 }  // namespace
 
-ZeroPartition zero_partition(const ModelConfig& c, const dist::Layout& layout) {
-  const int N = layout.ranks(), ep = layout.ep;
+ZeroPartition zero_partition(const ModelConfig& c, const dist::Layout& layout, const SchemaScope& stage) {
+  const int N = layout.stage_ranks(), ep = layout.ep;
   ZeroPartition p;
   p.floats.assign(size_t(N), 0);
   p.trainable_floats.assign(size_t(N), 0);
-  const std::vector<WeightSpec> all = enumerate_weights(c);
+  SchemaScope scope = stage;
+  scope.expert_begin = 0, scope.expert_end = -1;
+  const std::vector<WeightSpec> all = enumerate_weights(c, scope);
   std::vector<std::vector<const WeightSpec*>> experts(static_cast<size_t>(ep));
   std::vector<const WeightSpec*> rest;
   for (const WeightSpec& s : all) {
@@ -66,8 +68,12 @@ ZeroPartition zero_partition(const ModelConfig& c, const dist::Layout& layout) {
 
 DataParallel::DataParallel(const ModelConfig& c, dist::Comm& world, const dist::Groups& groups, const Params& params,
                            Params& grads, const DataParallelOptions& o)
-    : world_(world), part_(zero_partition(c, groups.layout)) {
+    : world_(world), pipeline_(o.pipeline), part_(zero_partition(c, groups.layout, params.scope())) {
   if (params.size() != grads.size()) fail("data parallel: {} parameters but {} gradients", params.size(), grads.size());
+  if (world.size() != groups.layout.stage_ranks())
+    fail("data parallel: {} ranks for a stage of dp {} × ep {}", world.size(), groups.layout.dp, groups.layout.ep);
+  if (pipeline_.pp && pipeline_.counted.size() != params.size())
+    fail("data parallel: {} pipeline norm flags for {} tensors", pipeline_.counted.size(), params.size());
   const int ep = groups.layout.ep;
   owned_.assign(params.size(), 0);
   owner_.assign(params.size(), 0);
@@ -135,7 +141,19 @@ size_t DataParallel::buckets_overlapped() const {
 size_t DataParallel::buckets_total() const { return replicated_.reduce->buckets() + experts_.reduce->buckets(); }
 
 double DataParallel::clip(Params& grads, double max_norm) const {
-  const double norm = std::sqrt(sum({grad_sq_sum(grads, owned_)})[0]);
+  double sq = 0;
+  if (!pipeline_.pp) {
+    sq = sum({grad_sq_sum(grads, owned_)})[0];
+  } else {  // each unique tensor once: owned here and counted by this pipeline rank; stages added in pp order
+    std::vector<char> mine(owned_.size());
+    for (size_t i = 0; i < mine.size(); ++i) mine[i] = owned_[i] && pipeline_.counted[i];
+    const double stage = sum({grad_sq_sum(grads, mine)})[0];
+    const size_t P = size_t(pipeline_.pp->size());
+    std::vector<double> all(P);
+    pipeline_.pp->allgather(&stage, 1, all.data(), dist::DType::F64);
+    for (double x : all) sq += x;
+  }
+  const double norm = std::sqrt(sq);
   if (max_norm <= 0) return norm;
   const double coef = max_norm / (norm + 1e-6);
   if (coef >= 1.0) return norm;

@@ -40,22 +40,37 @@
 
 namespace dsv3::train {
 
-// The ZeRO-1 owner (world rank) of every tensor of the model (every routed expert included), and the
-// floats each rank owns. A function of the config and the layout only: every rank computes the same.
+// The ZeRO-1 owner (rank of the stage group: the world rank when pp = 1) of every tensor of the model (every
+// routed expert included) that `stage` holds — its decoder layers, embedding, tail (pipeline_scope; its expert
+// range is ignored: every expert is partitioned over its EP rank's DP group) — and the floats each rank owns.
+// A function of the config, the layout's dp × ep and the stage's tensors only: every rank computes the same.
 struct ZeroPartition {
   std::unordered_map<std::string, int> owner;
-  std::vector<int64_t> floats;            // [ranks] parameter floats owned (trainable or not)
-  std::vector<int64_t> trainable_floats;  // [ranks] of them, trainable ones (2 moments each)
+  std::vector<int64_t> floats;            // [stage ranks] parameter floats owned (trainable or not)
+  std::vector<int64_t> trainable_floats;  // [stage ranks] of them, trainable ones (2 moments each)
 };
-ZeroPartition zero_partition(const ModelConfig& c, const dist::Layout& layout);
+ZeroPartition zero_partition(const ModelConfig& c, const dist::Layout& layout, const SchemaScope& stage = {});
+
+// Pipeline parallelism (train/pipeline.h) over a pp × dp × ep layout: the DataParallel of one pipeline rank
+// runs over its stage group (the dp × ep ranks holding its stages' tensors); `pp` is the rank's lane over the
+// pipeline ranks, and `counted[i]` marks the tensors whose gradient this pipeline rank counts in the global
+// norm (the lowest holder of a tensor held by several pipeline ranks: DualPipe's mirrored stages, the
+// embedding on the first and last stage), so every unique tensor is counted once.
+struct PipelineShare {
+  dist::Comm* pp = nullptr;
+  std::vector<char> counted;  // per tensor of params
+};
 
 struct DataParallelOptions {
   size_t bucket_bytes = size_t(4) << 20;
+  PipelineShare pipeline;  // pp null: no pipeline
 };
 
 class DataParallel {
  public:
-  // params / grads: this rank's tensors (Params(c, expert scope of its EP rank)); grads must outlive this.
+  // params / grads: this rank's tensors (Params(c, expert scope of its EP rank), with pipeline parallelism
+  // intersected with its stages' pipeline_scope); grads must outlive this. world: the ranks of the dp × ep
+  // layout (the stage group, groups.stage, under pipeline parallelism; the world otherwise).
   DataParallel(const ModelConfig& c, dist::Comm& world, const dist::Groups& groups, const Params& params, Params& grads,
                const DataParallelOptions& o);
 
@@ -75,8 +90,9 @@ class DataParallel {
   size_t buckets_overlapped() const;
   size_t buckets_total() const;
 
-  // Global gradient norm over the unique trainable tensors (each counted once), and clipping as
-  // torch.nn.utils.clip_grad_norm_ of the owned tensors (the only ones the optimizer reads). Returns the norm.
+  // Global gradient norm over the unique trainable tensors (each counted once; summed over the stage groups
+  // under pipeline parallelism), and clipping as torch.nn.utils.clip_grad_norm_ of the owned tensors (the
+  // only ones the optimizer reads). Returns the norm.
   double clip(Params& grads, double max_norm) const;
   // After the owners' optimizer update: every replica gets the owners' values.
   void sync_params(Params& params) const;
@@ -99,6 +115,7 @@ class DataParallel {
              const std::vector<int>& comm_owner);
 
   dist::Comm& world_;
+  PipelineShare pipeline_;
   ZeroPartition part_;
   std::vector<char> owned_;
   std::vector<int> owner_;  // per local tensor: world rank

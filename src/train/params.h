@@ -32,6 +32,7 @@ class Params {
   const std::vector<float>& value(size_t i) const { return values_[i]; }
   // Index of a tensor by HF name; throws dsv3::Error when absent.
   size_t index(const std::string& name) const;
+  bool has(const std::string& name) const { return by_name_.count(name) != 0; }
   float* data(const std::string& name) { return values_[index(name)].data(); }
   const float* data(const std::string& name) const { return values_[index(name)].data(); }
   int64_t total() const;  // number of scalars

@@ -89,12 +89,77 @@ struct Msg {
   dist::RequestPtr req;
 };
 
+// The step's losses and loads, summed from the stages' reports (each micro-batch weighted by `share`), then
+// over the pipeline ranks (each term lives on the rank that ran it, zeros elsewhere).
+class LossSum {
+ public:
+  LossSum(const ModelConfig& c, const LossOptions& opt, int64_t T, double share) : share_(share) {
+    // From the config, not the weights: a rank's Params may hold only its stages' layers (pipeline_scope).
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+      if (c.is_moe_layer(l)) moe_layers_.push_back(l);
+    const int64_t n_mtp = opt.mtp_lambda > 0 ? std::clamp<int64_t>(T - 2, 0, c.num_nextn_predict_layers) : 0;
+    for (int64_t k = 0; k < n_mtp; ++k)
+      if (c.is_moe_layer(c.num_hidden_layers + k)) moe_layers_.push_back(c.num_hidden_layers + k);
+    res_.routing.resize(moe_layers_.size());
+    for (size_t i = 0; i < moe_layers_.size(); ++i) {
+      res_.routing[i].layer = moe_layers_[i];
+      res_.routing[i].load.assign(size_t(c.n_routed_experts), 0);
+    }
+  }
+  void absorb(const StageLosses& l) {
+    res_.loss += share_ * l.loss;
+    res_.main_ce += share_ * l.main_ce;
+    res_.mtp_ce += share_ * l.mtp_ce;
+    res_.tokens += l.tokens;
+    for (const LayerRouting& lr : l.routing) {
+      const size_t i = size_t(std::find(moe_layers_.begin(), moe_layers_.end(), lr.layer) - moe_layers_.begin());
+      if (i == moe_layers_.size()) fail("pipeline: MoE layer {} is not in the step", lr.layer);
+      for (size_t e = 0; e < lr.load.size(); ++e) res_.routing[i].load[e] += lr.load[e];
+      res_.routing[i].balance_loss += share_ * lr.balance_loss;
+    }
+  }
+  // Collective over pp: every rank gets the same sums.
+  StepResult finish(dist::Comm& pp) {
+    StepResult res = std::move(res_);
+    std::vector<double> sums = {res.loss, res.main_ce, res.mtp_ce, double(res.tokens)};
+    for (const LayerRouting& lr : res.routing) sums.push_back(lr.balance_loss);
+    pp.allreduce(std::span<double>(sums));
+    res.loss = sums[0];
+    res.main_ce = sums[1];
+    res.mtp_ce = sums[2];
+    res.tokens = int64_t(sums[3]);
+    std::vector<int64_t> loads;
+    for (size_t i = 0; i < res.routing.size(); ++i) {
+      res.routing[i].balance_loss = sums[4 + i];
+      loads.insert(loads.end(), res.routing[i].load.begin(), res.routing[i].load.end());
+    }
+    if (!loads.empty()) pp.allreduce(std::span<int64_t>(loads));
+    for (size_t i = 0, o = 0; i < res.routing.size(); ++i)
+      for (auto& x : res.routing[i].load) x = loads[o++];
+    return res;
+  }
+
+ private:
+  double share_;
+  std::vector<int64_t> moe_layers_;  // HF indices of the MoE layers the step runs, in step order
+  StepResult res_;
+};
+
+void check_tokens(const ModelConfig& c, const int32_t* tokens, int64_t B, int64_t T) {
+  if (T < 2) fail("training step: need seq_len >= 2, got {}", T);
+  if (T > c.max_position_embeddings)
+    fail("training step: seq_len {} exceeds max_position_embeddings = {}", T, c.max_position_embeddings);
+  for (int64_t i = 0; i < B * T; ++i)
+    if (tokens[i] < 0 || tokens[i] >= c.vocab_size)
+      fail("training step: token id {} at index {} is outside [0, {})", tokens[i], i, c.vocab_size);
+}
+
 }  // namespace
 
 PipelineStepResult pipeline_forward_backward(const ModelConfig& c, const Params& params, const int32_t* tokens,
                                              int64_t B, int64_t T, const LossOptions& opt, Params& grads,
                                              float grad_scale, dist::Comm& pp, const PipeSchedule& sched,
-                                             const StageSplit& split) {
+                                             const StageSplit& split, const ExpertParallel* ep) {
   // ---- checks, identical on every rank, before any message
   const int S = sched.stages, M = sched.micro, me = pp.rank();
   if (pp.size() != sched.ranks)
@@ -103,12 +168,7 @@ PipelineStepResult pipeline_forward_backward(const ModelConfig& c, const Params&
     fail("--pp: the schedule has {} stages, the layer split {}", S, split.stages.size());
   if (B % M != 0)
     fail("--micro: {} sequence(s) do not split into {} micro-batches of equal size (give a divisor of {})", B, M, B);
-  if (T < 2) fail("training step: need seq_len >= 2, got {}", T);
-  if (T > c.max_position_embeddings)
-    fail("training step: seq_len {} exceeds max_position_embeddings = {}", T, c.max_position_embeddings);
-  for (int64_t i = 0; i < B * T; ++i)
-    if (tokens[i] < 0 || tokens[i] >= c.vocab_size)
-      fail("training step: token id {} at index {} is outside [0, {})", tokens[i], i, c.vocab_size);
+  check_tokens(c, tokens, B, T);
   const int64_t max_tag = int64_t(2 * S) * M * 2;
   if (max_tag > 32767)
     fail("--micro: {} micro-batches over {} stages need message tags up to {} (MPI guarantees 32767)", M, S, max_tag);
@@ -119,8 +179,15 @@ PipelineStepResult pipeline_forward_backward(const ModelConfig& c, const Params&
   RopeTable rope(c);
   rope.ensure(T);
   const float mb_scale = float(double(grad_scale) / double(M));
-  const StageStep step{
-      .config = c, .w = w, .g = g, .rope = rope, .opt = opt, .batch = Bm, .seq_len = T, .grad_scale = mb_scale};
+  const StageStep step{.config = c,
+                       .w = w,
+                       .g = g,
+                       .rope = rope,
+                       .opt = opt,
+                       .batch = Bm,
+                       .seq_len = T,
+                       .grad_scale = mb_scale,
+                       .ep = ep};
   auto dir_of = [&](int mb) { return sched.two_directions && mb >= M / 2 ? 1 : 0; };
   auto tag = [&](int stage, int mb, int bwd) { return ((dir_of(mb) * S + stage) * M + mb) * 2 + bwd; };
   auto key = [&](int stage, int mb) { return int64_t(stage) * M + mb; };
@@ -202,32 +269,8 @@ PipelineStepResult pipeline_forward_backward(const ModelConfig& c, const Params&
   };
 
   // Losses and loads: the micro-batches' values weighted by their share (1/M each).
-  StepResult res;
-  std::vector<int64_t> moe_layers;  // HF indices of the MoE layers the step runs, in step order
-  // From the config, not w: a rank's Params may hold only its stages' layers (pipeline_scope).
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l)
-    if (c.is_moe_layer(l)) moe_layers.push_back(l);
-  const int64_t n_mtp = opt.mtp_lambda > 0 ? std::clamp<int64_t>(T - 2, 0, c.num_nextn_predict_layers) : 0;
-  for (int64_t k = 0; k < n_mtp; ++k)
-    if (c.is_moe_layer(c.num_hidden_layers + k)) moe_layers.push_back(c.num_hidden_layers + k);
-  res.routing.resize(moe_layers.size());
-  for (size_t i = 0; i < moe_layers.size(); ++i) {
-    res.routing[i].layer = moe_layers[i];
-    res.routing[i].load.assign(size_t(c.n_routed_experts), 0);
-  }
-  const double share = 1.0 / double(M);
-  auto absorb = [&](const StageLosses& l) {
-    res.loss += share * l.loss;
-    res.main_ce += share * l.main_ce;
-    res.mtp_ce += share * l.mtp_ce;
-    res.tokens += l.tokens;
-    for (const LayerRouting& lr : l.routing) {
-      const size_t i = size_t(std::find(moe_layers.begin(), moe_layers.end(), lr.layer) - moe_layers.begin());
-      if (i == moe_layers.size()) fail("pipeline: MoE layer {} is not in the step", lr.layer);
-      for (size_t e = 0; e < lr.load.size(); ++e) res.routing[i].load[e] += lr.load[e];
-      res.routing[i].balance_loss += share * lr.balance_loss;
-    }
-  };
+  LossSum sum(c, opt, T, 1.0 / double(M));
+  auto absorb = [&](const StageLosses& l) { sum.absorb(l); };
 
   PipelineStepResult out;
   PipeRecord& rec = out.record;
@@ -337,25 +380,51 @@ PipelineStepResult pipeline_forward_backward(const ModelConfig& c, const Params&
          me, acts.size(), wstores.size(), posted.size() + local.size());
   rec.seconds = now();
 
-  // ---- the step's losses and loads on every rank (each term lives on the rank that ran it, zeros elsewhere)
-  std::vector<double> sums = {res.loss, res.main_ce, res.mtp_ce, double(res.tokens)};
-  for (const LayerRouting& lr : res.routing) sums.push_back(lr.balance_loss);
-  pp.allreduce(std::span<double>(sums));
-  res.loss = sums[0];
-  res.main_ce = sums[1];
-  res.mtp_ce = sums[2];
-  res.tokens = int64_t(sums[3]);
-  std::vector<int64_t> loads;
-  for (size_t i = 0; i < res.routing.size(); ++i) {
-    res.routing[i].balance_loss = sums[4 + i];
-    loads.insert(loads.end(), res.routing[i].load.begin(), res.routing[i].load.end());
-  }
-  if (!loads.empty()) pp.allreduce(std::span<int64_t>(loads));
-  for (size_t i = 0, o = 0; i < res.routing.size(); ++i)
-    for (auto& x : res.routing[i].load) x = loads[o++];
+  StepResult res = sum.finish(pp);
   res.seconds = rec.seconds;
   out.step = std::move(res);
   return out;
+}
+
+StepResult pipeline_evaluate(const ModelConfig& c, const Params& params, const int32_t* tokens, int64_t B, int64_t T,
+                             const LossOptions& opt, dist::Comm& pp, const PipeSchedule& sched, const StageSplit& split,
+                             const ExpertParallel* ep) {
+  const int S = sched.stages, me = pp.rank();
+  if (pp.size() != sched.ranks)
+    fail("--pp: the schedule is for {} pipeline ranks, the job has {}", sched.ranks, pp.size());
+  if (B < 1) fail("validation: need at least one sequence, got {}", B);
+  check_tokens(c, tokens, B, T);
+  const ModelP w = bind_params(c, params);
+  const ModelG none{};
+  RopeTable rope(c);
+  rope.ensure(T);
+  const StageStep step{.config = c,
+                       .w = w,
+                       .g = none,
+                       .rope = rope,
+                       .opt = opt,
+                       .batch = B,
+                       .seq_len = T,
+                       .grad_scale = 1.0f,
+                       .ep = ep,
+                       .grads = false};
+  LossSum sum(c, opt, T, 1.0);
+  const size_t n = size_t(B * T * c.hidden_size);
+  std::vector<float> h;
+  // Stage after stage in the global order: a rank blocks only on the previous stage's output, which every
+  // earlier link of the chain has already produced.
+  for (int st = 0; st < S; ++st) {
+    if (sched.rank_of(st, 0) != me) continue;
+    if (st > 0 && sched.rank_of(st - 1, 0) != me) {
+      h.resize(n);
+      pp.recv(h.data(), n, dist::DType::F32, sched.rank_of(st - 1, 0), st);
+    }
+    StageActs acts;
+    sum.absorb(stage_forward(step, split.stages[size_t(st)], tokens, h, acts));
+    if (st + 1 < S && sched.rank_of(st + 1, 0) != me)
+      pp.send(h.data(), n, dist::DType::F32, sched.rank_of(st + 1, 0), st + 1);
+  }
+  return sum.finish(pp);
 }
 
 void allreduce_pipeline_grads(Params& grads, dist::Comm& pp) {
@@ -378,7 +447,7 @@ SchemaScope pipeline_scope(const ModelConfig& c, const PipeSchedule& sched, cons
 
 namespace {
 
-// [tensor of the whole model, in schema order] the ranks holding it, ascending.
+// [tensor of `all`, in schema order] the pipeline ranks holding it, ascending.
 std::vector<std::vector<int>> holders(const ModelConfig& c, const std::vector<WeightSpec>& all,
                                       const PipeSchedule& sched, const StageSplit& split) {
   std::unordered_map<std::string, size_t> at;
@@ -386,13 +455,24 @@ std::vector<std::vector<int>> holders(const ModelConfig& c, const std::vector<We
   std::vector<std::vector<int>> h(all.size());
   for (int r = 0; r < sched.ranks; ++r)
     for (const WeightSpec& s : enumerate_weights(c, pipeline_scope(c, sched, split, r)))
-      if (!s.optional) h[at.at(s.name)].push_back(r);
+      if (!s.optional) {
+        auto it = at.find(s.name);
+        if (it != at.end()) h[it->second].push_back(r);
+      }
   return h;
 }
 
-std::vector<WeightSpec> held_specs(const ModelConfig& c) {
+// A scope of every layer with the routed experts of `s`'s range.
+SchemaScope experts_of(const SchemaScope& s) {
+  SchemaScope e;
+  e.expert_begin = s.expert_begin, e.expert_end = s.expert_end;
+  return e;
+}
+
+// The model's tensors with the routed experts of `experts`' range only (in schema order).
+std::vector<WeightSpec> held_specs(const ModelConfig& c, const SchemaScope& experts = {}) {
   std::vector<WeightSpec> all;
-  for (WeightSpec& s : enumerate_weights(c))
+  for (WeightSpec& s : enumerate_weights(c, experts_of(experts)))
     if (!s.optional) all.push_back(std::move(s));
   return all;
 }
@@ -402,7 +482,7 @@ std::vector<WeightSpec> held_specs(const ModelConfig& c) {
 void reduce_pipeline_grads(const ModelConfig& c, Params& grads, dist::Comm& pp, const PipeSchedule& sched,
                            const StageSplit& split) {
   if (pp.size() == 1) return;
-  const std::vector<WeightSpec> all = held_specs(c);
+  const std::vector<WeightSpec> all = held_specs(c, grads.scope());
   const std::vector<std::vector<int>> h = holders(c, all, sched, split);
   const int me = pp.rank();
   std::vector<float> buf;
@@ -427,13 +507,26 @@ void reduce_pipeline_grads(const ModelConfig& c, Params& grads, dist::Comm& pp, 
   }
 }
 
+std::vector<char> lowest_pipeline_holder(const ModelConfig& c, const Params& mine, const PipeSchedule& sched,
+                                         const StageSplit& split, int rank) {
+  const std::vector<WeightSpec> all = held_specs(c, mine.scope());
+  const std::vector<std::vector<int>> h = holders(c, all, sched, split);
+  std::vector<char> out(mine.size(), 0);
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (h[i].empty() || h[i][0] != rank) continue;
+    out[mine.index(all[i].name)] = 1;
+  }
+  return out;
+}
+
 std::optional<Params> gather_pipeline_params(const ModelConfig& c, const Params& mine, dist::Comm& pp,
                                              const PipeSchedule& sched, const StageSplit& split, int root) {
-  const std::vector<WeightSpec> all = held_specs(c);
+  const SchemaScope experts = experts_of(mine.scope());
+  const std::vector<WeightSpec> all = held_specs(c, experts);
   const std::vector<std::vector<int>> h = holders(c, all, sched, split);
   const int me = pp.rank();
   std::optional<Params> full;
-  if (me == root) full.emplace(c);
+  if (me == root) full.emplace(c, experts);
   for (size_t i = 0; i < all.size(); ++i) {
     if (h[i].empty()) fail("pipeline: no rank holds {}", all[i].name);
     const int from = std::find(h[i].begin(), h[i].end(), root) != h[i].end() ? root : h[i][0];

@@ -69,10 +69,25 @@ struct PipelineStepResult {
 // sched.micro micro-batches of batch / micro consecutive sequences. Collective over pp (size sched.ranks).
 // grads accumulate this rank's stages' contributions scaled by grad_scale (callers zero them and then call
 // allreduce_pipeline_grads). Errors (name --micro / --pp) are raised before any message, identically on all ranks.
+// The losses and loads returned are the batch's (means over its rows, loads of its tokens).
+//
+// With ep (a pp × dp × ep layout, dist/layout.h): pp is this rank's lane — the pipeline ranks of one
+// (dp_rank, ep_rank) — and tokens are the lane's own sequences; the MoE layers of this rank's stages exchange
+// rows with the other EP ranks of its stage (ep->ep), which run the same schedule over their own lanes'
+// sequences: params and grads hold only ep->scope's routed experts, whose gradients then cover every EP
+// rank's rows (train/expert_parallel.h; give every lane grad_scale = its share of the batch). ep->overlap is
+// not used (the pipeline's micro-batches are the overlap unit).
 PipelineStepResult pipeline_forward_backward(const ModelConfig& c, const Params& params, const int32_t* tokens,
                                              int64_t batch, int64_t seq_len, const LossOptions& opt, Params& grads,
                                              float grad_scale, dist::Comm& pp, const PipeSchedule& sched,
-                                             const StageSplit& split);
+                                             const StageSplit& split, const ExpertParallel* ep = nullptr);
+
+// Forward only (validation) over tokens [batch, seq_len] as one micro-batch, stage after stage on the ranks
+// the schedule gives micro-batch 0 (blocking messages along the chain). Returns the losses (every rank of pp
+// holds the same; loads and balance losses of every stage). Collective over pp (and ep as above).
+StepResult pipeline_evaluate(const ModelConfig& c, const Params& params, const int32_t* tokens, int64_t batch,
+                             int64_t seq_len, const LossOptions& opt, dist::Comm& pp, const PipeSchedule& sched,
+                             const StageSplit& split, const ExpertParallel* ep = nullptr);
 
 // Sums every gradient tensor over the pipeline ranks (in place; Params holding the whole model).
 void allreduce_pipeline_grads(Params& grads, dist::Comm& pp);
@@ -85,11 +100,17 @@ SchemaScope pipeline_scope(const ModelConfig& c, const PipeSchedule& sched, cons
 // Per rank-held tensors (Params over pipeline_scope): each tensor's gradient summed over the ranks holding it
 // (DualPipe's mirrored copies, the embedding's two ends), in rank order at the lowest holder, which sends the
 // sum back; no message for a tensor one rank holds. Collective over pp (every rank walks the same tensor order).
+// Routed experts outside grads.scope()'s expert range are skipped (every rank of a lane has the same range).
 void reduce_pipeline_grads(const ModelConfig& c, Params& grads, dist::Comm& pp, const PipeSchedule& sched,
                            const StageSplit& split);
 
-// The whole model's tensors gathered at `root` from their lowest holders (to write a gradient file); nullopt on
-// the other ranks. Collective over pp.
+// Per tensor of `mine` (Params over pipeline_scope on pipeline rank `rank`): whether `rank` is the lowest
+// pipeline rank holding it — the copy that counts once in a gradient norm and is written to a checkpoint.
+std::vector<char> lowest_pipeline_holder(const ModelConfig& c, const Params& mine, const PipeSchedule& sched,
+                                         const StageSplit& split, int rank);
+
+// The whole model's tensors (the routed experts of mine.scope()'s range: Params(c, that range)) gathered at
+// `root` from their lowest holders (to write a gradient file); nullopt on the other ranks. Collective over pp.
 std::optional<Params> gather_pipeline_params(const ModelConfig& c, const Params& mine, dist::Comm& pp,
                                              const PipeSchedule& sched, const StageSplit& split, int root = 0);
 

@@ -22,6 +22,7 @@ StepContext context(const StageStep& s, WeightGradStore* wgrad) {
       .balance = bal,
       .balance_weight = bal == BalanceMode::None ? 0.0f : float(s.opt.balance_alpha) * s.grad_scale,
       .linear = s.opt.linear,
+      .ep = s.ep,
   };
   ctx.wgrad = wgrad;
   return ctx;
@@ -95,7 +96,8 @@ StageLosses stage_forward(const StageStep& s, const StageRange& r, const int32_t
   for (int64_t k = 0; k < n_mtp; ++k)
     mtp_forward(ctx, w.mtp[size_t(k)], w.embed, tokens, k, k == 0 ? hn.data() : acts.mtp[size_t(k - 1)].out.data(),
                 acts.mtp[size_t(k)]);
-  acts.dhn.assign(size_t(m * D), 0.0f);
+  if (s.grads) acts.dhn.assign(size_t(m * D), 0.0f);
+  float* const head_grad = s.grads ? s.g.head : nullptr;
   {
     std::vector<CeTarget> targets;
     targets.reserve(size_t(B * (T - 1)));
@@ -103,8 +105,9 @@ StageLosses stage_forward(const StageStep& s, const StageRange& r, const int32_t
       for (int64_t i = 0; i + 1 < T; ++i) targets.push_back({b * T + i, tokens[b * T + i + 1]});
     const double n = double(targets.size());
     res.tokens = int64_t(targets.size());
-    res.main_ce =
-        head_cross_entropy(hn.data(), w.head, V, D, targets, float(grad_scale / n), acts.dhn.data(), s.g.head) / n;
+    res.main_ce = head_cross_entropy(hn.data(), w.head, V, D, targets, float(grad_scale / n),
+                                     s.grads ? acts.dhn.data() : nullptr, head_grad) /
+                  n;
   }
   acts.dmtp_hn.resize(size_t(n_mtp));
   for (int64_t k = 0; k < n_mtp; ++k) {
@@ -115,9 +118,9 @@ StageLosses stage_forward(const StageStep& s, const StageRange& r, const int32_t
       for (int64_t i = 0; i + 1 < Tk; ++i) targets.push_back({b * Tk + i, tokens[b * T + i + k + 2]});
     const double n = double(targets.size());
     const double weight = s.opt.mtp_lambda / double(n_mtp_cfg);
-    acts.dmtp_hn[size_t(k)].assign(size_t(B * Tk * D), 0.0f);
+    if (s.grads) acts.dmtp_hn[size_t(k)].assign(size_t(B * Tk * D), 0.0f);
     const double ce = head_cross_entropy(a.hn.data(), w.head, V, D, targets, float(grad_scale * weight / n),
-                                         acts.dmtp_hn[size_t(k)].data(), s.g.head) /
+                                         s.grads ? acts.dmtp_hn[size_t(k)].data() : nullptr, head_grad) /
                       n;
     res.mtp_ce += ce / double(n_mtp_cfg);
   }

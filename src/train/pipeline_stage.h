@@ -56,6 +56,11 @@ struct StageStep {
   const LossOptions& opt;
   int64_t batch = 1, seq_len = 2;  // this micro-batch: B sequences of T tokens
   float grad_scale = 1.0f;         // this micro-batch's share of the step's gradient
+  // Expert parallelism inside the stage (train/expert_parallel.h): the MoE layers exchange rows with the
+  // stage's other EP ranks, which run the same ops at the same time. nullptr: every expert here.
+  const ExpertParallel* ep = nullptr;
+  // false: forward only (validation): the head gets no gradient, g is not read, no backward follows.
+  bool grads = true;
 };
 
 // h [B·T, hidden]: the stage's input (ignored on the first stage, which embeds tokens [B, T]); on return its

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -133,11 +134,17 @@ class Trainer {
     if (o_.micro > 0) return o_.micro;
     return parse_schedule_kind(o_.schedule, "--schedule") == ScheduleKind::OneFOneB ? o_.pp : 2 * o_.pp;
   }
-  // This rank's contiguous share [first, first + count) of a global batch of B sequences.
+  // The lanes that split a batch's sequences: the dp × ep ranks of a pipeline stage (the world without --pp);
+  // this rank's lane (its world rank without --pp). Every pipeline rank of a lane runs the lane's sequences.
+  int64_t lanes() const { return groups_.layout.stage_ranks(); }
+  int64_t lane() const { return groups_.lane(); }
+  // This rank's (lane's) contiguous share [first, first + count) of a global batch of B sequences.
   std::pair<int64_t, int64_t> share(int64_t B) const {
-    const int64_t N = world_.size(), r = world_.rank();
+    const int64_t N = lanes(), r = lane();
     return {B * r / N, B * (r + 1) / N - B * r / N};
   }
+  // A forward + backward of this rank's share of a step (b sequences), pipelined with --pp.
+  StepResult step_share(const int32_t* tokens, int64_t b, const LossOptions& lo, float scale);
 
   RunOptions o_;
   dist::Comm& world_;
@@ -153,6 +160,7 @@ class Trainer {
   StageSplit pp_split_;
   PipeRecord pp_record_;  // the last step's
   std::unique_ptr<Params> params_, grads_;
+  std::vector<char> writes_;  // per tensor of params_: this rank writes it to a distributed checkpoint
   std::unique_ptr<DataParallel> dp_;
   std::unique_ptr<AdamW> opt_;
   TrainerState st_;
@@ -170,40 +178,43 @@ class Trainer {
   double last_val_ = -1;
 };
 
-// The rank layout (--dp × --ep over the job's ranks), its communicators, and what the batch must satisfy to
-// be split over the ranks by sequences.
+// The rank layout (--pp × --dp × --ep over the job's ranks, dist/layout.h), its communicators, and what the
+// batch must satisfy to be split over the lanes by sequences (and, with --pp, into equal micro-batches).
 void Trainer::setup_layout() {
   const ModelConfig& c = spec_.model;
   const TrainOptions& t = spec_.train;
   if (o_.pp < 1) fail("--pp {}: need at least 1 pipeline rank", o_.pp);
-  if (o_.pp > 1) {
-    // The pipeline ranks reduce, shard the optimizer and checkpoint as o_.pp data-parallel replicas would.
-    if (o_.ep != 1 || (o_.dp != 0 && o_.dp != 1))
-      fail("--pp {}: not combined with --dp / --ep yet (run --pp alone, with mpirun -np {})", o_.pp, o_.pp);
-    if (world_.size() != o_.pp)
-      fail("--pp {}: the job has {} rank(s); run mpirun -np {} (one pipeline rank each)", o_.pp, world_.size(), o_.pp);
-    const ScheduleKind kind = parse_schedule_kind(o_.schedule, "--schedule");
-    const int m = pp_micro();
-    if (t.batch_seqs % m != 0 || (t.batch_seqs_start > 0 && t.batch_seqs_start % m != 0))
-      fail("--micro {}: training.batch_seqs {} (and batch_seqs_start {}) must split into {} equal micro-batches", m,
-           t.batch_seqs, t.batch_seqs_start, m);
-    if (t.batch_seqs_start > 0 && t.batch_ramp_tokens > 0)
-      fail(
-          "--pp: a batch-size ramp is not supported with pipeline parallelism (every step's batch must split into "
-          "the same micro-batches)");
-    pp_sched_ = make_schedule(kind, o_.pp, m);
-    pp_split_ = split_stages(c, pp_sched_.stages, t.seq_len, c.num_nextn_predict_layers > 0 && t.mtp_lambda.before > 0);
-  }
-  const dist::Layout layout = o_.pp > 1 ? dist::Layout{.dp = o_.pp, .ep = 1}
-                                        : dist::make_layout(world_.size(), o_.dp, o_.ep, c.n_routed_experts);
+  const dist::Layout layout = dist::make_layout(world_.size(), o_.dp, o_.ep, c.n_routed_experts, o_.pp);
   groups_ = dist::make_groups(world_, layout);
   if (layout.ep > 1) {
     ep_ = ExpertParallel::make(c, *groups_.ep);
     ep_->overlap = o_.overlap;
   }
-  const int64_t N = layout.ranks();
-  if (N == 1) return;
-  const std::string flags = fmt::format("--dp {} × --ep {}", layout.dp, layout.ep);
+  const int64_t N = lanes();
+  const std::string flags = layout.pp > 1 ? fmt::format("--pp {} × --dp {} × --ep {}", layout.pp, layout.dp, layout.ep)
+                                          : fmt::format("--dp {} × --ep {}", layout.dp, layout.ep);
+  if (o_.pp > 1) {
+    if (o_.overlap) fail("--overlap on: not with --pp (the pipeline runs its own micro-batches; give --overlap off)");
+    const ScheduleKind kind = parse_schedule_kind(o_.schedule, "--schedule");
+    const int m = pp_micro();
+    if (t.batch_seqs_start > 0 && t.batch_ramp_tokens > 0)
+      fail(
+          "--pp: a batch-size ramp is not supported with pipeline parallelism (every step's batch must split into "
+          "the same micro-batches)");
+    if (t.batch_seqs % N != 0)
+      fail(
+          "training.batch_seqs {} does not split over the {} lanes (--dp {} × --ep {}) of {}: each lane runs an equal "
+          "share of the batch's sequences through the pipeline (give a multiple of {}, or other --dp / --ep)",
+          t.batch_seqs, N, layout.dp, layout.ep, flags, N);
+    if ((t.batch_seqs / N) % m != 0)
+      fail(
+          "--micro {}: a lane's {} sequences (training.batch_seqs {} over {} lanes) must split into {} equal "
+          "micro-batches",
+          m, t.batch_seqs / N, t.batch_seqs, N, m);
+    pp_sched_ = make_schedule(kind, o_.pp, m);
+    pp_split_ = split_stages(c, pp_sched_.stages, t.seq_len, c.num_nextn_predict_layers > 0 && t.mtp_lambda.before > 0);
+  }
+  if (N == 1 && o_.pp == 1) return;
   if (t.batch_seqs % N != 0)
     fail(
         "training.batch_seqs {} does not split over the {} ranks of {}: each rank runs an equal share of the "
@@ -213,6 +224,15 @@ void Trainer::setup_layout() {
     fail("training.batch_seqs_start {} is fewer sequences than the {} ranks of {}: every rank needs at least one",
          t.batch_seqs_start, N, flags);
   if (o_.bucket_mb <= 0) fail("--bucket-mb {}: must be positive", o_.bucket_mb);
+}
+
+StepResult Trainer::step_share(const int32_t* tokens, int64_t b, const LossOptions& lo, float scale) {
+  if (o_.pp == 1)
+    return forward_backward(spec_.model, *params_, tokens, b, spec_.train.seq_len, lo, *grads_, scale, ep());
+  PipelineStepResult pr = pipeline_forward_backward(spec_.model, *params_, tokens, b, spec_.train.seq_len, lo, *grads_,
+                                                    scale, *groups_.pp, pp_sched_, pp_split_, ep());
+  pp_record_ = std::move(pr.record);
+  return std::move(pr.step);
 }
 
 void Trainer::setup() {
@@ -269,13 +289,28 @@ void Trainer::setup() {
   }
   files_ = tokenizer_files(data_, spec_.model.max_position_embeddings);
 
-  // Model, optimizer, state: this rank's tensors (its EP rank's routed experts), its ZeRO-1 moments.
+  // Model, optimizer, state: this rank's tensors (its EP rank's routed experts of its pipeline stages' layers),
+  // its ZeRO-1 moments (over its stage group).
   const ModelConfig& c = spec_.model;
-  const SchemaScope scope = ep_ ? ep_->scope : SchemaScope{};
+  SchemaScope scope = ep_ ? ep_->scope : SchemaScope{};
+  if (o_.pp > 1) {
+    SchemaScope stages = pipeline_scope(c, pp_sched_, pp_split_, groups_.pp_rank);
+    stages.expert_begin = scope.expert_begin, stages.expert_end = scope.expert_end;
+    scope = stages;
+  }
   params_ = std::make_unique<Params>(c, scope);
   grads_ = std::make_unique<Params>(c, scope);
-  dp_ = std::make_unique<DataParallel>(c, world_, groups_, *params_, *grads_,
-                                       DataParallelOptions{.bucket_bytes = size_t(o_.bucket_mb * double(1 << 20))});
+  DataParallelOptions dpo;
+  dpo.bucket_bytes = size_t(o_.bucket_mb * double(1 << 20));
+  std::vector<char> lowest(params_->size(), 1);
+  if (o_.pp > 1) {
+    lowest = lowest_pipeline_holder(c, *params_, pp_sched_, pp_split_, groups_.pp_rank);
+    dpo.pipeline = {.pp = groups_.pp.get(), .counted = lowest};
+  }
+  dp_ = std::make_unique<DataParallel>(c, o_.pp > 1 ? *groups_.stage : world_, groups_, *params_, *grads_, dpo);
+  // A tensor held by several pipeline ranks is written by its lowest holder's ZeRO-1 owner.
+  writes_ = dp_->owned();
+  for (size_t i = 0; i < writes_.size(); ++i) writes_[i] = writes_[i] && lowest[i];
   opt_ = std::make_unique<AdamW>(*params_,
                                  AdamWOptions{.beta1 = t.beta1,
                                               .beta2 = t.beta2,
@@ -299,14 +334,16 @@ void Trainer::setup() {
     if (lead_)
       std::fprintf(stderr, "resuming %s at step %lld/%lld%s\n", ckpt.c_str(), (long long)st_.step,
                    (long long)st_.total_steps,
-                   st_.dp != groups_.layout.dp || st_.ep != groups_.layout.ep
-                       ? fmt::format(" (written by dp {} × ep {})", st_.dp, st_.ep).c_str()
+                   st_.dp != groups_.layout.dp || st_.ep != groups_.layout.ep || st_.pp != groups_.layout.pp
+                       ? fmt::format(" (written by {}dp {} × ep {})",
+                                     st_.pp > 1 ? fmt::format("pp {} × ", st_.pp) : std::string(), st_.dp, st_.ep)
+                             .c_str()
                        : "");
   } else {
     const auto init = init_weights_f32(c, {.seed = t.seed, .std = t.init_std, .dtype = InitDType::F32});
     size_t copied = 0;
     for (const auto& [spec, values] : init) {
-      if (spec.optional || (spec.expert >= 0 && !scope.has(spec.expert))) continue;
+      if (spec.optional || !params_->has(spec.name)) continue;
       std::vector<float>& dst = params_->value(params_->index(spec.name));
       if (dst.size() != values.size())
         fail("internal: init of {} has {} values for {}", spec.name, values.size(), dst.size());
@@ -331,6 +368,7 @@ void Trainer::setup() {
   }
   st_.dp = groups_.layout.dp;
   st_.ep = groups_.layout.ep;
+  st_.pp = groups_.layout.pp;
   lr_ = t.lr.resolve(st_.total_steps);
   if (lead_) {
     metrics_.open(metrics_path, std::ios::app);
@@ -362,22 +400,24 @@ void Trainer::fit_steps_to_budget(double budget_s) {
   // the most steps whose estimated cost — training tokens plus validation passes (forward only, ~⅓ of a
   // training token) — fits 95% of the budget. Several ranks: each times its own micro-batch (collectively
   // under EP), the slowest rank's time counts, and rank 0 decides (its clock) for everyone.
+  // With --pp the probe is a whole pipelined step over a lane's share (the pipeline's cost is the schedule's,
+  // not one micro-batch's).
   const TrainOptions& t = spec_.train;
-  const int64_t N = world_.size();
+  const int64_t N = lanes();
   io::SequenceLoader probe(*train_stream_, t.seq_len, t.seed ^ 0x5eed, true);
   const int64_t per_rank = share(t.batch_seqs).second;
   const int64_t K = std::min(t.grad_accum, t.batch_seqs / N);
-  const int64_t mb = N == 1 ? t.micro_batch() : (per_rank + K - 1) / K;
+  const int64_t mb = o_.pp > 1 ? per_rank : N == 1 ? t.micro_batch() : (per_rank + K - 1) / K;
   std::vector<int32_t> buf(size_t(mb * t.seq_len));
   double secs = 0;
   for (int k = 0; k < 3; ++k) {
     probe.next(mb, buf.data());
     const auto t1 = Clock::now();
-    forward_backward(spec_.model, *params_, buf.data(), mb, t.seq_len, loss_options(0), *grads_, 1.0f, ep());
+    step_share(buf.data(), mb, loss_options(0), 1.0f);
     if (k > 0) secs += seconds_since(t1);
   }
   zero(*grads_);
-  if (N > 1) secs = world_.allreduce_one(secs, dist::ReduceOp::Max);
+  if (world_.size() > 1) secs = world_.allreduce_one(secs, dist::ReduceOp::Max);
   const double spt = secs / double(2 * mb * t.seq_len) * 1.08;  // + optimizer, clip, bookkeeping
   const double avail = budget_s * 0.95 - seconds_since(t0_);
   const int64_t eval_tokens = val_loader_ ? (t.eval_batches * mb * t.seq_len) : 0;  // per rank
@@ -392,7 +432,7 @@ void Trainer::fit_steps_to_budget(double budget_s) {
     tokens += B * t.seq_len;
     ++n;
   }
-  if (N > 1) world_.bcast(&n, 1, dist::DType::I64, 0);
+  if (world_.size() > 1) world_.bcast(&n, 1, dist::DType::I64, 0);
   if (n < 1)
     fail("the time budget ({:.1f} min) does not fit a single step ({:.1f} s per step)", budget_s / 60,
          double((t.batch_seqs + N - 1) / N * t.seq_len) * spt);
@@ -420,7 +460,7 @@ EvalResult Trainer::eval(int64_t step) {
   EvalResult r;
   if (!val_loader_) return r;
   const TrainOptions& t = spec_.train;
-  const int64_t mb = t.micro_batch(), N = world_.size();
+  const int64_t mb = t.micro_batch(), N = lanes();
   const int64_t n = std::min(t.eval_batches * mb, val_loader_->windows_in_epoch());
   val_loader_->seek({0, 0});
   std::vector<int32_t> buf(size_t(mb * N * t.seq_len));
@@ -431,8 +471,12 @@ EvalResult Trainer::eval(int64_t step) {
     val_loader_->next(G, buf.data());
     const auto [first, b] = share(G);
     if (b > 0 || ep_) {
-      const StepResult s = evaluate(spec_.model, *params_, buf.data() + (b > 0 ? first : 0) * t.seq_len,
-                                    std::max<int64_t>(b, 1), t.seq_len, lo, ep());
+      const int32_t* tokens = buf.data() + (b > 0 ? first : 0) * t.seq_len;
+      const int64_t rows = std::max<int64_t>(b, 1);
+      // With --pp the lane's pipeline ranks run its windows stage after stage (losses on every one of them).
+      const StepResult s = o_.pp > 1 ? pipeline_evaluate(spec_.model, *params_, tokens, rows, t.seq_len, lo,
+                                                         *groups_.pp, pp_sched_, pp_split_, ep())
+                                     : evaluate(spec_.model, *params_, tokens, rows, t.seq_len, lo, ep());
       sums[0] += s.loss * double(b);
       sums[1] += s.main_ce * double(b);
       sums[2] += s.mtp_ce * double(b);
@@ -455,7 +499,7 @@ void Trainer::checkpoint() {
   st_.data = loader_->position();
   st_.elapsed_s = elapsed_at_start_ + seconds_since(t0_);
   CheckpointRanks ranks;
-  if (world_.size() > 1) ranks = {.world = &world_, .writes = dp_->owned()};
+  if (world_.size() > 1) ranks = {.world = &world_, .writes = writes_};
   save_checkpoint(o_.out, spec_.model, spec_.raw, *params_, *opt_, st_, files_, ranks);
 }
 
@@ -481,8 +525,12 @@ TrainSummary Trainer::run() {
   setup();
   const TrainOptions& t = spec_.train;
   const ModelConfig& c = spec_.model;
-  const int64_t T = t.seq_len, N = world_.size();
+  const int64_t T = t.seq_len, N = lanes();
   std::vector<int32_t> buf;
+  // The MoE layers whose expert bias this rank holds (with --pp, its stages').
+  std::vector<int64_t> bias_layers;
+  for (const WeightSpec& sp : params_->specs())
+    if (sp.role == WeightRole::Bias) bias_layers.push_back(sp.layer);
   const StepFunction gamma_sched{.before = t.gamma, .after = 0.0, .switch_frac = 1.0 - t.gamma_off_frac};
   const bool aux_free = t.balance == BalanceMode::AuxFree;
   bool stopped_early = false;
@@ -506,12 +554,16 @@ TrainSummary Trainer::run() {
     int64_t overlapped_calls = 0;
     std::vector<double> balance;
     int64_t at = first;
-    if (o_.pp > 1) {  // one pipelined step over the whole batch: losses and loads come back whole
-      PipelineStepResult pr =
-          pipeline_forward_backward(c, *params_, buf.data(), B, T, lo, *grads_, 1.0f, world_, pp_sched_, pp_split_);
-      sum = std::move(pr.step);
-      pp_record_ = std::move(pr.record);
-      dp_->finish_grads();  // the sum over the pipeline ranks (each holds only its stages' gradients)
+    if (o_.pp > 1) {
+      // One pipelined step over the lane's share: its losses and loads come back whole on every pipeline rank
+      // of the lane. The gradient: summed over the stage group (dp × ep replicas of the stage), then over the
+      // pipeline ranks holding the same tensor (DualPipe's mirrored copies, the embedding's two ends).
+      const double w = double(mine) / double(B);
+      sum = step_share(buf.data() + first * T, mine, lo, float(w));
+      dp_->finish_grads();
+      reduce_pipeline_grads(c, *grads_, *groups_.pp, pp_sched_, pp_split_);
+      sum.loss *= w, sum.main_ce *= w, sum.mtp_ce *= w;
+      for (const LayerRouting& r : sum.routing) balance.push_back(r.balance_loss * w);
     }
     for (size_t k = 0; k < (o_.pp > 1 ? 0 : micro.size()); ++k) {
       const int64_t b = micro[k];
@@ -531,7 +583,7 @@ TrainSummary Trainer::run() {
       for (size_t l = 0; l < r.routing.size(); ++l) balance[l] += r.routing[l].balance_loss * w;
     }
     if (o_.pp == 1) dp_->finish_grads();
-    if (o_.pp == 1) {
+    {
       // The whole batch's losses and expert loads (every rank gets the same).
       std::vector<double> v{sum.loss, sum.main_ce, sum.mtp_ce};
       v.insert(v.end(), balance.begin(), balance.end());
@@ -554,7 +606,12 @@ TrainSummary Trainer::run() {
     opt_->step(*params_, *grads_, lr);
     dp_->sync_params(*params_);
     const double gamma = aux_free ? gamma_sched.at(s, st_.total_steps) : 0.0;
-    if (aux_free) update_expert_bias(*params_, sum.routing, gamma);
+    if (aux_free) {
+      std::vector<LayerRouting> held;  // the layers whose bias is here (every rank has every layer's loads)
+      for (const LayerRouting& r : sum.routing)
+        if (std::find(bias_layers.begin(), bias_layers.end(), r.layer) != bias_layers.end()) held.push_back(r);
+      update_expert_bias(*params_, held, gamma);
+    }
     st_.step = s + 1;
     st_.tokens_seen += B * T;
     const double dt = seconds_since(ts);
@@ -602,7 +659,7 @@ TrainSummary Trainer::run() {
       j["load"] = load;
       j["balance_loss"] = bal;
       if (N > 1) j["buckets_overlapped"] = {dp_->buckets_overlapped(), dp_->buckets_total()};
-      if (ep_) {  // rank 0's forward + backward time, split (train/step.h StepResult::comm)
+      if (ep_ && o_.pp == 1) {  // rank 0's forward + backward time, split (train/step.h StepResult::comm)
         nlohmann::json et;
         et["forward_backward_s"] = sum.seconds;
         et["compute_s"] = sum.seconds - sum.comm.post_s - sum.comm.wait_s;
@@ -639,7 +696,7 @@ TrainSummary Trainer::run() {
   }
   if (o_.progress && !stopped_early && lead_) std::fprintf(stderr, "\n");
   if (o_.pp > 1 && !o_.trace.empty()) {  // the last step's timeline (collective over the pipeline ranks)
-    const PipeTimeline tl = gather_timeline(pp_record_, world_);
+    const PipeTimeline tl = gather_timeline(pp_record_, *groups_.pp);  // lane 0's is written
     if (lead_) {
       io::write_file_atomic(o_.trace, chrome_trace(tl, schedule_kind_name(pp_sched_.kind)));
       std::fprintf(stderr, "%s", bubble_report(pp_sched_, tl).c_str());

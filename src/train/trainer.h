@@ -8,7 +8,8 @@
 // Files under RUNDIR: train_config.json (resolved TRAIN.json), metrics.jsonl (one JSON object per line:
 // "type": "train" | "val"; docs/training.md), checkpoint/ (train/checkpoint.h), summary.json.
 //
-// Under mpirun (docs/scale-out-training-dp.md) the job's N = dp × ep ranks (dist/layout.h) train one model:
+// Under mpirun (docs/scale-out-training-dp.md) the job's N = dp × ep ranks (dist/layout.h) train one model
+// (with pipeline parallelism pp × dp × ep, RunOptions::pp and docs/scale-out.md "Pipeline parallelism"):
 // every rank reads the single-process data order and runs its contiguous share of each step's sequences
 // (batch_seqs must be a multiple of N); routed experts run expert-parallel within each EP group
 // (train/expert_parallel.h); gradients are summed in buckets overlapped with the backward, the AdamW moments
@@ -40,11 +41,13 @@ struct RunOptions {
   // resumed run may change it. Off by default: at CPU batch sizes (a few hundred tokens per rank) halving
   // every GEMM costs more than the all-to-all time it hides (docs/scale-out-training-ep.md, measured).
   bool overlap = false;
-  // Pipeline parallelism (train/pipeline.h): pp > 1 runs every step as one pipelined step over the job's pp
-  // ranks (world size = pp; every rank holds the full model and runs its stages), the batch split into
-  // `micro` micro-batches (0: the fewest the schedule allows, P for 1F1B, 2P for DualPipe / DualPipeV); the
-  // gradients are then reduced, clipped, updated (ZeRO-1) and checkpointed as data parallelism over the pp
-  // ranks does. trace: the last step's per-rank timeline as a Chrome trace JSON.
+  // Pipeline parallelism (train/pipeline.h): pp > 1 runs every step pipelined over pp ranks, combined with
+  // dp and ep (world size = pp · dp · ep, dist/layout.h): each of the dp · ep lanes runs its share of the batch
+  // through the pipeline, split into `micro` micro-batches (0: the fewest the schedule allows, P for 1F1B, 2P
+  // for DualPipe / DualPipeV). A rank holds only its stages' tensors (train::pipeline_scope) and its EP rank's
+  // experts — weights, gradients and moments; gradients are summed over its stage's dp × ep ranks, then over
+  // the pipeline ranks holding the same tensor; ZeRO-1 shards the moments over the stage's ranks; checkpoints
+  // are ordinary sharded ones (any layout resumes them). trace: lane 0's last-step timeline (Chrome trace).
   int pp = 1;
   std::string schedule = "1f1b";
   int micro = 0;

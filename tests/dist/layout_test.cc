@@ -34,6 +34,40 @@ TEST(Layout, RefusesImpossibleLayouts) {
   EXPECT_THROW(make_layout(2, 1, 2, 0), Error);   // dense model
   EXPECT_THROW(make_layout(4, 1, 4, 2), Error);   // more EP ranks than experts
   EXPECT_THROW(make_layout(1, 1, 0, 8), Error);
+  // pp × dp × ep: dp 0 fills the rest; the product must be the world.
+  EXPECT_EQ(make_layout(8, 0, 2, 64, 2).dp, 2);
+  EXPECT_EQ(make_layout(8, 0, 2, 64, 2).ranks(), 8);
+  EXPECT_EQ(make_layout(8, 0, 2, 64, 2).stage_ranks(), 4);
+  EXPECT_THROW(make_layout(6, 0, 2, 64, 2), Error);  // 2 × 2 does not divide 6
+  EXPECT_THROW(make_layout(4, 2, 2, 64, 2), Error);  // 2 × 2 × 2 ≠ 4
+  EXPECT_THROW(make_layout(4, 1, 1, 64, 0), Error);
+  try {
+    make_layout(4, 3, 1, 64, 2);
+    ADD_FAILURE() << "2 × 3 ranks on 4 accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--pp 2 × --dp 3"), std::string::npos) << e.what();
+  }
+}
+
+// Rank order pp, dp, ep (EP innermost): world rank = (pp_rank · dp + dp_rank) · ep + ep_rank.
+TEST(Layout, PipelineGroupsOfTheWorld) {
+  Comm& w = world();
+  if (w.size() != 4) GTEST_SKIP() << "needs 4 ranks";
+  for (const Layout& l : {Layout{.dp = 1, .ep = 2, .pp = 2}, Layout{.dp = 2, .ep = 1, .pp = 2}}) {
+    const Groups g = make_groups(w, l);
+    EXPECT_EQ(w.rank(), (g.pp_rank * l.dp + g.dp_rank) * l.ep + g.ep_rank);
+    EXPECT_EQ(g.stage->size(), l.dp * l.ep);
+    EXPECT_EQ(g.stage->rank(), g.lane());
+    EXPECT_EQ(g.pp->size(), 2);
+    EXPECT_EQ(g.pp->rank(), g.pp_rank);
+    EXPECT_EQ(g.ep->size(), l.ep);
+    EXPECT_EQ(g.dp->size(), l.dp);
+    // A stage group is the block of dp · ep consecutive ranks; a lane's pipeline ranks are dp · ep apart.
+    EXPECT_EQ(g.stage->allreduce_one<int64_t>(w.rank(), ReduceOp::Min), g.pp_rank * l.dp * l.ep);
+    EXPECT_EQ(g.pp->allreduce_one<int64_t>(w.rank(), ReduceOp::Max), l.dp * l.ep + g.lane());
+    EXPECT_EQ(g.ep->allreduce_one<int64_t>(w.rank(), ReduceOp::Min), w.rank() - g.ep_rank);
+    EXPECT_NE(describe(g, w, 8).find("pipeline rank"), std::string::npos);
+  }
 }
 
 TEST(Layout, GroupsOfTheWorld) {

@@ -3,8 +3,8 @@
 // as the single-process reference test) and the single-process `dsv3 grad` file (1e-5): --pp 2 with 1F1B and
 // DualPipe on the 3-layer reference models (the reference sequence repeated: the loss is a mean over rows), and
 // --pp 2 / --pp 4 with every schedule the sizes allow on an 8-layer random model (`dsv3 init`) with 8 distinct
-// sequences. The measured errors are printed; a measured DualPipe timeline is drawn (dsv3 schedule --from-trace).
-// Errors name the flag and end the job (mpirun --timeout).
+// sequences; --pp 2 with --ep 2 / --dp 2 (4 ranks) on the reference models. The measured errors are printed; a measured
+// DualPipe timeline is drawn (dsv3 schedule --from-trace). Errors name the flag and end the job (mpirun --timeout).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -109,6 +109,26 @@ TEST(GradPpCli, ReferenceModelsMatchTheReferenceAndOneProcess) {
   }
 }
 
+// pp × dp × ep (4 ranks, dist/layout.h): each lane (dp_rank, ep_rank) runs its share of the 8 sequences
+// through the pipeline, the MoE layers exchanging rows over the stage's EP group; the file equals the reference.
+TEST(GradPpCli, PpWithEpOrDpMatchesTheReference) {
+  for (const char* name : {"v3_mtp", "v3_tiny", "v2lite_tiny"}) {
+    if (!dsv3::testing::have_case(name)) GTEST_SKIP() << "no testdata at " << dsv3::testing::testdata_dir();
+    const std::vector<int32_t> seq = dsv3::testing::read_ids(case_dir(name) + "/ids.txt")[0];
+    const std::vector<std::vector<int32_t>> batch(8, seq);
+    const std::string d = tmp_dir();
+    for (const Layout& l : {Layout{4, "--pp 2 --ep 2 --schedule 1f1b"}, Layout{4, "--pp 2 --ep 2 --schedule dualpipe"},
+                            Layout{4, "--pp 2 --dp 2 --schedule 1f1b --micro 2"}}) {
+      const std::string out = d + "/ppep.safetensors", label = std::string(name) + " " + l.flags;
+      const CmdRun r = grad(l.np, case_dir(name), batch, l.flags, out);
+      ASSERT_EQ(r.status, 0) << label << "\n" << r.log;
+      const double vs_ref = worst_diff(out, case_dir(name) + "/grads.safetensors", 1e-4, label + " vs reference");
+      std::printf("%s: vs reference %.2e\n", label.c_str(), vs_ref);
+      EXPECT_NE(r.log.find("pp 2 × dp"), std::string::npos) << r.log;
+    }
+  }
+}
+
 // An 8-layer model (1 dense + 7 MoE, MTP), random (dsv3 init): --pp 4 has room for DualPipeV's 8 stages.
 std::string init_model() {
   const std::string dir = tmp_dir() + "/deep";
@@ -182,7 +202,9 @@ TEST(GradPpCli, BadLayoutsNameTheFlag) {
         Bad{2, "--pp 2 --schedule dualpipev", &four, "--pp"},     // 4 stages, 3 layers
         Bad{2, "--pp 2 --schedule dualpipe", &three, "--micro"},  // odd micro-batch count
         Bad{2, "--pp 2 --micro 3", &four, "--micro"},             // 4 sequences, 3 micro-batches
-        Bad{2, "--pp 2 --schedule zigzag", &four, "--schedule"}, Bad{2, "--pp 2 --ep 2", &four, "--pp"}}) {
+        Bad{2, "--pp 2 --schedule zigzag", &four, "--schedule"}, Bad{2, "--pp 2 --ep 2", &four, "--pp"},
+        Bad{4, "--pp 2 --ep 2", &three, "--ids"},                          // 3 sequences over 2 lanes
+        Bad{4, "--pp 2 --dp 2 --schedule dualpipe", &four, "--micro"}}) {  // 2 per lane: DualPipe needs 4
     const CmdRun r = grad(b.np, case_dir("v3_mtp"), *b.batch, b.flags, out);
     EXPECT_NE(r.status, 0) << b.flags << "\n" << r.log;
     EXPECT_NE(r.log.find(b.names), std::string::npos) << b.flags << "\n" << r.log;

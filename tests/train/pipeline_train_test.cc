@@ -1,11 +1,14 @@
 // Pipeline-parallel training through the `dsv3` binary under mpirun (one OpenMP thread per rank, fp32):
-// `dsv3 train --pp 2` with 1F1B, DualPipe and DualPipeV reproduces the single-process loss curve, validation
-// losses, expert loads and final weights over 20 steps (1e-5); a checkpoint written by --pp 2 resumes in one
-// process and continues the curve; a Chrome trace of the last step is written; bad layouts name the flag.
+// `dsv3 train --pp 2` with 1F1B, DualPipe and DualPipeV, `--pp 2 --dp 2`, `--pp 2 --ep 2` and `--pp 4` reproduce
+// the single-process loss curve, validation losses, expert loads and final weights over 20 steps (1e-5); a
+// checkpoint written by --pp 2 resumes in one process, one written by one process resumes under --pp 2 --ep 2,
+// one by --pp 2 --dp 2 under --dp 2 --ep 2, each continuing the curve; a Chrome trace of the last step is
+// written; bad layouts name the flag.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -200,6 +203,51 @@ TEST(PipelineTrain, APipelinedCheckpointResumesInOneProcess) {
   std::printf("--pp 2 for 10 steps, then 1 process: loss curve within %.2g, final weights within %.2g\n", curve, w);
 }
 
+// pp × dp × ep (4 ranks each, dist/layout.h): the lanes split the batch's 8 sequences, each lane's pipeline
+// runs its share; within a stage the replicas all-reduce (ZeRO-1 over the stage) or the EP ranks exchange their
+// rows at every MoE layer. --pp 4 alone: one decoder layer per stage.
+TEST(PipelineTrain, PpWithDpOrEpAndPp4ReproduceTheSingleProcessRun) {
+  const std::string& ref = single_run();
+  for (const char* flags :
+       {"--pp 2 --dp 2 --schedule 1f1b", "--pp 2 --ep 2 --schedule dualpipe", "--pp 4 --schedule 1f1b"}) {
+    std::string name = flags;
+    std::replace(name.begin(), name.end(), ' ', '_');
+    const std::string run = tmp("combo" + name);
+    const Result r = train(4, run_args(run) + " " + flags);
+    ASSERT_EQ(r.status, 0) << flags << "\n" << r.out;
+    const double curve = expect_same_curve(ref, run, 1e-5);
+    const double w = weights_rel(ref + "/checkpoint", run + "/checkpoint");
+    EXPECT_LE(w, 1e-5) << flags;
+    std::printf("%s: loss curve within %.2g relative, final weights within %.2g\n", flags, curve, w);
+  }
+}
+
+// Checkpoints move between layouts: one process → --pp 2 --ep 2, and --pp 2 --dp 2 → --dp 2 --ep 2 (no pipeline).
+TEST(PipelineTrain, CheckpointsResumeAcrossPipelinedLayouts) {
+  const std::string& ref = single_run();
+  struct Leg {
+    int np_a;
+    std::string a;
+    int np_b;
+    std::string b;
+  };
+  for (const Leg& l : {Leg{1, "", 4, "--pp 2 --ep 2 --schedule 1f1b"},
+                       Leg{4, "--pp 2 --dp 2 --schedule dualpipe", 4, "--dp 2 --ep 2"}}) {
+    std::string name = "relayout" + std::to_string(l.np_a) + l.a;
+    std::replace(name.begin(), name.end(), ' ', '_');
+    const std::string run = tmp(name);
+    Result r = train(l.np_a, run_args(run) + " " + l.a + " --stop-at 10");
+    ASSERT_EQ(r.status, 0) << l.a << "\n" << r.out;
+    r = train(l.np_b, "--resume --data " + dataset() + " --out " + run + " " + l.b);
+    ASSERT_EQ(r.status, 0) << l.b << "\n" << r.out;
+    const double curve = expect_same_curve(ref, run, 1e-5);
+    const double w = weights_rel(ref + "/checkpoint", run + "/checkpoint");
+    EXPECT_LE(w, 1e-5);
+    std::printf("'%s' for 10 steps, then '%s': loss curve within %.2g, final weights within %.2g\n", l.a.c_str(),
+                l.b.c_str(), curve, w);
+  }
+}
+
 TEST(PipelineTrain, BadLayoutsNameTheFlag) {
   struct Bad {
     int np;
@@ -207,7 +255,10 @@ TEST(PipelineTrain, BadLayoutsNameTheFlag) {
   };
   for (const Bad& b :
        {Bad{2, "--pp 3", "--pp"}, Bad{2, "--pp 2 --ep 2", "--pp"}, Bad{2, "--pp 2 --micro 3", "--micro"},
-        Bad{2, "--pp 2 --schedule dualpipe --micro 2", "--micro"}, Bad{2, "--pp 2 --schedule nope", "--schedule"}}) {
+        Bad{2, "--pp 2 --schedule dualpipe --micro 2", "--micro"}, Bad{2, "--pp 2 --schedule nope", "--schedule"},
+        Bad{4, "--pp 2 --dp 3", "--dp"},                                   // 2 × 3 ranks, the job has 4
+        Bad{4, "--pp 2 --dp 2 --schedule dualpipe --micro 8", "--micro"},  // a lane has 4 sequences
+        Bad{4, "--pp 2 --ep 2 --overlap on", "--overlap"}}) {
     const Result r = train(b.np, run_args(tmp("bad")) + " " + b.flags);
     EXPECT_NE(r.status, 0) << b.flags << "\n" << r.out;
     EXPECT_NE(r.out.find(b.names), std::string::npos) << b.flags << "\n" << r.out;
