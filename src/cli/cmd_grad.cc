@@ -76,7 +76,10 @@ int run_pipelined(const Options& o, const ModelConfig& c, const train::LossOptio
                   const std::vector<int32_t>& tokens, int64_t B, int64_t T) {
   dist::Comm& world = dist::world();
   const dist::Layout layout = dist::make_layout(world.size(), o.dp, o.ep, c.n_routed_experts, o.pp);
-  if (o.overlap == "on") fail("--overlap on: not with --pp (the pipeline runs its own micro-batches)");
+  if (o.overlap == "on" && layout.ep == 1)
+    fail("--overlap on with --pp: it overlaps the EP all-to-alls inside DualPipe's F&B pairs; give --ep > 1");
+  if (o.overlap == "on" && o.schedule == "1f1b")
+    fail("--overlap on: --schedule 1f1b has no F&B pairs to overlap (use dualpipe or dualpipev)");
   const int64_t L = layout.stage_ranks();
   if (B % L != 0)
     fail(
@@ -93,6 +96,7 @@ int run_pipelined(const Options& o, const ModelConfig& c, const train::LossOptio
   if (world.rank() == 0) std::fprintf(stderr, "%s\n", dist::describe(groups, world, c.n_routed_experts).c_str());
   std::optional<train::ExpertParallel> ep;
   if (layout.ep > 1) ep = train::ExpertParallel::make(c, *groups.ep);
+  if (ep) ep->overlap = o.overlap == "on";  // the F&B pairs' chunks take turns at the exchanges
   // This rank's tensors only (its stages', the embedding / head / final norm / MTP on the ends; its EP rank's
   // routed experts).
   SchemaScope scope = train::pipeline_scope(c, sched, split, groups.pp_rank);

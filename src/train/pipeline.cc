@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "model/rope.h"
 #include "train/layout.h"
+#include "train/micro_batch_turns.h"
 #include "train/weight_grad_store.h"
 
 namespace dsv3::train {
@@ -281,21 +282,21 @@ PipelineStepResult pipeline_forward_backward(const ModelConfig& c, const Params&
     if (bytes > rec.peak_act_bytes) rec.peak_act_bytes = bytes;
     rec.peak_held = std::max(rec.peak_held, int(acts.size()));
   };
-  auto forward = [&](int stage, int mb) {
+  auto forward = [&](int stage, int mb, const Turn* turn = nullptr) {
     std::vector<float> h = take(need_fwd(stage, mb));
     StageActs& a = acts[key(stage, mb)];
-    absorb(stage_forward(step, split.stages[size_t(stage)], mb_tokens(mb), h, a));
+    absorb(stage_forward(step, split.stages[size_t(stage)], mb_tokens(mb), h, a, turn));
     note_memory();
     return h;  // empty on the last stage
   };
-  auto backward = [&](int stage, int mb, bool defer) {
+  auto backward = [&](int stage, int mb, bool defer, const Turn* turn = nullptr) {
     std::vector<float> dh = take(need_bwd(stage, mb));
     auto it = acts.find(key(stage, mb));
     if (it == acts.end())
       fail("pipeline: rank {} runs the backward of stage {} micro-batch {} before its forward", me, stage, mb);
     WeightGradStore* store = nullptr;
     if (defer) store = (wstores[key(stage, mb)] = std::make_unique<WeightGradStore>()).get();
-    stage_backward(step, split.stages[size_t(stage)], mb_tokens(mb), it->second, dh, store);
+    stage_backward(step, split.stages[size_t(stage)], mb_tokens(mb), it->second, dh, store, turn);
     note_memory();
     acts.erase(it);
     return dh;  // empty on the first stage
@@ -360,9 +361,23 @@ PipelineStepResult pipeline_forward_backward(const ModelConfig& c, const Params&
         wstores.erase(it);
         break;
       }
-      case OpKind::FB: {  // one after the other here; both results leave after the pair
-        std::vector<float> h = forward(op.stage, op.mb);
-        std::vector<float> dh = backward(op.stage2, op.mb2, false);
+      case OpKind::FB: {  // both results leave after the pair
+        std::vector<float> h, dh;
+        if (ep && ep->overlap) {
+          // DualPipe's overlap of the pair (§3.2.1): the forward chunk and the backward chunk take turns at
+          // every EP exchange, so one's dispatch / combine (or their transposes) is in flight while the other
+          // computes attention, the router, its experts or its backward.
+          MicroBatchTurns::run([&](MicroBatchTurns& turns, int who) {
+            const Turn turn{.turns = &turns, .me = who};
+            if (who == 0)
+              h = forward(op.stage, op.mb, &turn);
+            else
+              dh = backward(op.stage2, op.mb2, false, &turn);
+          });
+        } else {  // one after the other
+          h = forward(op.stage, op.mb);
+          dh = backward(op.stage2, op.mb2, false);
+        }
         send_fwd(op.stage, op.mb, std::move(h));
         send_bwd(op.stage2, op.mb2, std::move(dh));
         break;

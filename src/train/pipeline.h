@@ -15,8 +15,10 @@
 // Messages: tag ((direction · S + stage) · m + micro-batch) · 2 + (0 forward | 1 backward), naming the sending
 // stage. Before an op the executor posts the receives of that op and of the next one (irecv), then waits for the
 // first; outputs leave by isend, waited on at the end of the step. An F&B pair posts both receives before, runs
-// the forward then the whole backward one after the other (a CPU has no second stream to overlap them on),
-// and sends both results after. Consecutive stages on one rank (DualPipeV's turn) hand over in memory.
+// the forward then the whole backward one after the other (a CPU has no second stream to overlap them on) — or,
+// with EP and ep->overlap, as two chunks taking turns at every EP exchange (train/micro_batch_turns.h), so one's
+// all-to-all is in flight while the other computes — and sends both results after. Consecutive stages on one
+// rank (DualPipeV's turn) hand over in memory.
 #pragma once
 
 #include <cstdint>
@@ -75,8 +77,8 @@ struct PipelineStepResult {
 // (dp_rank, ep_rank) — and tokens are the lane's own sequences; the MoE layers of this rank's stages exchange
 // rows with the other EP ranks of its stage (ep->ep), which run the same schedule over their own lanes'
 // sequences: params and grads hold only ep->scope's routed experts, whose gradients then cover every EP
-// rank's rows (train/expert_parallel.h; give every lane grad_scale = its share of the batch). ep->overlap is
-// not used (the pipeline's micro-batches are the overlap unit).
+// rank's rows (train/expert_parallel.h; give every lane grad_scale = its share of the batch). ep->overlap:
+// the F&B pairs' two chunks take turns at the exchanges (the same results, bit for bit).
 PipelineStepResult pipeline_forward_backward(const ModelConfig& c, const Params& params, const int32_t* tokens,
                                              int64_t batch, int64_t seq_len, const LossOptions& opt, Params& grads,
                                              float grad_scale, dist::Comm& pp, const PipeSchedule& sched,

@@ -12,7 +12,7 @@ namespace dsv3::train {
 
 namespace {
 
-StepContext context(const StageStep& s, WeightGradStore* wgrad) {
+StepContext context(const StageStep& s, WeightGradStore* wgrad, const Turn* turn) {
   const BalanceMode bal = s.opt.mode;
   StepContext ctx{
       .config = s.config,
@@ -25,6 +25,7 @@ StepContext context(const StageStep& s, WeightGradStore* wgrad) {
       .ep = s.ep,
   };
   ctx.wgrad = wgrad;
+  ctx.turn = turn;
   return ctx;
 }
 
@@ -61,11 +62,11 @@ int64_t StageActs::bytes() const {
 }
 
 StageLosses stage_forward(const StageStep& s, const StageRange& r, const int32_t* tokens, std::vector<float>& h,
-                          StageActs& acts) {
+                          StageActs& acts, const Turn* turn) {
   const ModelConfig& c = s.config;
   const ModelP& w = s.w;
   const int64_t B = s.batch, T = s.seq_len, m = B * T, D = c.hidden_size, V = c.vocab_size;
-  const StepContext ctx = context(s, nullptr);
+  const StepContext ctx = context(s, nullptr, turn);
   StageLosses res;
   if (r.first) {
     h.assign(size_t(m * D), 0.0f);
@@ -132,12 +133,12 @@ StageLosses stage_forward(const StageStep& s, const StageRange& r, const int32_t
 }
 
 void stage_backward(const StageStep& s, const StageRange& r, const int32_t* tokens, StageActs& acts,
-                    std::vector<float>& dh, WeightGradStore* wgrad) {
+                    std::vector<float>& dh, WeightGradStore* wgrad, const Turn* turn) {
   const ModelConfig& c = s.config;
   const ModelP& w = s.w;
   const ModelG& g = s.g;
   const int64_t B = s.batch, T = s.seq_len, m = B * T, D = c.hidden_size;
-  const StepContext ctx = context(s, wgrad);
+  const StepContext ctx = context(s, wgrad, turn);
   if (r.last) {
     const int64_t n_mtp = int64_t(acts.mtp.size());
     std::vector<float> dnext;  // ∂L/∂out of module k from module k+1

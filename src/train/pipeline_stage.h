@@ -23,6 +23,8 @@
 
 namespace dsv3::train {
 
+struct Turn;  // train/micro_batch_turns.h
+
 class WeightGradStore;
 
 struct StageRange {
@@ -65,13 +67,15 @@ struct StageStep {
 
 // h [B·T, hidden]: the stage's input (ignored on the first stage, which embeds tokens [B, T]); on return its
 // output (the last stage leaves the final residual, which it keeps in acts).
+// turn (optional): this chunk's turn in an F&B pair (train/micro_batch_turns.h) — its EP exchanges are
+// non-blocking and hand the turn to the pair's other chunk while in flight.
 StageLosses stage_forward(const StageStep& s, const StageRange& r, const int32_t* tokens, std::vector<float>& h,
-                          StageActs& acts);
+                          StageActs& acts, const Turn* turn = nullptr);
 
 // dh [B·T, hidden]: ∂L/∂(stage output) on entry (ignored on the last stage), ∂L/∂(stage input) on return (empty
 // on the first stage, which scatters it into the embedding's gradient). wgrad non-null: the big linear layers'
 // weight gradients are pushed there (the B of a B/W split) instead of computed. acts are consumed.
 void stage_backward(const StageStep& s, const StageRange& r, const int32_t* tokens, StageActs& acts,
-                    std::vector<float>& dh, WeightGradStore* wgrad);
+                    std::vector<float>& dh, WeightGradStore* wgrad, const Turn* turn = nullptr);
 
 }  // namespace dsv3::train

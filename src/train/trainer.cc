@@ -194,8 +194,11 @@ void Trainer::setup_layout() {
   const std::string flags = layout.pp > 1 ? fmt::format("--pp {} × --dp {} × --ep {}", layout.pp, layout.dp, layout.ep)
                                           : fmt::format("--dp {} × --ep {}", layout.dp, layout.ep);
   if (o_.pp > 1) {
-    if (o_.overlap) fail("--overlap on: not with --pp (the pipeline runs its own micro-batches; give --overlap off)");
     const ScheduleKind kind = parse_schedule_kind(o_.schedule, "--schedule");
+    if (o_.overlap && layout.ep == 1)
+      fail("--overlap on with --pp: it overlaps the EP all-to-alls inside DualPipe's F&B pairs; give --ep > 1");
+    if (o_.overlap && kind == ScheduleKind::OneFOneB)
+      fail("--overlap on: --schedule 1f1b has no F&B pairs to overlap (use dualpipe or dualpipev)");
     const int m = pp_micro();
     if (t.batch_seqs_start > 0 && t.batch_ramp_tokens > 0)
       fail(

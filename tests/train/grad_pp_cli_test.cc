@@ -3,7 +3,8 @@
 // as the single-process reference test) and the single-process `dsv3 grad` file (1e-5): --pp 2 with 1F1B and
 // DualPipe on the 3-layer reference models (the reference sequence repeated: the loss is a mean over rows), and
 // --pp 2 / --pp 4 with every schedule the sizes allow on an 8-layer random model (`dsv3 init`) with 8 distinct
-// sequences; --pp 2 with --ep 2 / --dp 2 (4 ranks) on the reference models. The measured errors are printed; a measured
+// sequences; --pp 2 with --ep 2 / --dp 2 (4 ranks) on the reference models, DualPipe's F&B pairs with their EP
+// exchanges overlapped (--overlap on) too. The measured errors are printed; a measured
 // DualPipe timeline is drawn (dsv3 schedule --from-trace). Errors name the flag and end the job (mpirun --timeout).
 #include <gtest/gtest.h>
 
@@ -98,7 +99,7 @@ TEST(GradPpCli, ReferenceModelsMatchTheReferenceAndOneProcess) {
     CmdRun r = grad(0, case_dir(name), batch, "", one);
     ASSERT_EQ(r.status, 0) << r.log;
     for (const Layout& l : {Layout{2, "--pp 2 --schedule 1f1b"}, Layout{2, "--pp 2 --schedule 1f1b --micro 2"},
-                            Layout{2, "--pp 2 --schedule dualpipe"}}) {
+                            Layout{2, "--pp 2 --schedule dualpipe"}, Layout{2, "--pp 2 --split measured"}}) {
       const std::string out = d + "/pp.safetensors", label = std::string(name) + " " + l.flags;
       r = grad(l.np, case_dir(name), batch, l.flags, out);
       ASSERT_EQ(r.status, 0) << label << "\n" << r.log;
@@ -118,6 +119,7 @@ TEST(GradPpCli, PpWithEpOrDpMatchesTheReference) {
     const std::vector<std::vector<int32_t>> batch(8, seq);
     const std::string d = tmp_dir();
     for (const Layout& l : {Layout{4, "--pp 2 --ep 2 --schedule 1f1b"}, Layout{4, "--pp 2 --ep 2 --schedule dualpipe"},
+                            Layout{4, "--pp 2 --ep 2 --schedule dualpipe --overlap on"},
                             Layout{4, "--pp 2 --dp 2 --schedule 1f1b --micro 2"}}) {
       const std::string out = d + "/ppep.safetensors", label = std::string(name) + " " + l.flags;
       const CmdRun r = grad(l.np, case_dir(name), batch, l.flags, out);
@@ -203,8 +205,10 @@ TEST(GradPpCli, BadLayoutsNameTheFlag) {
         Bad{2, "--pp 2 --schedule dualpipe", &three, "--micro"},  // odd micro-batch count
         Bad{2, "--pp 2 --micro 3", &four, "--micro"},             // 4 sequences, 3 micro-batches
         Bad{2, "--pp 2 --schedule zigzag", &four, "--schedule"}, Bad{2, "--pp 2 --ep 2", &four, "--pp"},
-        Bad{4, "--pp 2 --ep 2", &three, "--ids"},                          // 3 sequences over 2 lanes
-        Bad{4, "--pp 2 --dp 2 --schedule dualpipe", &four, "--micro"}}) {  // 2 per lane: DualPipe needs 4
+        Bad{4, "--pp 2 --ep 2", &three, "--ids"},                                     // 3 sequences over 2 lanes
+        Bad{4, "--pp 2 --dp 2 --schedule dualpipe", &four, "--micro"},                // 2 per lane: DualPipe needs 4
+        Bad{2, "--pp 2 --schedule dualpipe --overlap on", &four, "--overlap"},        // no EP exchanges to overlap
+        Bad{4, "--pp 2 --ep 2 --schedule 1f1b --overlap on", &four, "--overlap"}}) {  // no F&B pairs
     const CmdRun r = grad(b.np, case_dir("v3_mtp"), *b.batch, b.flags, out);
     EXPECT_NE(r.status, 0) << b.flags << "\n" << r.log;
     EXPECT_NE(r.log.find(b.names), std::string::npos) << b.flags << "\n" << r.log;

@@ -205,11 +205,12 @@ TEST(PipelineTrain, APipelinedCheckpointResumesInOneProcess) {
 
 // pp × dp × ep (4 ranks each, dist/layout.h): the lanes split the batch's 8 sequences, each lane's pipeline
 // runs its share; within a stage the replicas all-reduce (ZeRO-1 over the stage) or the EP ranks exchange their
-// rows at every MoE layer. --pp 4 alone: one decoder layer per stage.
+// rows at every MoE layer (with --overlap on, the two chunks of each DualPipe F&B pair take turns at the
+// exchanges). --pp 4 alone: one decoder layer per stage.
 TEST(PipelineTrain, PpWithDpOrEpAndPp4ReproduceTheSingleProcessRun) {
   const std::string& ref = single_run();
-  for (const char* flags :
-       {"--pp 2 --dp 2 --schedule 1f1b", "--pp 2 --ep 2 --schedule dualpipe", "--pp 4 --schedule 1f1b"}) {
+  for (const char* flags : {"--pp 2 --dp 2 --schedule 1f1b", "--pp 2 --ep 2 --schedule dualpipe",
+                            "--pp 2 --ep 2 --schedule dualpipe --overlap on", "--pp 4 --schedule 1f1b"}) {
     std::string name = flags;
     std::replace(name.begin(), name.end(), ' ', '_');
     const std::string run = tmp("combo" + name);
