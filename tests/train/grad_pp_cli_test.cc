@@ -187,6 +187,27 @@ TEST(GradPpCli, EverySchedulePp2AndPp4MatchesOneProcess) {
   }
 }
 
+// --pp 4 combined with --ep 2 / --dp 2: 8 ranks (4 stages × 2 lanes) on the 8-layer model, 16 sequences.
+TEST(GradPpCli, Pp4WithEpOrDpMatchesOneProcess) {
+  if (!dsv3::testing::have_case("v3_mtp")) GTEST_SKIP() << "no testdata";
+  const std::string model = init_model(), d = tmp_dir(), one = d + "/deep16_one.safetensors";
+  std::mt19937 rng(11);
+  std::vector<std::vector<int32_t>> batch(16, std::vector<int32_t>(10));
+  for (auto& s : batch)
+    for (auto& t : s) t = int32_t(rng() % 256);
+  CmdRun r = grad(0, model, batch, "", one);
+  ASSERT_EQ(r.status, 0) << r.log;
+  for (const Layout& l : {Layout{8, "--pp 4 --ep 2 --schedule 1f1b"}, Layout{8, "--pp 4 --dp 2 --schedule 1f1b"},
+                          Layout{8, "--pp 4 --ep 2 --schedule dualpipe --overlap on"}}) {
+    const std::string out = d + "/deep16_pp.safetensors";
+    r = grad(l.np, model, batch, l.flags, out);
+    ASSERT_EQ(r.status, 0) << l.flags << "\n" << r.log;
+    const double e = worst_diff(out, one, 1e-5, l.flags);
+    std::printf("deep %s (8 ranks): vs one process %.2e\n", l.flags.c_str(), e);
+    EXPECT_NE(r.log.find("pp 4 × dp"), std::string::npos) << r.log;
+  }
+}
+
 TEST(GradPpCli, BadLayoutsNameTheFlag) {
   if (!dsv3::testing::have_case("v3_mtp")) GTEST_SKIP() << "no testdata";
   const std::vector<int32_t> seq = dsv3::testing::read_ids(case_dir("v3_mtp") + "/ids.txt")[0];

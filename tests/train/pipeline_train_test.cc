@@ -223,6 +223,22 @@ TEST(PipelineTrain, PpWithDpOrEpAndPp4ReproduceTheSingleProcessRun) {
   }
 }
 
+// --pp 4 combined with --dp 2 / --ep 2: 8 ranks (4 stages × 2 lanes of 4 sequences, one per micro-batch).
+TEST(PipelineTrain, Pp4WithDpOrEpReproducesTheSingleProcessRun) {
+  const std::string& ref = single_run();
+  for (const char* flags : {"--pp 4 --dp 2 --schedule 1f1b", "--pp 4 --ep 2 --schedule 1f1b"}) {
+    std::string name = flags;
+    std::replace(name.begin(), name.end(), ' ', '_');
+    const std::string run = tmp("combo8" + name);
+    const Result r = train(8, run_args(run) + " " + flags);
+    ASSERT_EQ(r.status, 0) << flags << "\n" << r.out;
+    const double curve = expect_same_curve(ref, run, 1e-5);
+    const double w = weights_rel(ref + "/checkpoint", run + "/checkpoint");
+    EXPECT_LE(w, 1e-5) << flags;
+    std::printf("%s (8 ranks): loss curve within %.2g relative, final weights within %.2g\n", flags, curve, w);
+  }
+}
+
 // Checkpoints move between layouts: one process → --pp 2 --ep 2, and --pp 2 --dp 2 → --dp 2 --ep 2 (no pipeline).
 TEST(PipelineTrain, CheckpointsResumeAcrossPipelinedLayouts) {
   const std::string& ref = single_run();
