@@ -39,6 +39,7 @@
 #include "train/expert_parallel.h"
 #include "train/param_io.h"
 #include "train/pipeline.h"
+#include "train/stage_cost.h"
 #include "train/step.h"
 
 namespace dsv3::cli {
@@ -55,7 +56,7 @@ struct Options {
   int ep = 1, dp = 0;        // dp 0: world size / ep
   std::string overlap = "off";
   int pp = 1, micro = 0;  // micro 0: one micro-batch per sequence
-  std::string schedule = "1f1b", trace;
+  std::string schedule = "1f1b", trace, split = "flops";
   ExtraTensors extra_tensors = ExtraTensors::Refuse;  // --allow-extra-tensors
 };
 
@@ -90,8 +91,8 @@ int run_pipelined(const Options& o, const ModelConfig& c, const train::LossOptio
   const train::ScheduleKind kind = train::parse_schedule_kind(o.schedule, "--schedule");
   const int micro = o.micro > 0 ? o.micro : int(Bl);
   const train::PipeSchedule sched = train::make_schedule(kind, o.pp, micro);
-  const train::StageSplit split = train::split_stages(c, sched.stages, T, opt.mtp_lambda > 0);
   if (Bl % micro != 0) fail("--micro {}: a lane's {} sequence(s) do not split into equal micro-batches", micro, Bl);
+  const train::StageSplit split = train::choose_split(o.split, c, sched.stages, Bl / micro, T, opt, world);
   dist::Groups groups = dist::make_groups(world, layout);
   if (world.rank() == 0) std::fprintf(stderr, "%s\n", dist::describe(groups, world, c.n_routed_experts).c_str());
   std::optional<train::ExpertParallel> ep;
@@ -124,7 +125,8 @@ int run_pipelined(const Options& o, const ModelConfig& c, const train::LossOptio
   fmt::print("loss {:.6f}\n", loss);
   std::string stages;
   for (size_t s = 0; s < split.stages.size(); ++s)
-    stages += fmt::format("{}[{}, {})", s ? " " : "", split.stages[s].layer_begin, split.stages[s].layer_end);
+    stages += fmt::format("{}[{}, {}){}", s ? " " : "", split.stages[s].layer_begin, split.stages[s].layer_end,
+                          o.split == "measured" ? fmt::format(" {:.4f} s", split.cost[s]) : std::string());
   std::fprintf(stderr, "pipeline: stages (layers) %s\n%s", stages.c_str(), train::bubble_report(sched, tl).c_str());
   std::string h;
   for (int64_t x : held) h += fmt::format(" {}", x);
@@ -258,6 +260,10 @@ Registrar reg(
       app.add_option("--micro", o->micro, "Micro-batches with --pp (default: one per sequence)");
       add_extra_tensors_flag(app, o->extra_tensors);
       app.add_option("--trace", o->trace, "With --pp: write the step's per-rank timeline as a Chrome trace JSON");
+      app.add_option("--split", o->split,
+                     "With --pp: the layer split by the FLOP estimate (flops) or by each layer's forward + backward "
+                     "timed here (measured)")
+          ->default_str("flops");
       return [o] { return run(*o); };
     });
 

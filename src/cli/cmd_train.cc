@@ -51,6 +51,10 @@ Registrar reg("train", "Train a model on prepared data (checkpoints, metrics, ex
       ->default_str("1f1b");
   app.add_option("--micro", o->micro, "Micro-batches per lane and step with --pp (default: P for 1f1b, 2P otherwise)");
   app.add_option("--trace", o->trace, "With --pp: the last step's per-rank timeline as a Chrome trace JSON");
+  app.add_option("--split", o->split,
+                 "With --pp: the layer split by the FLOP estimate (flops) or by each layer's forward + backward "
+                 "timed on this machine (measured)")
+      ->default_str("flops");
   app.add_option("--bucket-mb", o->bucket_mb,
                  "Gradient all-reduce bucket size in MiB (buckets start while the backward runs)");
   auto overlap = std::make_shared<std::string>("off");

@@ -36,19 +36,30 @@ double layer_flops(const ModelConfig& c, int64_t layer, int64_t T) {
   return 2 * mac;
 }
 
-StageSplit split_stages(const ModelConfig& c, int S, int64_t T, bool mtp, const char* what) {
+StageCosts stage_flop_costs(const ModelConfig& c, int64_t T, bool mtp) {
+  StageCosts k;
   const int64_t L = c.num_hidden_layers;
+  for (int64_t l = 0; l < L; ++l) k.layer.push_back(layer_flops(c, l, T));
+  k.first = double(c.hidden_size);
+  k.last = 2.0 * double(c.hidden_size) * double(c.vocab_size);
+  if (mtp)
+    for (int64_t n = 0; n < c.num_nextn_predict_layers; ++n)
+      k.last += layer_flops(c, L + n, T) + 2.0 * double(c.hidden_size) * double(c.vocab_size);
+  return k;
+}
+
+StageSplit split_stages(const ModelConfig& c, int S, int64_t T, bool mtp, const char* what) {
+  return split_by_cost(stage_flop_costs(c, T, mtp), S, what);
+}
+
+StageSplit split_by_cost(const StageCosts& k, int S, const char* what) {
+  const int64_t L = int64_t(k.layer.size());
   if (S < 1) fail("{}: need at least 1 stage, got {}", what, S);
   if (S > L)
     fail("{}: {} pipeline stages but the model has {} decoder layers (each stage needs at least one layer)", what, S,
          L);
-  std::vector<double> lc(static_cast<size_t>(L));
-  for (int64_t l = 0; l < L; ++l) lc[size_t(l)] = layer_flops(c, l, T);
-  const double first_extra = double(c.hidden_size);
-  double last_extra = 2.0 * double(c.hidden_size) * double(c.vocab_size);
-  if (mtp)
-    for (int64_t k = 0; k < c.num_nextn_predict_layers; ++k)
-      last_extra += layer_flops(c, L + k, T) + 2.0 * double(c.hidden_size) * double(c.vocab_size);
+  const std::vector<double>& lc = k.layer;
+  const double first_extra = k.first, last_extra = k.last;
   std::vector<double> prefix(size_t(L + 1), 0.0);
   for (int64_t l = 0; l < L; ++l) prefix[size_t(l + 1)] = prefix[size_t(l)] + lc[size_t(l)];
   auto cost = [&](int s, int64_t b, int64_t e) {

@@ -44,13 +44,26 @@ double layer_flops(const ModelConfig& c, int64_t layer, int64_t seq_len);
 
 struct StageSplit {
   std::vector<StageRange> stages;
-  std::vector<double> cost;  // [stage] estimated forward FLOPs per token, the first / last stage's extras in
+  std::vector<double> cost;  // [stage] its cost (the split's unit: FLOPs per token or seconds), extras in
 };
 
+// What the layer split minimises: a cost per decoder layer, plus the first stage's and the last stage's extras
+// (embedding; final norm, head, losses, MTP modules). FLOPs per token (stage_flop_costs) or measured seconds
+// (train/stage_cost.h).
+struct StageCosts {
+  std::vector<double> layer;  // [num_hidden_layers]
+  double first = 0, last = 0;
+};
+
+// layer_flops per layer; the first stage adds the embedding (hidden per token), the last the head
+// (2 · hidden · vocab) and, when mtp (λ > 0), every MTP module (its layer, eh_proj and another head).
+StageCosts stage_flop_costs(const ModelConfig& c, int64_t seq_len, bool mtp);
+
 // Contiguous decoder layers per stage minimising the most expensive stage (exact, by dynamic programming over
-// the cuts): stage cost = Σ layer_flops; the first stage adds the embedding (hidden per token), the last the
-// head (2 · hidden · vocab) and, when mtp (λ > 0), every MTP module (its layer, eh_proj and another head).
-// Errors name `what` (--pp) when there are more stages than decoder layers.
+// the cuts): stage cost = Σ layer costs + the first / last stage's extra. Errors name `what` (--pp) when there
+// are more stages than decoder layers.
+StageSplit split_by_cost(const StageCosts& costs, int stages, const char* what = "--pp");
+// split_by_cost over stage_flop_costs.
 StageSplit split_stages(const ModelConfig& c, int stages, int64_t seq_len, bool mtp, const char* what = "--pp");
 
 // One rank's record of a step: each op's start and end (seconds from the step's start), and what it held.

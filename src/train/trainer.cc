@@ -27,6 +27,7 @@
 #include "train/params.h"
 #include "train/pipeline.h"
 #include "train/schedule.h"
+#include "train/stage_cost.h"
 #include "train/step.h"
 #include "train/train_config.h"
 
@@ -215,7 +216,21 @@ void Trainer::setup_layout() {
           "micro-batches",
           m, t.batch_seqs / N, t.batch_seqs, N, m);
     pp_sched_ = make_schedule(kind, o_.pp, m);
-    pp_split_ = split_stages(c, pp_sched_.stages, t.seq_len, c.num_nextn_predict_layers > 0 && t.mtp_lambda.before > 0);
+    // The split: by the FLOP estimate, or (--split measured) by each layer's forward + backward timed here over
+    // one micro-batch of the step's first loss options (all ranks agree: the slowest rank's times).
+    LossOptions lo;
+    lo.mtp_lambda = c.num_nextn_predict_layers > 0 ? t.mtp_lambda.before : 0.0;
+    lo.balance_alpha = t.balance_alpha;
+    lo.mode = t.balance;
+    lo.linear = t.linear_precision();
+    pp_split_ = choose_split(o_.split, c, pp_sched_.stages, t.batch_seqs / N / m, t.seq_len, lo, world_);
+    if (lead_ && o_.split == "measured") {
+      std::string st;
+      for (size_t i = 0; i < pp_split_.stages.size(); ++i)
+        st += fmt::format("{}[{}, {}) {:.4f} s", i ? ", " : "", pp_split_.stages[i].layer_begin,
+                          pp_split_.stages[i].layer_end, pp_split_.cost[i]);
+      std::fprintf(stderr, "pipeline: --split measured: stages (layers, measured forward + backward) %s\n", st.c_str());
+    }
   }
   if (N == 1 && o_.pp == 1) return;
   if (t.batch_seqs % N != 0)

@@ -50,6 +50,7 @@ struct RunOptions {
   // are ordinary sharded ones (any layout resumes them). trace: lane 0's last-step timeline (Chrome trace).
   int pp = 1;
   std::string schedule = "1f1b";
+  std::string split = "flops";  // the layer split: "flops" (estimate) or "measured" (train/stage_cost.h)
   int micro = 0;
   std::string trace{};
 };
