@@ -313,10 +313,9 @@ class Model:
         c = self.c
         idx, wts, margin = self.gate(p + "gate.", x)
         y = np.zeros_like(x)
-        for e in range(c.n_routed):  # MoE.forward: experts in index order
+        for e in np.unique(idx):  # MoE.forward: the experts with tokens, in index order
             rows, slot = np.nonzero(idx == e)
-            if rows.size:
-                y[rows] += self.mlp(f"{p}experts.{e}.", x[rows]) * wts[rows, slot, None]
+            y[rows] += self.mlp(f"{p}experts.{e}.", x[rows]) * wts[rows, slot, None]
         if c.n_shared:
             y = y + self.mlp(p + "shared_experts.", x)
         return y.astype(DT), margin
