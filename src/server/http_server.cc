@@ -3,14 +3,22 @@
 #include <httplib.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <cstring>
+#include <deque>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "core/error.h"
 #include "io/chat_template.h"
@@ -54,6 +62,103 @@ bool same_key(const std::string& a, const std::string& b) {
   return diff == 0 && !b.empty();
 }
 
+int64_t longest_token(const io::Tokenizer* tok) {
+  if (!tok || !tok->byte_level_decoder()) return 0;  // other decoders may add bytes: no bound
+  size_t most = 0;
+  for (int64_t id = 0; id < tok->vocab_size(); ++id)
+    if (tok->is_valid_id(int32_t(id))) most = std::max(most, tok->token_bytes(int32_t(id)).size());
+  return int64_t(most);
+}
+
+// Set on the threads of AdmissionQueue's overflow lane: the pre-routing handler answers 503 at once.
+thread_local bool t_overflow = false;
+
+// httplib hands each accepted connection to a TaskQueue, which serves it on one thread until it closes.
+// A fixed pool lets a few slow or silent clients (slowloris) hold every thread while the rest wait in an
+// unbounded queue; here a connection gets a thread of its own (idle ones are reused, new ones started up
+// to `max` at once). Past `max`, connections go to an overflow lane of a few threads that read each
+// request and answer 503 + Retry-After, so a flood is refused rather than queued or reset.
+class AdmissionQueue : public httplib::TaskQueue {
+ public:
+  AdmissionQueue(size_t initial, size_t max) : max_(std::max<size_t>(max, 1)) {
+    std::lock_guard lk(mu_);
+    for (size_t i = 0; i < std::min(initial, max_); ++i) start_worker();
+    for (int i = 0; i < kOverflowThreads; ++i)
+      overflow_threads_.emplace_back([this] {
+        t_overflow = true;
+        run(overflow_, overflow_cv_, idle_overflow_);
+      });
+  }
+
+  void enqueue(std::function<void()> fn) override {
+    bool overflow = false;
+    {
+      std::lock_guard lk(mu_);
+      if (idle_workers_ > jobs_.size() || workers_.size() < max_) {
+        if (idle_workers_ <= jobs_.size()) start_worker();
+        jobs_.push_back(std::move(fn));
+      } else {
+        overflow = true;
+        overflow_.push_back(std::move(fn));
+      }
+    }
+    (overflow ? overflow_cv_ : jobs_cv_).notify_one();
+  }
+
+  void shutdown() override {
+    {
+      std::lock_guard lk(mu_);
+      shutdown_ = true;
+    }
+    jobs_cv_.notify_all();
+    overflow_cv_.notify_all();
+    for (auto& t : workers_) t.join();
+    for (auto& t : overflow_threads_) t.join();
+  }
+
+ private:
+  static constexpr int kOverflowThreads = 2;
+
+  void start_worker() {  // mu_ held
+    workers_.emplace_back([this] { run(jobs_, jobs_cv_, idle_workers_); });
+  }
+
+  // Serves `q` until shutdown; what was queued before shutdown still runs (it closes its socket).
+  void run(std::deque<std::function<void()>>& q, std::condition_variable& cv, size_t& idle) {
+    for (;;) {
+      std::function<void()> fn;
+      {
+        std::unique_lock lk(mu_);
+        ++idle;
+        cv.wait(lk, [&] { return shutdown_ || !q.empty(); });
+        --idle;
+        if (q.empty()) return;
+        fn = std::move(q.front());
+        q.pop_front();
+      }
+      fn();
+    }
+  }
+
+  const size_t max_;
+  std::mutex mu_;
+  std::condition_variable jobs_cv_, overflow_cv_;
+  std::deque<std::function<void()>> jobs_, overflow_;
+  std::vector<std::thread> workers_, overflow_threads_;
+  size_t idle_workers_ = 0, idle_overflow_ = 0;  // threads waiting for a connection
+  bool shutdown_ = false;
+};
+
+// httplib 0.11 (Debian's) listens with a backlog of 5: of a burst of connections the kernel drops (or
+// resets) all but 5 waiting for accept(), and a dropped SYN is retried only after a second. listen() on a
+// listening socket sets a new backlog (Linux, BSD).
+class Listener : public httplib::Server {
+ public:
+  void set_backlog(int n) {
+    if (::listen(svr_sock_, n) != 0) fail("cannot set the listen backlog to {}: {}", n, std::strerror(errno));
+  }
+};
+
 class Server {
  public:
   Server(const ServerOptions& o) : opt_(o), bundle_(runtime::ModelBundle::load(o.model_dir, o.model_options)) {
@@ -74,7 +179,9 @@ class Server {
     api_ctx_ = {.tokenizer = bundle_.tokenizer ? &*bundle_.tokenizer : nullptr,
                 .chat_template = &chat_,
                 .context = engine_->max_context(),
-                .vocab_size = c.vocab_size};
+                .vocab_size = c.vocab_size,
+                .max_token_bytes = longest_token(bundle_.tokenizer ? &*bundle_.tokenizer : nullptr),
+                .parse_special_in_user_text = o.parse_special_in_user_text};
     started_ = unix_now();
   }
 
@@ -83,6 +190,24 @@ class Server {
 
   void install(httplib::Server& svr) {
     svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      if (t_overflow) {
+        res.set_header("Retry-After", "1");
+        res.set_header("Connection", "close");
+        send_error(res, ApiError(503, "The server is overloaded: too many connections. Retry later.", "server_error",
+                                 std::nullopt, "server_overloaded"));
+        return httplib::Server::HandlerResponse::Handled;
+      }
+      size_t header_bytes = 0;
+      for (const auto& [k, v] : req.headers) header_bytes += k.size() + v.size() + 4;
+      if (int64_t(req.headers.size()) > opt_.max_headers || int64_t(header_bytes) > opt_.max_header_bytes) {
+        res.set_header("Connection", "close");
+        send_error(res, ApiError(431,
+                                 fmt::format("The request has {} headers ({} bytes); the limits are {} headers and "
+                                             "{} bytes.",
+                                             req.headers.size(), header_bytes, opt_.max_headers, opt_.max_header_bytes),
+                                 "invalid_request_error", std::nullopt, "headers_too_large"));
+        return httplib::Server::HandlerResponse::Handled;
+      }
       if (opt_.api_key.empty() || req.path.rfind("/v1/", 0) != 0) return httplib::Server::HandlerResponse::Unhandled;
       const std::string auth = req.get_header_value("Authorization");
       const std::string prefix = "Bearer ";
@@ -106,16 +231,21 @@ class Server {
       res.set_content(metrics_text(), "text/plain; version=0.0.4");
     });
     svr.Post("/v1/chat/completions",
-             [this](const httplib::Request& req, httplib::Response& res) { complete(Endpoint::Chat, req, res); });
+             [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& read) {
+               complete(Endpoint::Chat, req, res, read);
+             });
     svr.Post("/v1/completions",
-             [this](const httplib::Request& req, httplib::Response& res) { complete(Endpoint::Completion, req, res); });
+             [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& read) {
+               complete(Endpoint::Completion, req, res, read);
+             });
     svr.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
       if (!res.body.empty()) return;
       if (res.status == 404)
         send_error(res, ApiError(404, fmt::format("Unknown request URL: {} {}.", req.method, req.path),
                                  "invalid_request_error", std::nullopt, "unknown_url"));
       else if (res.status == 413)
-        send_error(res, ApiError(413, "The request body is too large.", "invalid_request_error"));
+        send_error(res, ApiError(413, "The request body is too large.", "invalid_request_error", std::nullopt,
+                                 "body_too_large"));
       else if (res.status >= 400)
         send_error(res, ApiError(res.status, fmt::format("HTTP error {}.", res.status), "invalid_request_error"));
     });
@@ -130,10 +260,15 @@ class Server {
       send_error(res, ApiError(500, what, "server_error"));
     });
     svr.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+      // Labels only from the routes served: a client-chosen path would be a label injection (a quote or
+      // newline in it forges samples) and an unbounded series count.
+      static const char* const kRoutes[] = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health",
+                                            "/metrics"};
+      const char* label = "other";
+      for (const char* r : kRoutes)
+        if (req.path == r) label = r;
       std::lock_guard lk(mu_);
-      ++requests_[{
-          req.path.rfind("/v1/", 0) == 0 || req.path == "/health" || req.path == "/metrics" ? req.path : "other",
-          res.status}];
+      ++requests_[{label, res.status}];
     });
   }
 
@@ -151,16 +286,37 @@ class Server {
     int64_t text_offset = 0;                       // completions logprobs
   };
 
-  void complete(Endpoint ep, const httplib::Request& req, httplib::Response& res) {
+  // The body, counted against --max-body-bytes as it arrives (a chunked body has no length to check first).
+  std::string read_body(const httplib::ContentReader& read, httplib::Response& res) {
+    std::string body;
+    bool too_big = false;
+    const bool ok = read([&](const char* data, size_t n) {
+      if (int64_t(body.size() + n) > opt_.max_body_bytes) {
+        too_big = true;
+        return false;
+      }
+      body.append(data, n);
+      return true;
+    });
+    if (ok) return body;
+    res.set_header("Connection", "close");  // the rest of the body is not read
+    if (too_big || res.status == 413)
+      throw ApiError(413, fmt::format("The request body is larger than {} bytes.", opt_.max_body_bytes),
+                     "invalid_request_error", std::nullopt, "body_too_large");
+    throw ApiError(400, "The request body could not be read.", "invalid_request_error");
+  }
+
+  void complete(Endpoint ep, const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& read) {
     ApiRequest r;
     std::shared_ptr<Job> job;
     try {
+      const std::string body = read_body(read, res);
       if (ep == Endpoint::Chat && !bundle_.tokenizer)
         throw ApiError(400,
                        "this model has no tokenizer.json, so chat is unavailable; use /v1/completions with "
                        "token ids",
                        "invalid_request_error", "messages");
-      r = parse_request(ep, req.body, api_ctx_);
+      r = parse_request(ep, body, api_ctx_);
       runtime::GenerationRequest g;
       g.prompt = r.prompt;
       g.sampling = r.sampling;
@@ -374,6 +530,10 @@ class Server {
 int run_server(const ServerOptions& o) {
   if (o.port < 0 || o.port > 65535) fail("--port must be in 0..65535, got {}", o.port);
   if (o.parallel < 1) fail("--parallel must be >= 1, got {}", o.parallel);
+  if (o.max_connections < 1) fail("--max-connections must be >= 1, got {}", o.max_connections);
+  if (o.backlog < 1) fail("--backlog must be >= 1, got {}", o.backlog);
+  if (o.read_timeout_s < 1) fail("--read-timeout must be >= 1 s, got {}", o.read_timeout_s);
+  if (o.max_body_bytes < 1) fail("--max-body-bytes must be >= 1, got {}", o.max_body_bytes);
   // Signals are taken by a dedicated thread (sigwait); no thread started from here on receives them.
   sigset_t set;
   sigemptyset(&set);
@@ -388,12 +548,14 @@ int run_server(const ServerOptions& o) {
   ::signal(SIGPIPE, SIG_IGN);
 
   Server server(o);
-  httplib::Server svr;
+  Listener svr;
   const size_t threads = o.http_threads > 0 ? size_t(o.http_threads) : size_t(o.parallel + o.max_queue + 4);
-  svr.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  svr.set_payload_max_length(16u << 20);
+  const size_t max_conn = size_t(o.max_connections);
+  svr.new_task_queue = [threads, max_conn] { return new AdmissionQueue(threads, max_conn); };
+  svr.set_payload_max_length(size_t(o.max_body_bytes));
   svr.set_keep_alive_max_count(1000);
-  svr.set_read_timeout(30, 0);
+  svr.set_keep_alive_timeout(time_t(o.keep_alive_timeout_s));
+  svr.set_read_timeout(time_t(o.read_timeout_s), 0);
   svr.set_write_timeout(30, 0);
   server.install(svr);
 
@@ -404,6 +566,7 @@ int run_server(const ServerOptions& o) {
   } else if (!svr.bind_to_port(o.host, port)) {
     fail("cannot bind {}:{} (in use, or not a local address)", o.host, port);
   }
+  svr.set_backlog(int(o.backlog));
   std::thread sig([&svr, &server, set] {
     int s = 0;
     sigwait(&set, &s);

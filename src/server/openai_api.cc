@@ -31,6 +31,27 @@ json ApiError::to_json() const {
 
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
+json parse_json_body(std::string_view text, int max_depth) {
+  // nlohmann's parser keeps its own stack on the heap, but copying, dumping and destroying a value recurse
+  // once per level: a body nested 100,000 deep would overflow the thread's stack there. The callback sees
+  // each container open with its depth (0: the top level); past the limit the value is discarded at once,
+  // so nothing deeper than the limit is ever built, and the request is refused.
+  bool too_deep = false;
+  json::parser_callback_t limit = [&](int depth, json::parse_event_t event, json&) {
+    if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) && depth >= max_depth)
+      too_deep = true;
+    return !too_deep;
+  };
+  json body = json::parse(text.begin(), text.end(), limit, /*allow_exceptions=*/false);
+  if (too_deep)
+    throw ApiError(400, fmt::format("The request body is nested deeper than {} levels.", max_depth),
+                   "invalid_request_error", std::nullopt, "json_too_deep");
+  if (body.is_discarded())
+    throw ApiError(400, "We could not parse the JSON body of your request: it is not valid JSON.",
+                   "invalid_request_error", std::nullopt, "invalid_json");
+  return body;
+}
+
 namespace {
 
 uint64_t random_u64() {
@@ -97,71 +118,164 @@ const io::Tokenizer& need_tokenizer(const ApiContext& ctx, const char* param) {
   return *ctx.tokenizer;
 }
 
+// Refuses, before tokenizing, a text whose byte length alone proves it cannot fit: no token covers more
+// than ctx.max_token_bytes bytes, so a text of more than max_token_bytes * (context - 1) bytes has at
+// least context tokens.
+void check_bytes(const ApiContext& ctx, size_t bytes, const char* param) {
+  if (ctx.max_token_bytes <= 0 || ctx.context < 2) return;
+  const uint64_t most = uint64_t(ctx.max_token_bytes) * uint64_t(ctx.context - 1);
+  if (uint64_t(bytes) > most)
+    throw ApiError(400,
+                   fmt::format("This model's maximum context length is {} tokens. However, your {} is {} bytes, "
+                               "which is more than {} tokens of at most {} bytes each.",
+                               ctx.context, param, bytes, ctx.context - 1, ctx.max_token_bytes),
+                   "invalid_request_error", param, "context_length_exceeded");
+}
+
 std::vector<int32_t> encode_text(const ApiContext& ctx, const std::string& text, bool add_bos) {
   const io::Tokenizer& tok = need_tokenizer(ctx, "prompt");
+  check_bytes(ctx, text.size(), "prompt");
   std::vector<int32_t> ids;
   if (add_bos && tok.add_bos() && tok.bos_id()) ids.push_back(*tok.bos_id());
   tok.encode_into(text, ids, /*allow_special=*/true);
   return ids;
 }
 
-std::vector<int32_t> chat_prompt(const json& body, const ApiContext& ctx) {
-  if (!body.contains("messages")) bad("messages", "'messages' is a required property");
-  const json& msgs = body["messages"];
-  if (!msgs.is_array()) bad("messages", "'messages' must be an array");
-  if (msgs.empty()) bad("messages", "'messages' must hold at least one message");
-  json norm = json::array();
-  for (size_t i = 0; i < msgs.size(); ++i) {
-    const json& m = msgs[i];
-    const std::string p = fmt::format("messages[{}]", i);
-    if (!m.is_object()) bad(p, fmt::format("{} must be an object", p));
-    if (!m.contains("role") || !m["role"].is_string()) bad(p + ".role", fmt::format("{} needs a string 'role'", p));
-    std::string role = m["role"].get<std::string>();
-    if (role == "developer") role = "system";
-    if (role != "system" && role != "user" && role != "assistant" && role != "tool")
-      bad(p + ".role", fmt::format("unknown role '{}' (expected system, developer, user, assistant or tool)", role));
-    json out = m;
-    out["role"] = role;
-    if (m.contains("content") && !m["content"].is_null()) {
-      const json& c = m["content"];
-      if (c.is_array()) {  // content parts: text only
-        std::string text;
-        for (const json& part : c) {
-          if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
-              !part["text"].is_string())
-            bad(p + ".content", "only text content parts ({\"type\": \"text\", \"text\": ...}) are supported");
-          text += part["text"].get<std::string>();
-        }
-        out["content"] = text;
-      } else if (!c.is_string()) {
-        bad(p + ".content", fmt::format("{}.content must be a string, an array of text parts or null", p));
+const json* member(const json& obj, const char* key) {
+  auto it = obj.find(key);
+  return it == obj.end() || it->is_null() ? nullptr : &*it;
+}
+
+// One client message as the chat template takes it; every malformed field is a 400 naming it.
+io::ChatMessage chat_message(const json& m, const std::string& p) {
+  if (!m.is_object()) bad(p, fmt::format("{} must be an object", p));
+  const json* role = member(m, "role");
+  if (!role || !role->is_string()) bad(p + ".role", fmt::format("{} needs a string 'role'", p));
+  io::ChatMessage cm;
+  cm.role = role->get<std::string>();
+  if (cm.role == "developer") cm.role = "system";
+  if (cm.role != "system" && cm.role != "user" && cm.role != "assistant" && cm.role != "tool")
+    bad(p + ".role", fmt::format("unknown role '{}' (expected system, developer, user, assistant or tool)", cm.role));
+  if (const json* c = member(m, "content")) {
+    if (c->is_array()) {  // content parts: text only
+      std::string text;
+      for (size_t k = 0; k < c->size(); ++k) {
+        const json& part = (*c)[k];
+        const std::string pp = fmt::format("{}.content[{}]", p, k);
+        const json* type = part.is_object() ? member(part, "type") : nullptr;
+        const json* t = part.is_object() ? member(part, "text") : nullptr;
+        if (!type || !type->is_string() || *type != "text" || !t || !t->is_string())
+          bad(pp,
+              fmt::format("{}: only text content parts ({{\"type\": \"text\", \"text\": \"...\"}}) are supported", pp));
+        text += t->get<std::string>();
       }
-    } else if (role != "assistant") {
-      bad(p + ".content", fmt::format("{} ({}) needs content", p, role));
+      cm.content = std::move(text);
+    } else if (c->is_string()) {
+      cm.content = c->get<std::string>();
+    } else {
+      bad(p + ".content", fmt::format("{}.content must be a string, an array of text parts or null", p));
     }
-    norm.push_back(std::move(out));
+  } else if (cm.role != "assistant") {
+    bad(p + ".content", fmt::format("{} ({}) needs content", p, cm.role));
   }
+  if (const json* calls = member(m, "tool_calls")) {
+    const std::string pc = p + ".tool_calls";
+    if (cm.role != "assistant") bad(pc, fmt::format("{}: only assistant messages carry tool calls", pc));
+    if (!calls->is_array()) bad(pc, fmt::format("{} must be an array", pc));
+    cm.tool_calls.emplace();
+    for (size_t k = 0; k < calls->size(); ++k) {
+      const json& t = (*calls)[k];
+      const std::string pt = fmt::format("{}[{}]", pc, k);
+      if (!t.is_object()) bad(pt, fmt::format("{} must be an object", pt));
+      io::ToolCall tc;
+      if (const json* type = member(t, "type")) {
+        if (!type->is_string()) bad(pt + ".type", fmt::format("{}.type must be a string", pt));
+        tc.type = type->get<std::string>();
+      }
+      const json* f = member(t, "function");
+      if (!f || !f->is_object()) bad(pt + ".function", fmt::format("{} needs a 'function' object", pt));
+      const json* name = member(*f, "name");
+      if (!name || !name->is_string()) bad(pt + ".function.name", fmt::format("{}.function needs a string 'name'", pt));
+      tc.name = name->get<std::string>();
+      if (const json* args = member(*f, "arguments")) {
+        if (!args->is_string() && !args->is_object())
+          bad(pt + ".function.arguments",
+              fmt::format("{}.function.arguments must be a string (JSON text) or an object", pt));
+        tc.arguments = args->is_string() ? args->get<std::string>() : dump(*args);  // depth-limited at parse
+      }
+      cm.tool_calls->push_back(std::move(tc));
+    }
+  }
+  return cm;
+}
+
+// User and tool text is client data: unless ctx.parse_special_in_user_text, a special token typed into it
+// (<｜Assistant｜>, <｜tool▁calls▁begin｜>, ...) is encoded as plain text. The template is rendered with a
+// marker in place of each such content; the text between markers (the template's own, specials included)
+// is encoded with specials, each content without. Every marker sits between special tokens of the
+// template, so for text without specials the ids equal those of encoding the whole rendering.
+std::vector<int32_t> encode_chat(const ApiContext& ctx, std::vector<io::ChatMessage> msgs) {
   const io::Tokenizer& tok = need_tokenizer(ctx, "messages");
-  std::string text;
-  try {
-    text = ctx.chat_template->render(io::chat_messages_from_json(dump(norm)), /*add_generation_prompt=*/true);
-  } catch (const Error& e) {
-    bad("messages", e.what());
+  auto render = [&](const std::vector<io::ChatMessage>& m) {
+    try {
+      return ctx.chat_template->render(m, /*add_generation_prompt=*/true);
+    } catch (const Error& e) {
+      bad("messages", e.what());
+    }
+  };
+  if (ctx.parse_special_in_user_text) {
+    const std::string text = render(msgs);
+    check_bytes(ctx, text.size(), "messages");
+    return tok.encode(text, /*allow_special=*/true);  // the rendered text starts with the BOS text
   }
-  return tok.encode(text, /*allow_special=*/true);  // the rendered text starts with the BOS text
+  const std::string marker = fmt::format("\x1f{:016x}\x1f", random_u64());
+  std::vector<std::string> client;
+  size_t bytes = 0;
+  for (io::ChatMessage& m : msgs) {
+    if (m.role != "assistant" && m.content) bytes += m.content->size();  // rendered verbatim
+    if ((m.role == "user" || m.role == "tool") && m.content) {
+      if (m.content->find(marker) != std::string::npos) bad("messages", "message text holds the server's marker");
+      client.push_back(std::move(*m.content));
+      m.content = marker;
+    }
+  }
+  check_bytes(ctx, bytes, "messages");
+  const std::string text = render(msgs);
+  std::vector<int32_t> ids;
+  size_t at = 0;
+  for (const std::string& c : client) {
+    const size_t k = text.find(marker, at);
+    if (k == std::string::npos) bad("messages", "the chat template dropped a message's text");
+    tok.encode_into(std::string_view(text).substr(at, k - at), ids, /*allow_special=*/true);
+    tok.encode_into(c, ids, /*allow_special=*/false);
+    at = k + marker.size();
+  }
+  if (text.find(marker, at) != std::string::npos) bad("messages", "the chat template repeated a message's text");
+  tok.encode_into(std::string_view(text).substr(at), ids, /*allow_special=*/true);
+  return ids;
+}
+
+std::vector<int32_t> chat_prompt(const json& body, const ApiContext& ctx) {
+  const json* msgs = member(body, "messages");
+  if (!msgs) bad("messages", "'messages' is a required property");
+  if (!msgs->is_array()) bad("messages", "'messages' must be an array");
+  if (msgs->empty()) bad("messages", "'messages' must hold at least one message");
+  std::vector<io::ChatMessage> norm;
+  for (size_t i = 0; i < msgs->size(); ++i) norm.push_back(chat_message((*msgs)[i], fmt::format("messages[{}]", i)));
+  return encode_chat(ctx, std::move(norm));
 }
 
 std::vector<int32_t> completion_prompt(const json& body, const ApiContext& ctx) {
-  if (!body.contains("prompt")) bad("prompt", "'prompt' is a required property");
-  json p = body["prompt"];
-  if (p.is_array() && !p.empty() && (p[0].is_string() || p[0].is_array())) {
-    if (p.size() != 1) bad("prompt", "batched prompts are not supported: send one prompt per request");
-    p = json(p[0]);
+  const json* p = member(body, "prompt");
+  if (!p) bad("prompt", "'prompt' is a required property");
+  if (p->is_array() && !p->empty() && ((*p)[0].is_string() || (*p)[0].is_array())) {
+    if (p->size() != 1) bad("prompt", "batched prompts are not supported: send one prompt per request");
+    p = &(*p)[0];
   }
-  if (p.is_string()) return encode_text(ctx, p.get<std::string>(), /*add_bos=*/true);
-  if (p.is_array()) {
-    if (p.empty()) bad("prompt", "'prompt' is empty");
-    return token_array(p, ctx, "prompt");
+  if (p->is_string()) return encode_text(ctx, p->get<std::string>(), /*add_bos=*/true);
+  if (p->is_array()) {
+    if (p->empty()) bad("prompt", "'prompt' is empty");
+    return token_array(*p, ctx, "prompt");
   }
   bad("prompt", "'prompt' must be a string, an array of token ids, or a one-element array of either");
 }
@@ -169,10 +283,7 @@ std::vector<int32_t> completion_prompt(const json& body, const ApiContext& ctx) 
 }  // namespace
 
 ApiRequest parse_request(Endpoint endpoint, std::string_view body_text, const ApiContext& ctx) {
-  json body = json::parse(body_text.begin(), body_text.end(), nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded())
-    throw ApiError(400, "We could not parse the JSON body of your request: it is not valid JSON.",
-                   "invalid_request_error", std::nullopt, "invalid_json");
+  const json body = parse_json_body(body_text);
   if (!body.is_object()) throw ApiError(400, "The request body must be a JSON object.");
   ApiRequest r;
   r.endpoint = endpoint;

@@ -11,7 +11,8 @@
 //   both:        model, max_tokens, temperature (0..2), top_p (0..1), n (1 only), stream, stream_options
 //                {include_usage}, stop (string or up to 4 strings), seed, frequency_penalty and
 //                presence_penalty (-2..2); extensions: top_k, min_p, repetition_penalty, ignore_eos
-// Every violation is an ApiError naming the field in "param".
+// Every violation is an ApiError naming the field in "param". Bodies nested deeper than kMaxJsonDepth are
+// refused while parsing (nothing deeper is built, so no copy or dump of client JSON can recurse far).
 #pragma once
 
 #include <cstdint>
@@ -46,6 +47,12 @@ struct ApiContext {
   const io::ChatTemplate* chat_template = nullptr;
   int64_t context = 4096;  // prompt + completion tokens
   int64_t vocab_size = 0;  // token-id prompts are checked against it
+  // The longest token's byte length (0: unknown): a text prompt longer than this times the context is
+  // refused before it is tokenized.
+  int64_t max_token_bytes = 0;
+  // false (default): special tokens typed into user and tool text are plain text; true: parsed, as HF's
+  // apply_chat_template + encode does (--parse-special-in-user-text).
+  bool parse_special_in_user_text = false;
 };
 
 struct ApiRequest {
@@ -60,6 +67,12 @@ struct ApiRequest {
   int64_t top_logprobs = 0;
   bool ignore_eos = false;
 };
+
+constexpr int kMaxJsonDepth = 64;
+
+// Parses a request body as JSON: a 400 ApiError when it is not JSON ("invalid_json") or nests objects and
+// arrays deeper than max_depth ("json_too_deep", the message naming the limit).
+nlohmann::json parse_json_body(std::string_view text, int max_depth = kMaxJsonDepth);
 
 // Parses and validates a request body; throws ApiError. The sampling seed is random when absent.
 ApiRequest parse_request(Endpoint endpoint, std::string_view body, const ApiContext& ctx);

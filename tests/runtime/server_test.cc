@@ -1,6 +1,6 @@
-// `dsv3 serve` end to end: the binary is started on loopback (a free port) over a tiny model with a trained
-// tokenizer, then driven (1) by a raw HTTP client here — health, auth, OpenAI-shaped 4xx errors, a client
-// that disconnects freeing its slot, overload → 503 — and (2) by the official `openai` npm package
+// `dsv3 serve` end to end: the binary is started on loopback (a free port; tests/server/serve_harness.h)
+// over a tiny model with a trained tokenizer, then driven (1) by a raw HTTP client here — health, auth, OpenAI-shaped
+// 4xx errors, a client that disconnects freeing its slot, overload → 503 — and (2) by the official `openai` npm package
 // (tests/runtime/server_client.mjs) and a reduced run of bench/load_test.mjs. The Node parts are skipped
 // when node/npm are absent or the package cannot be installed (no network); npm installs into the build
 // tree (<build>/node_client, once). The official client's checks also run against `mpirun -np 2 dsv3 serve
@@ -24,6 +24,7 @@
 #include <sstream>
 #include <thread>
 
+#include "../server/serve_harness.h"
 #include "test_models.h"
 
 namespace dsv3 {
@@ -31,178 +32,8 @@ namespace {
 
 using json = nlohmann::json;
 using namespace dsv3::testing_models;
+using namespace dsv3::serve_harness;  // ServerProcess, the raw HTTP client
 namespace fs = std::filesystem;
-
-std::string read_file(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-// Runs a shell command; returns its exit status and output (stdout + stderr).
-int shell(const std::string& cmd, std::string* out = nullptr) {
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return -1;
-  std::string s;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) s.append(buf, n);
-  const int st = ::pclose(p);
-  if (out) *out = s;
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-class ServerProcess {
- public:
-  // Starts `dsv3 serve ARGS --port 0` and waits for its "listening on" line. ranks > 1: under
-  // `DSV3_MPIRUN -np ranks` (ARGS then carry --ep); SIGTERM then goes to rank 0, which stops the job.
-  bool start(const std::vector<std::string>& args, std::string* why, int ranks = 1) {
-    log_ = temp_dir("serve_logs") + "/serve_" + std::to_string(counter_++) + ".log";
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      FILE* f = std::freopen(log_.c_str(), "w", stderr);
-      (void)f;
-      ::dup2(STDERR_FILENO, STDOUT_FILENO);
-      const int null_in = ::open("/dev/null", O_RDONLY);  // mpirun forwards stdin
-      ::dup2(null_in, STDIN_FILENO);
-      std::vector<std::string> all = {DSV3_BIN, "serve"};
-      all.insert(all.end(), args.begin(), args.end());
-      all.insert(all.end(), {"--port", "0", "--host", "127.0.0.1"});
-      if (ranks > 1) {
-        std::string cmd = "exec " + std::string(DSV3_MPIRUN) + " -np " + std::to_string(ranks);
-        for (auto& a : all) cmd += " '" + a + "'";
-        ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
-        ::_exit(127);
-      }
-      std::vector<char*> argv;
-      for (auto& a : all) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(DSV3_BIN, argv.data());
-      ::_exit(127);
-    }
-    const std::regex re("listening on http://127\\.0\\.0\\.1:(\\d+)");
-    const std::regex rank0("EP rank 0,[^;]*; pid (\\d+)");  // rank 0's start-up line (cli/dist_flags.h)
-    for (int i = 0; i < 600; ++i) {
-      std::smatch m;
-      const std::string log = read_file(log_);
-      if (std::regex_search(log, m, re)) {
-        port_ = std::stoi(m[1]);
-        if (ranks > 1) {
-          std::smatch p;
-          if (!std::regex_search(log, p, rank0)) {
-            *why = "no rank 0 start-up line with its pid: " + log;
-            return false;
-          }
-          rank0_ = pid_t(std::stol(p[1]));
-        }
-        return true;
-      }
-      int st = 0;
-      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
-        pid_ = -1;
-        *why = log;
-        return false;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    *why = "no 'listening on' line after 30 s: " + read_file(log_);
-    return false;
-  }
-  ~ServerProcess() { stop(); }
-  // SIGTERM, and the exit status (0 = a clean shutdown).
-  int stop() {
-    if (pid_ <= 0) return -1;
-    ::kill(rank0_ > 0 ? rank0_ : pid_, SIGTERM);
-    int st = 0;
-    for (int i = 0; i < 200; ++i) {
-      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
-        pid_ = -1;
-        return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, &st, 0);
-    pid_ = -1;
-    return -2;
-  }
-  int port() const { return port_; }
-  pid_t pid() const { return pid_; }
-  std::string log() const { return read_file(log_); }
-
- private:
-  static inline int counter_ = 0;
-  pid_t pid_ = -1, rank0_ = -1;
-  int port_ = 0;
-  std::string log_;
-};
-
-// ---- a minimal HTTP/1.1 client (Connection: close; chunked bodies decoded) --------------------------------
-
-int connect_to(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(uint16_t(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-std::string request_text(const std::string& method, const std::string& path, const std::string& body,
-                         const std::string& key) {
-  std::string r = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
-  if (!key.empty()) r += "Authorization: Bearer " + key + "\r\n";
-  if (method == "POST")
-    r += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
-  return r + "\r\n" + body;
-}
-
-struct HttpResult {
-  int status = 0;
-  std::string headers, body;
-};
-
-HttpResult http(int port, const std::string& method, const std::string& path, const std::string& body = "",
-                const std::string& key = "") {
-  HttpResult res;
-  const int fd = connect_to(port);
-  if (fd < 0) return res;
-  const std::string req = request_text(method, path, body, key);
-  if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != ssize_t(req.size())) {
-    ::close(fd);
-    return res;
-  }
-  std::string raw;
-  char buf[8192];
-  ssize_t n;
-  while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) raw.append(buf, size_t(n));
-  ::close(fd);
-  const size_t he = raw.find("\r\n\r\n");
-  if (he == std::string::npos || raw.size() < 12) return res;
-  res.status = std::stoi(raw.substr(9, 3));
-  res.headers = raw.substr(0, he);
-  std::string b = raw.substr(he + 4);
-  if (res.headers.find("Transfer-Encoding: chunked") != std::string::npos) {
-    std::string out;
-    size_t i = 0;
-    while (i < b.size()) {
-      const size_t le = b.find("\r\n", i);
-      if (le == std::string::npos) break;
-      const size_t len = std::stoul(b.substr(i, le - i), nullptr, 16);
-      if (len == 0) break;
-      out += b.substr(le + 2, len);
-      i = le + 2 + len + 2;
-    }
-    b = out;
-  }
-  res.body = b;
-  return res;
-}
 
 void expect_openai_error(const HttpResult& r, int status, const char* param, const char* what) {
   EXPECT_EQ(r.status, status) << what << ": " << r.body;
