@@ -261,11 +261,11 @@ class Model:
         kvb = lin(lat, w[p + "kv_b_proj.weight"]).reshape(S, H, c.dn + c.dv)
         k = np.concatenate([kvb[..., : c.dn], np.broadcast_to(k_pe[:, None, :], (S, H, c.dr))], axis=-1)
         qf = np.concatenate([q[..., : c.dn], q_pe], axis=-1)
-        sc = (np.einsum("shd,thd->hst", qf, k).astype(DT) * DT(softmax_scale(c))).astype(DT)
+        sc = (np.matmul(qf.transpose(1, 0, 2), k.transpose(1, 2, 0)) * DT(softmax_scale(c))).astype(DT)  # [H, T, S]
         qpos = np.arange(pos0, pos0 + T)[:, None]
         sc = np.where(np.arange(S)[None, :] > qpos, DT(-np.inf), sc)
         pr = softmax(sc)
-        o = np.einsum("hst,thd->shd", pr, kvb[..., c.dn :]).astype(DT).reshape(T, H * c.dv)
+        o = np.matmul(pr, kvb[..., c.dn :].transpose(1, 0, 2)).transpose(1, 0, 2).reshape(T, H * c.dv)
         return lin(o, w[p + "o_proj.weight"]), (lat, k_pe)
 
     def gate(self, p, x):
@@ -480,20 +480,23 @@ def random_weights(c, rng):
 
 
 def pick_ids(m, n, rng):
-    """Token ids drawn left to right; a draw is kept only if every MoE layer's routing at its position clears
-    the margin (with headroom: the final full-sequence pass, rounded differently, must still clear MARGIN)."""
-    ids, caches = [], None
-    for pos in range(n):
-        for _ in range(200):
-            t = int(rng.integers(2, m.c.vocab))
-            _, _, nc, margin = m.forward([t], caches, pos)
-            if margin[0] >= 1.5 * MARGIN:
+    """Token ids such that every MoE layer's routing at every position clears the margin (with headroom: the
+    final full-sequence pass, rounded differently, must still clear MARGIN). Drawn at random, then the first
+    position that fails is redrawn and the sequence re-run from there (earlier positions cannot change)."""
+    ids = [int(t) for t in rng.integers(2, m.c.vocab, size=n)]
+    start, caches = 0, None
+    for _ in range(50 * n):
+        _, _, full, margin = m.forward(ids[start:], caches, start)
+        bad = np.nonzero(margin < 1.5 * MARGIN)[0]
+        if bad.size == 0:
+            return ids
+        start = start + int(bad[0])
+        caches = [(lat[:start], pe[:start]) for lat, pe in full] if start > 0 else None
+        for _ in range(200):  # redraw this position alone until it passes, then re-run the rest
+            ids[start] = int(rng.integers(2, m.c.vocab))
+            if m.forward(ids[start : start + 1], caches, start)[3][0] >= 1.5 * MARGIN:
                 break
-        else:
-            raise RuntimeError(f"no token clears the routing margin at position {pos}")
-        ids.append(t)
-        caches = nc
-    return ids
+    raise RuntimeError(f"no token ids clear the routing margin {1.5 * MARGIN}")
 
 
 def cmd_make(name, out):
