@@ -3,6 +3,7 @@
 // pngcairo is missing): loss + validation loss, learning rate, per-layer MaxVio_batch, and an expert-load
 // heatmap (load / mean load per expert over the steps). With several runs the panels overlay them (loss,
 // validation loss, mean MaxVio, LR) for ablations; the heatmap then shows the first run.
+// dsv3 plot --indexer --run WARMUP --run SPARSE ... --out PNG: DeepSeek-V3.2's indexer training stages.
 #include <unistd.h>
 
 #include <cmath>
@@ -26,6 +27,7 @@ namespace fs = std::filesystem;
 struct Options {
   std::vector<std::string> runs, labels;
   std::string out, title;
+  bool indexer = false;
 };
 
 struct Run {
@@ -126,6 +128,67 @@ std::pair<std::vector<int64_t>, int64_t> write_balance(const Run& r, const std::
   return {layers, experts};
 }
 
+// --indexer: DeepSeek-V3.2's indexer training (docs/dsa-training.md). The runs are stages of one training (the
+// dense warm-up, then sparse training), drawn one after another: run k's steps follow run k-1's last step.
+// Panels: the recall of the dense attention mass by the indexer's top-k (mean over layers, and per layer), the
+// indexer's KL loss (mean over layers), and the main-head CE.
+int run_indexer(const std::vector<Run>& runs, const Options& o) {
+  char tmpl[] = "/tmp/dsv3_plot_XXXXXX";
+  if (!mkdtemp(tmpl)) fail("cannot create a temporary directory: {}", std::strerror(errno));
+  const std::string dir = tmpl;
+  int64_t offset = 0;
+  size_t layers = 0;
+  std::vector<int64_t> ends;
+  for (size_t k = 0; k < runs.size(); ++k) {
+    std::ofstream t(fmt::format("{}/ix{}.dat", dir, k));
+    t << "# step recall_mean kl_mean main_ce recall_per_layer...\n";
+    int64_t last = offset;
+    for (const auto& j : runs[k].train) {
+      if (!j.contains("index_recall")) continue;
+      const auto rec = j["index_recall"].get<std::vector<double>>();
+      const auto kl = j["indexer_kl"].get<std::vector<double>>();
+      layers = std::max(layers, rec.size());
+      double klm = 0;
+      for (double v : kl) klm += v / double(kl.size());
+      last = offset + j.value("step", int64_t(0));
+      t << fmt::format("{} {} {} {}", last, num(j, "index_recall_mean"), klm, num(j, "main_ce"));
+      for (double v : rec) t << " " << v;
+      t << "\n";
+    }
+    if (last == offset) fail("{}: no indexer metrics (index_recall) in its metrics.jsonl", o.runs[k]);
+    offset = last;
+    ends.push_back(last);
+  }
+  std::string g =
+      "set terminal " + png_terminal(1500, 1000) + "\nset output " + gp_string(fs::absolute(o.out).string()) + "\n";
+  g += "set datafile missing 'nan'\nset key outside right noenhanced\nset termoption noenhanced\nset grid\n";
+  g += "set multiplot layout 3,1 title " + gp_string(o.title.empty() ? "lightning indexer training" : o.title) +
+       " noenhanced\nset xlabel 'step'\n";
+  for (size_t k = 0; k + 1 < ends.size(); ++k)
+    g += fmt::format("set arrow from {0},graph 0 to {0},graph 1 nohead dt 2 lc 'gray'\n", ends[k]);
+  auto plot = [&](const std::string& title, const std::string& cols, bool per_layer) {
+    g += "set title " + gp_string(title) + "\n";
+    std::string p = "plot ";
+    for (size_t k = 0; k < runs.size(); ++k) {
+      p += fmt::format("{}'{}/ix{}.dat' using 1:{} with lines lw 2 title {}", k ? ", " : "", dir, k, cols,
+                       gp_string(runs[k].label));
+      if (per_layer)  // one colour per layer across the stages, named once
+        for (size_t l = 0; l < layers; ++l)
+          p += fmt::format(", '{}/ix{}.dat' using 1:{} with lines lw 1 dt 3 lc {} {}", dir, k, 5 + l, 3 + l,
+                           k == 0 ? "title " + gp_string(fmt::format("layer {}", l)) : std::string("notitle"));
+    }
+    g += p + "\n";
+  };
+  plot("top-k recall of the dense attention mass (rows that drop keys)", "2", true);
+  plot("indexer KL loss (mean over layers)", "3", false);
+  plot("main-head cross-entropy", "4", false);
+  g += "unset multiplot\n";
+  run_gnuplot(g, dir);
+  fs::remove_all(dir);
+  std::printf("%s\n", o.out.c_str());
+  return 0;
+}
+
 int run(const Options& o) {
   require_gnuplot();
   if (!o.labels.empty() && o.labels.size() != o.runs.size())
@@ -134,6 +197,7 @@ int run(const Options& o) {
   for (size_t i = 0; i < o.runs.size(); ++i)
     runs.push_back(read_run(o.runs[i], o.labels.empty() ? fs::path(o.runs[i]).filename().string() : o.labels[i]));
 
+  if (o.indexer) return run_indexer(runs, o);
   char tmpl[] = "/tmp/dsv3_plot_XXXXXX";
   if (!mkdtemp(tmpl)) fail("cannot create a temporary directory: {}", std::strerror(errno));
   const std::string dir = tmpl;
@@ -219,6 +283,9 @@ Registrar reg("plot", "Plot a training run (loss, val loss, LR, MaxVio, expert-l
                 app.add_option("--label", o->labels, "Legend name of each --run (default: directory name)");
                 app.add_option("--out", o->out, "Output PNG")->required();
                 app.add_option("--title", o->title, "Figure title");
+                app.add_flag("--indexer", o->indexer,
+                             "V3.2 indexer training: top-k recall, indexer KL and main CE; the runs are consecutive "
+                             "stages");
                 return [o] { return run(*o); };
               });
 

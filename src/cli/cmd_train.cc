@@ -1,5 +1,5 @@
 // dsv3 train --config TRAIN.json --data DIR --out RUNDIR [--resume] [--max-minutes M] [--steps N]
-//            [--stop-at S] [--no-progress] [--precision fp32|bf16|fp8]
+//            [--stop-at S] [--no-progress] [--precision fp32|bf16|fp8] [--init-from DIR]
 // mpirun -np N dsv3 train ... [--dp D] [--ep E] [--bucket-mb MB] [--overlap on|off]     (N = D·E)
 // mpirun -np P·D·E dsv3 train ... --pp P [--dp D] [--ep E] [--schedule 1f1b|dualpipe|dualpipev] [--micro M]
 //                                  [--trace FILE.json]
@@ -41,6 +41,9 @@ Registrar reg("train", "Train a model on prepared data (checkpoints, metrics, ex
                  "Linear layers in fp32 (default), bf16, or fp8 (DeepSeek-V3's fine-grained FP8 recipe, emulated; "
                  "docs/fp8.md); overrides training.precision")
       ->check(CLI::IsMember({"fp32", "bf16", "fp8"}));
+  app.add_option("--init-from", o->init_from,
+                 "Start a new run from this model directory's tensors (those it lacks keep their random init; "
+                 "docs/dsa-training.md)");
   app.add_option("--dp", o->dp,
                  "Data-parallel replicas under mpirun (default: the job's ranks / --ep); each rank runs "
                  "batch_seqs / ranks of every step's sequences");

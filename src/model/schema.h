@@ -58,6 +58,7 @@ struct WeightSpec {
   int64_t layer = -1;     // HF layer index (MTP modules: num_hidden_layers + k); -1 outside the layers
   int64_t expert = -1;    // routed expert index for the experts' matrices, else -1
   bool mtp = false;       // part of an MTP module
+  bool indexer = false;   // part of a V3.2 lightning indexer (self_attn.indexer.*)
 
   int64_t numel() const {
     int64_t n = 1;
@@ -202,11 +203,16 @@ void visit_layer(const ModelConfig& c, int64_t l, LayerW<K>& w, Visit& visit, co
     const std::string ix = a + "indexer.";
     const int64_t DI = c.index_head_dim;
     IndexerW<K>& x = m.indexer;
-    visit(spec(ix + "wq_b.weight", {c.index_n_heads * DI, c.q_lora_rank}, R::Linear), x.wq_b);
-    visit(spec(ix + "wk.weight", {DI, D}, R::Linear), x.wk);
-    visit(spec(ix + "k_norm.weight", {DI}, R::Norm), x.k_norm);
-    visit(spec(ix + "k_norm.bias", {DI}, R::NormBias), x.k_norm_bias);
-    visit(spec(ix + "weights_proj.weight", {c.index_n_heads, D}, R::Projection), x.weights_proj);
+    auto ispec = [&](std::string name, std::vector<int64_t> shape, WeightRole role) {
+      WeightSpec s = spec(std::move(name), std::move(shape), role);
+      s.indexer = true;
+      return s;
+    };
+    visit(ispec(ix + "wq_b.weight", {c.index_n_heads * DI, c.q_lora_rank}, R::Linear), x.wq_b);
+    visit(ispec(ix + "wk.weight", {DI, D}, R::Linear), x.wk);
+    visit(ispec(ix + "k_norm.weight", {DI}, R::Norm), x.k_norm);
+    visit(ispec(ix + "k_norm.bias", {DI}, R::NormBias), x.k_norm_bias);
+    visit(ispec(ix + "weights_proj.weight", {c.index_n_heads, D}, R::Projection), x.weights_proj);
   }
   visit(spec(p + "post_attention_layernorm.weight", {D}, R::Norm), w.ffn_norm);
   w.is_moe = c.is_moe_layer(l);

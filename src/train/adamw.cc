@@ -10,7 +10,8 @@ namespace dsv3::train {
 bool trainable(WeightRole r) { return r != WeightRole::Bias; }
 
 bool decays(WeightRole r) {
-  return r == WeightRole::Linear || r == WeightRole::Gate || r == WeightRole::Embedding || r == WeightRole::Head;
+  return r == WeightRole::Linear || r == WeightRole::Gate || r == WeightRole::Embedding || r == WeightRole::Head ||
+         r == WeightRole::Projection;
 }
 
 AdamW::AdamW(const Params& params, const AdamWOptions& o, const std::vector<char>& held) : o_(o) {
@@ -31,14 +32,23 @@ AdamW::AdamW(const Params& params, const AdamWOptions& o, const std::vector<char
   }
 }
 
-void AdamW::step(Params& params, const Params& grads, double lr) {
+void AdamW::set_lr_scale(std::vector<double> scale) {
+  if (!scale.empty() && scale.size() != held_.size())
+    fail("adamw: {} learning-rate multipliers for {} tensors", scale.size(), held_.size());
+  lr_scale_ = std::move(scale);
+}
+
+void AdamW::step(Params& params, const Params& grads, double lr_all) {
   ++t_;
   const double b1 = o_.beta1, b2 = o_.beta2;
   const double bc1 = 1.0 - std::pow(b1, double(t_)), bc2 = 1.0 - std::pow(b2, double(t_));
-  const double step_size = lr / bc1, inv_sqrt_bc2 = 1.0 / std::sqrt(bc2), eps = o_.eps;
+  const double inv_sqrt_bc2 = 1.0 / std::sqrt(bc2), eps = o_.eps;
   for (size_t i = 0; i < params.size(); ++i) {
     const WeightRole role = params.specs()[i].role;
     if (!held_[i]) continue;
+    const double lr = lr_scale_.empty() ? lr_all : lr_all * lr_scale_[i];
+    if (lr_scale_.size() && lr_scale_[i] == 0.0) continue;
+    const double step_size = lr / bc1;
     const double keep = decays(role) ? 1.0 - lr * o_.weight_decay : 1.0;
     float* p = params.value(i).data();
     const float* g = grads.value(i).data();

@@ -40,6 +40,9 @@ class AdamW {
 
   // One update with learning rate `lr` of the held tensors (the others are left alone); increments steps().
   void step(Params& params, const Params& grads, double lr);
+  // Per-tensor learning-rate multipliers (empty: 1 for every tensor). 0 freezes a tensor: step() leaves it,
+  // its moments and its weight decay alone (DeepSeek-V3.2's dense warm-up trains only the indexer).
+  void set_lr_scale(std::vector<double> scale);
   // Whether tensor i's moments are here.
   bool holds(size_t i) const { return held_[i] != 0; }
   // Bytes of the moments held here (2 × 4 per element).
@@ -58,6 +61,7 @@ class AdamW {
   AdamWOptions o_;
   int64_t t_ = 0;
   std::vector<char> held_;
+  std::vector<double> lr_scale_;
   std::vector<std::vector<float>> m_, v_;
 };
 

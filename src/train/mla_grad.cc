@@ -1,6 +1,7 @@
 #include "train/mla_grad.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "kernels/matmul.h"
@@ -80,6 +81,12 @@ void mla_forward(const StepContext& ctx, const MlaP& w, const float* x, float* o
   a.kvb.resize(size_t(m * d.H * d.kvw));
   linear_forward(a.cn.data(), w.wkv_b, m, d.H * d.kvw, d.C, a.kvb.data(), prec);
 
+  // V3.2: the indexer's selection before the attention; the sparse stage masks every row to its S_t.
+  const bool ix = w.has_indexer;
+  const bool sparse = ix && ctx.dsa == DsaStage::Sparse;
+  if (ix) indexer_forward(ctx, w.indexer, x, a.qn.data(), a.ix);
+  std::vector<float> dense(sparse ? size_t(B * d.H * T * T) : 0);  // [B, H, T, T] the unmasked softmax
+
   // Causal attention per (sequence, head).
   a.probs.resize(size_t(B * d.H * T * T));
   a.o.resize(size_t(m * d.H * d.dv));
@@ -95,10 +102,35 @@ void mla_forward(const StepContext& ctx, const MlaP& w, const float* x, float* o
     kernels::gemm(T, T, d.dr, d.scale, {qh + d.dn, ldq, false}, {kp, d.dr, true}, 1.0f, p, T);
     for (int64_t i = 0; i < T; ++i) {
       float* row = p + i * T;
+      if (sparse) {
+        float* dn = dense.data() + task * T * T + i * T;
+        std::copy(row, row + i + 1, dn);
+        kernels::softmax(dn, i + 1);
+        std::fill(dn + i + 1, dn + T, 0.0f);
+        if (a.ix.count[size_t(b * T + i)] < i + 1) {
+          const uint8_t* sel = a.ix.selected.data() + (b * T + i) * T;
+          for (int64_t j = 0; j <= i; ++j)
+            if (!sel[j]) row[j] = -INFINITY;
+        }
+      }
       kernels::softmax(row, i + 1);
       std::fill(row + i + 1, row + T, 0.0f);
     }
     kernels::gemm(T, d.dv, T, 1.0f, {p, T, false}, {vh, ldkv, false}, 0.0f, a.o.data() + b * T * ldo + h * d.dv, ldo);
+  }
+  if (ix) {
+    // The indexer loss's target p = Σ_h P_h / H (detached), and the dense mass its selection is scored on.
+    const float inv_h = 1.0f / float(d.H);
+    a.ix.target.assign(size_t(B * T * T), 0.0f);
+    std::vector<float> dense_mass(sparse ? size_t(B * T * T) : 0, 0.0f);
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < d.H; ++h)
+        for (int64_t e = 0; e < T * T; ++e) {
+          a.ix.target[size_t(b * T * T + e)] += a.probs[size_t((b * d.H + h) * T * T + e)] * inv_h;
+          if (sparse) dense_mass[size_t(b * T * T + e)] += dense[size_t((b * d.H + h) * T * T + e)] * inv_h;
+        }
+    indexer_loss(ctx, sparse ? dense_mass.data() : a.ix.target.data(), a.ix);
   }
   linear_forward(a.o.data(), w.wo, m, d.D, d.H * d.dv, out, prec);
 }
@@ -110,6 +142,9 @@ void mla_backward(const StepContext& ctx, const MlaP& w, const MlaG& g, const fl
   const LinearPrecision& prec = ctx.linear;
   const int64_t B = ctx.batch, T = ctx.seq_len, m = ctx.rows();
   const int64_t ldq = d.H * d.qk, ldkv = d.H * d.kvw, ldo = d.H * d.dv;
+
+  // V3.2: the indexer loss's gradient (its inputs x and qn are detached: nothing flows into dx).
+  if (w.has_indexer) indexer_backward(ctx, w.indexer, g.indexer, x, a.qn.data(), a.ix);
 
   // out = wo(o)
   std::vector<float> dO(size_t(m * ldo), 0.0f);

@@ -8,11 +8,18 @@
 //   P_h      = causal_softmax(scale · (q_nope_h k_nope_hᵀ + q_pe_h k_peᵀ))   per sequence, [T, T]
 //   out      = wo(concat_h P_h v_h)
 // The rows are B sequences of T tokens each, stacked; each attends causally within its own sequence.
+//
+// DeepSeek-V3.2 (config.has_indexer()): the layer's lightning indexer (train/indexer_grad.h) scores and selects
+// S_t from x and the query latent qn before the attention; in the sparse stage (ctx.dsa) each row's softmax
+// runs over S_t only (the other keys masked, so P_h is zero there and the backward needs nothing more), in
+// the dense warm-up over every key. The indexer loss's target (Σ_h P_h / H) and the recall of the dense
+// attention mass are taken from the same forward; mla_backward adds the indexer loss's gradient.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "train/indexer_grad.h"
 #include "train/layout.h"
 #include "train/step_context.h"
 
@@ -30,6 +37,7 @@ struct MlaActs {
   std::vector<float> kvb;      // [m, H, dn + dv] wkv_b cn: k_nope ++ v per head
   std::vector<float> probs;    // [B, H, T, T] causal softmax, zero above the diagonal
   std::vector<float> o;        // [m, H * dv] attention output before wo
+  IndexerActs ix;              // V3.2: the indexer's scores, selection, target and loss
 };
 
 // x [B·T, hidden] (already attn_norm'ed) → out [B·T, hidden]; B, T = ctx.batch, ctx.seq_len, and ctx.rope

@@ -117,6 +117,8 @@ StepResult run_batch(const ModelConfig& c, const ModelP& w, const ModelG* gp, co
       .ep = ep,
       .turn = turn,
       .comm_times = comm_times,
+      .dsa = opt.dsa.stage,
+      .kl_scale = grads ? float(opt.dsa.kl_weight) * grad_scale : 0.0f,
   };
 
   // MTP module k needs T − 2 − k >= 1 rows with a target.
@@ -139,7 +141,10 @@ StepResult run_batch(const ModelConfig& c, const ModelP& w, const ModelG* gp, co
 
   // ---- losses (fused with the head's backward)
   StepResult res;
-  std::vector<float> dhn(grads ? size_t(m * D) : 0, 0.0f);
+  // The dense warm-up of a V3.2 model back-propagates only the indexer losses: no main-model gradient at all.
+  const bool warmup = c.has_indexer() && opt.dsa.stage == DsaStage::DenseWarmup;
+  const bool head_grads = grads && !warmup;
+  std::vector<float> dhn(head_grads ? size_t(m * D) : 0, 0.0f);
   {
     std::vector<CeTarget> targets;
     targets.reserve(size_t(B * (T - 1)));
@@ -148,7 +153,7 @@ StepResult run_batch(const ModelConfig& c, const ModelP& w, const ModelG* gp, co
     const double n = double(targets.size());
     res.tokens = int64_t(targets.size());
     res.main_ce = head_cross_entropy(hn.data(), w.head, V, D, targets, float(grad_scale / n),
-                                     grads ? dhn.data() : nullptr, grads ? g.head : nullptr) /
+                                     head_grads ? dhn.data() : nullptr, head_grads ? g.head : nullptr) /
                   n;
   }
   std::vector<std::vector<float>> dmtp_hn(static_cast<size_t>(n_mtp));
@@ -160,10 +165,11 @@ StepResult run_batch(const ModelConfig& c, const ModelP& w, const ModelG* gp, co
       for (int64_t i = 0; i + 1 < Tk; ++i) targets.push_back({b * Tk + i, tokens[b * T + i + k + 2]});
     const double n = double(targets.size());
     const double weight = opt.mtp_lambda / double(n_mtp_cfg);
-    if (grads) dmtp_hn[size_t(k)].assign(size_t(B * Tk * D), 0.0f);
-    const double ce = head_cross_entropy(a.hn.data(), w.head, V, D, targets, float(grad_scale * weight / n),
-                                         grads ? dmtp_hn[size_t(k)].data() : nullptr, grads ? g.head : nullptr) /
-                      n;
+    if (head_grads) dmtp_hn[size_t(k)].assign(size_t(B * Tk * D), 0.0f);
+    const double ce =
+        head_cross_entropy(a.hn.data(), w.head, V, D, targets, float(grad_scale * weight / n),
+                           head_grads ? dmtp_hn[size_t(k)].data() : nullptr, head_grads ? g.head : nullptr) /
+        n;
     res.mtp_ce += ce / double(n_mtp_cfg);
   }
   double balance_sum = 0.0;
@@ -174,9 +180,39 @@ StepResult run_batch(const ModelConfig& c, const ModelP& w, const ModelG* gp, co
   };
   for (size_t l = 0; l < w.layers.size(); ++l) report(w.layers[l], blocks[l]);
   for (int64_t k = 0; k < n_mtp; ++k) report(w.mtp[size_t(k)].layer, mtp[size_t(k)].block);
+  auto report_indexer = [&](const LayerP& lw, const BlockActs& a) {
+    if (!lw.attn.has_indexer) return;
+    const IndexerActs& ix = a.attn.ix;
+    res.indexer.push_back({.layer = lw.index, .kl = ix.loss, .recall = ix.recall, .recall_rows = ix.recall_rows});
+    res.indexer_loss += opt.dsa.kl_weight * ix.loss;
+  };
+  for (size_t l = 0; l < w.layers.size(); ++l) report_indexer(w.layers[l], blocks[l]);
+  for (int64_t k = 0; k < n_mtp; ++k) report_indexer(w.mtp[size_t(k)].layer, mtp[size_t(k)].block);
   res.loss = res.main_ce + (n_mtp > 0 ? opt.mtp_lambda * res.mtp_ce : 0.0) +
-             (bal == BalanceMode::None ? 0.0 : opt.balance_alpha * balance_sum);
+             (bal == BalanceMode::None ? 0.0 : opt.balance_alpha * balance_sum) + res.indexer_loss;
   if (!grads) return res;
+  auto ready = [&](int64_t layer) {
+    if (hooks.grads_ready) hooks.grads_ready(layer);
+  };
+  if (warmup) {
+    // The dense warm-up trains the indexers alone: their loss's gradient, layer by layer, and no main backward.
+    for (int64_t k = n_mtp_cfg - 1; k >= 0; --k) {
+      if (k < n_mtp) {
+        const MtpActs& a = mtp[size_t(k)];
+        const LayerP& lw = w.mtp[size_t(k)].layer;
+        indexer_backward(ctx.with_seq_len(a.rows_per_seq), lw.attn.indexer, g.mtp[size_t(k)].layer.attn.indexer,
+                         a.block.xn1.data(), a.block.attn.qn.data(), a.block.attn.ix);
+      }
+      ready(c.num_hidden_layers + k);
+    }
+    for (size_t l = w.layers.size(); l-- > 0;) {
+      indexer_backward(ctx, w.layers[l].attn.indexer, g.layers[l].attn.indexer, blocks[l].xn1.data(),
+                       blocks[l].attn.qn.data(), blocks[l].attn.ix);
+      ready(w.layers[l].index);
+    }
+    ready(-1);
+    return res;
+  }
 
   // ---- backward: MTP modules last to first, then the main model
   std::vector<float> dnext;  // ∂L/∂out of module k from module k+1
@@ -189,9 +225,6 @@ StepResult run_batch(const ModelConfig& c, const ModelP& w, const ModelG* gp, co
                  k == 0 ? dhn.data() : dprev.data(), g.embed);
     dnext = std::move(dprev);
   }
-  auto ready = [&](int64_t layer) {
-    if (hooks.grads_ready) hooks.grads_ready(layer);
-  };
   for (int64_t k = n_mtp_cfg - 1; k >= 0; --k) ready(c.num_hidden_layers + k);
   std::vector<float> dh(size_t(m * D), 0.0f);
   rmsnorm_backward(dhn.data(), h.data(), w.norm, hn_rstd.data(), m, D, dh.data(), g.norm);
@@ -217,6 +250,16 @@ StepResult merge(const StepResult& a, double wa, const StepResult& b, double wb)
     LayerRouting& lr = r.routing[l];
     for (size_t e = 0; e < lr.load.size(); ++e) lr.load[e] += b.routing[l].load[e];
     lr.balance_loss = wa * a.routing[l].balance_loss + wb * b.routing[l].balance_loss;
+  }
+  r.indexer = a.indexer;
+  r.indexer_loss = wa * a.indexer_loss + wb * b.indexer_loss;
+  for (size_t l = 0; l < r.indexer.size(); ++l) {
+    IndexerStats& s = r.indexer[l];
+    const IndexerStats& sb = b.indexer[l];
+    s.kl = wa * s.kl + wb * sb.kl;
+    const int64_t n = s.recall_rows + sb.recall_rows;
+    s.recall = n > 0 ? (s.recall * double(s.recall_rows) + sb.recall * double(sb.recall_rows)) / double(n) : 0.0;
+    s.recall_rows = n;
   }
   return r;
 }

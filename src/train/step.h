@@ -17,6 +17,15 @@
 
 namespace dsv3::train {
 
+// DeepSeek-V3.2's indexer training (train/indexer_grad.h), for models with an indexer (ignored otherwise).
+//   Sparse       MLA attends to S_t; the LM loss trains the main model, kl_weight · Σ_layers KL the indexer.
+//   DenseWarmup  MLA attends to every key; only the indexer loss is back-propagated (the main model is
+//                frozen: its gradients stay zero, and the main model's backward is not run at all).
+struct DsaOptions {
+  DsaStage stage = DsaStage::Sparse;
+  double kl_weight = 1.0;
+};
+
 struct LossOptions {
   double mtp_lambda = 0.3;     // weight of the mean MTP cross-entropy (0 disables MTP)
   double balance_alpha = 0.0;  // sequence-wise balance loss weight (V3 eqs. 17–20; paper: 1e-4)
@@ -24,6 +33,15 @@ struct LossOptions {
   // Precision of the linear layers of experts, shared experts, dense MLPs, MLA projections and the MTP
   // projection (train/fp8_recipe.h); float32 by default.
   LinearPrecision linear{};
+  DsaOptions dsa{};
+};
+
+// One layer's indexer in a step (V3.2): its KL loss (mean over the rows) and the recall of the dense attention
+// mass by its selection, Σ_{s ∈ S_t} p_dense[t, s] averaged over the `recall_rows` rows with t + 1 > index_topk.
+struct IndexerStats {
+  int64_t layer = 0;  // HF layer index (the MTP modules' after the main layers)
+  double kl = 0.0, recall = 0.0;
+  int64_t recall_rows = 0;
 };
 
 // Callbacks during forward_backward's backward, for overlapping gradient communication (e.g. a layer's
@@ -43,11 +61,13 @@ struct StepHooks {
 };
 
 struct StepResult {
-  double loss = 0.0;                  // total objective: main CE + λ·MTP CE + α·Σ balance
+  double loss = 0.0;                  // total objective: main CE + λ·MTP CE + α·Σ balance (+ kl_weight·Σ KL)
   double main_ce = 0.0;               // mean next-token cross-entropy over valid rows
   double mtp_ce = 0.0;                // mean MTP cross-entropy (row i predicts token i+2), 0 without MTP
   int64_t tokens = 0;                 // rows contributing to main_ce
   std::vector<LayerRouting> routing;  // per MoE layer: load of this rank's tokens (and its balance loss)
+  std::vector<IndexerStats> indexer;  // V3.2: per layer with an indexer, main layers then MTP modules
+  double indexer_loss = 0.0;          // kl_weight · Σ_layers KL (part of loss)
   // Where the call's time went on this rank: `seconds` of wall time, of which comm.post_s posting and
   // comm.wait_s waiting in the EP exchanges (the up-front check's allgather included); the rest is compute.
   // Without expert parallelism comm is all zero.

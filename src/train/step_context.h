@@ -22,6 +22,10 @@ class WeightGradStore;  // train/weight_grad_store.h
 struct CommTimes;       // train/expert_parallel.h
 struct Turn;            // train/micro_batch_turns.h
 
+// DeepSeek-V3.2's two training stages of the lightning indexer (train/indexer_grad.h): the dense warm-up
+// (MLA attends to every key, only the indexer learns) and sparse training (MLA attends to S_t).
+enum class DsaStage { DenseWarmup, Sparse };
+
 struct StepContext {
   const ModelConfig& config;
   const RopeTable& rope;  // covers positions [0, seq_len)
@@ -46,6 +50,11 @@ struct StepContext {
   // Zero-bubble B/W split (train/weight_grad_store.h): the big linear layers push their weight gradients here
   // for a later W instead of computing them. nullptr: computed at once.
   WeightGradStore* wgrad = nullptr;
+
+  // V3.2 (config.has_indexer()): the stage, and the multiplier of the indexer loss's gradient — kl_weight times
+  // the step's gradient scale (0: the indexer gets no gradient).
+  DsaStage dsa = DsaStage::Sparse;
+  float kl_scale = 0.0f;
 
   int64_t rows() const { return batch * seq_len; }  // m = B·T
   // The same step over sequences of t tokens (an MTP module's decoder layer).

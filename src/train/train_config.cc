@@ -258,6 +258,28 @@ const std::vector<Field<TrainOptions>>& balance_fields() {
   return table;
 }
 
+// "training.dsa": DeepSeek-V3.2's indexer training, members of TrainOptions itself.
+const std::vector<Field<TrainOptions>>& dsa_fields() {
+  using O = TrainOptions;
+  static const std::vector<Field<O>> table = {
+      {"stage",
+       [](Reader& r, O& o) {
+         std::string given = dsa_stage_name(o.dsa.stage);
+         r.get("stage", given);
+         for (DsaStage st : {DsaStage::DenseWarmup, DsaStage::Sparse})
+           if (given == dsa_stage_name(st)) {
+             o.dsa.stage = st;
+             return;
+           }
+         fail("{}: training.dsa.stage is '{}'; supported: dense_warmup, sparse", r.label(), given);
+       },
+       [](const O& o) -> std::optional<json> { return json(dsa_stage_name(o.dsa.stage)); }},
+      value("indexer_lr", &O::indexer_lr, {Range::Positive, 0, true}),
+      value("kl_weight", &O::dsa, &DsaOptions::kl_weight, kPositive),
+  };
+  return table;
+}
+
 // "training": every key of TrainOptions, in the order they are read.
 const std::vector<Field<TrainOptions>>& training_fields() {
   using O = TrainOptions;
@@ -331,6 +353,17 @@ const std::vector<Field<TrainOptions>>& training_fields() {
            fail("{}: training.balance.alpha must be 0 with mode none", r.label());
        },
        [](const O& o) -> std::optional<json> { return write_fields(balance_fields(), o); }},
+      {"dsa",
+       [](Reader& r, O& o) {
+         const json* d = r.object("dsa");
+         if (!d) return;
+         Reader dr(*d, r.label() + ": training.dsa", r.label(), "training.dsa");
+         read_fields(dsa_fields(), dr, o);
+       },
+       [](const O& o) -> std::optional<json> {
+         if (!o.indexer_model) return std::nullopt;
+         return write_fields(dsa_fields(), o);
+       }},
   };
   return table;
 }
@@ -354,6 +387,8 @@ TrainOptions parse_training(const json& t, const std::string& label) {
 }
 
 }  // namespace
+
+const char* dsa_stage_name(DsaStage s) { return s == DsaStage::DenseWarmup ? "dense_warmup" : "sparse"; }
 
 const char* balance_mode_name(BalanceMode m) {
   switch (m) {
@@ -406,6 +441,10 @@ TrainSpec parse_train_config(const nlohmann::json& j, const std::optional<Tokeni
         "{}: balance mode aux_free moves e_score_correction_bias, which needs 'topk_method': 'noaux_tc' (got a "
         "model without the bias); use mode aux_loss or none",
         label);
+  if (training.contains("dsa") && !s.model.has_indexer())
+    fail("{}: 'training.dsa' trains DeepSeek-V3.2's lightning indexer, but model_type {} has none", label,
+         model.value("model_type", std::string("?")));
+  s.train.indexer_model = s.model.has_indexer();
   s.model_json = s.model.raw_json();
   s.raw = model;
   s.raw["training"] = t.to_json();

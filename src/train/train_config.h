@@ -53,6 +53,12 @@ struct TrainOptions {
   // "fp8": {"scale": "fp32" | "ue8m0", "accum_bits": 13, "promote_every": 128, "dgrad_quant": "1x128" | "128x128"}.
   Precision precision = Precision::FP32;
   Fp8Recipe fp8{};
+  // DeepSeek-V3.2's indexer training (train/indexer_grad.h), only for models with an indexer:
+  // "dsa": {"stage": "dense_warmup" | "sparse", "indexer_lr": ..., "kl_weight": 1.0}. The indexer's learning
+  // rate follows the run's schedule scaled by indexer_lr / lr (indexer_lr < 0: lr itself).
+  DsaOptions dsa{};
+  double indexer_lr = -1;
+  bool indexer_model = false;  // the model has an indexer (parse_train_config sets it): "dsa" is written
 
   LinearPrecision linear_precision() const { return {.mode = precision, .fp8 = fp8}; }
 
@@ -78,5 +84,6 @@ TrainSpec parse_train_config(const nlohmann::json& j, const std::optional<Tokeni
 TrainSpec load_train_config(const std::string& path, const std::optional<TokenizerFacts>& tok);
 
 const char* balance_mode_name(BalanceMode m);
+const char* dsa_stage_name(DsaStage s);
 
 }  // namespace dsv3::train

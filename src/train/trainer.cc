@@ -23,7 +23,9 @@
 #include "train/balance.h"
 #include "train/checkpoint.h"
 #include "train/data_parallel.h"
+#include "train/dsa_stage.h"
 #include "train/expert_parallel.h"
+#include "train/init_from.h"
 #include "train/params.h"
 #include "train/pipeline.h"
 #include "train/schedule.h"
@@ -111,6 +113,32 @@ void truncate_metrics(const std::string& path, int64_t step) {
   io::write_file_atomic(path, kept);
 }
 
+// V3.2: one micro-batch's indexer statistics added with weight w (KL weighted like the losses; recall as the
+// selected mass summed over rows, divided by the rows once the step's batch is complete).
+void accumulate_indexer(std::vector<IndexerStats>& sum, const std::vector<IndexerStats>& r, double w) {
+  if (sum.empty())
+    for (const IndexerStats& x : r) sum.push_back({.layer = x.layer});
+  for (size_t l = 0; l < r.size(); ++l) {
+    sum[l].kl += r[l].kl * w;
+    sum[l].recall += r[l].recall * double(r[l].recall_rows);
+    sum[l].recall_rows += r[l].recall_rows;
+  }
+}
+
+// The metrics line's indexer fields: per layer, and the recall's mean over the layers.
+void indexer_metrics(nlohmann::json& j, const std::vector<IndexerStats>& v) {
+  nlohmann::json layers = nlohmann::json::array(), kl = nlohmann::json::array(), rec = nlohmann::json::array();
+  double mean = 0.0;
+  for (const IndexerStats& x : v) {
+    layers.push_back(x.layer), kl.push_back(x.kl), rec.push_back(x.recall);
+    mean += x.recall / double(v.size());
+  }
+  j["indexer_layers"] = layers;
+  j["indexer_kl"] = kl;
+  j["index_recall"] = rec;
+  j["index_recall_mean"] = mean;
+}
+
 struct EvalResult {
   double loss = 0, main_ce = 0, mtp_ce = 0;
   int64_t sequences = 0;
@@ -185,6 +213,9 @@ void Trainer::setup_layout() {
   const ModelConfig& c = spec_.model;
   const TrainOptions& t = spec_.train;
   if (o_.pp < 1) fail("--pp {}: need at least 1 pipeline rank", o_.pp);
+  if (o_.pp > 1 && c.has_indexer())
+    fail("--pp {}: DeepSeek-V3.2's indexer training runs without pipeline parallelism (use --dp / --ep or one process)",
+         o_.pp);
   const dist::Layout layout = dist::make_layout(world_.size(), o_.dp, o_.ep, c.n_routed_experts, o_.pp);
   groups_ = dist::make_groups(world_, layout);
   if (layout.ep > 1) {
@@ -336,6 +367,7 @@ void Trainer::setup() {
                                               .weight_decay = t.weight_decay,
                                               .bf16_moments = t.precision != Precision::FP32},
                                  dp_->owned());
+  if (c.has_indexer()) opt_->set_lr_scale(dsa_lr_scale(*params_, t.dsa.stage, t.lr.lr, t.indexer_lr));
   ramp_ = {.start = t.batch_seqs_start > 0 ? t.batch_seqs_start : t.batch_seqs,
            .end = t.batch_seqs,
            .ramp_tokens = t.batch_seqs_start > 0 ? t.batch_ramp_tokens : 0};
@@ -370,6 +402,13 @@ void Trainer::setup() {
     }
     if (copied != params_->size())
       fail("internal: init produced {} of this rank's {} tensors", copied, params_->size());
+    if (!o_.init_from.empty()) {
+      const InitFromResult r = init_from_model_dir(o_.init_from, *params_);
+      if (lead_)
+        std::fprintf(stderr, "initialised %zu tensors from %s; %zu keep their random init%s%s\n", r.copied,
+                     o_.init_from.c_str(), r.kept.size(), r.kept.empty() ? "" : ", e.g. ",
+                     r.kept.empty() ? "" : r.kept.front().c_str());
+    }
     st_.seed = t.seed;
     st_.tokenizer_sha256 = data_.tokenizer_sha256;
     st_.train_tokens = data_.train_tokens;
@@ -468,6 +507,7 @@ LossOptions Trainer::loss_options(int64_t step) const {
   lo.balance_alpha = t.balance_alpha;
   lo.mode = t.balance;
   lo.linear = t.linear_precision();
+  lo.dsa = t.dsa;
   return lo;
 }
 
@@ -550,7 +590,8 @@ TrainSummary Trainer::run() {
   for (const WeightSpec& sp : params_->specs())
     if (sp.role == WeightRole::Bias) bias_layers.push_back(sp.layer);
   const StepFunction gamma_sched{.before = t.gamma, .after = 0.0, .switch_frac = 1.0 - t.gamma_off_frac};
-  const bool aux_free = t.balance == BalanceMode::AuxFree;
+  // The dense warm-up freezes the main model, its routing biases included.
+  const bool aux_free = t.balance == BalanceMode::AuxFree && !(c.has_indexer() && t.dsa.stage == DsaStage::DenseWarmup);
   bool stopped_early = false;
   double loss = 0;
 
@@ -599,13 +640,19 @@ TrainSummary Trainer::run() {
       accumulate_routing(sum.routing, r.routing);
       balance.resize(r.routing.size(), 0.0);
       for (size_t l = 0; l < r.routing.size(); ++l) balance[l] += r.routing[l].balance_loss * w;
+      accumulate_indexer(sum.indexer, r.indexer, w);
     }
     if (o_.pp == 1) dp_->finish_grads();
     {
       // The whole batch's losses and expert loads (every rank gets the same).
       std::vector<double> v{sum.loss, sum.main_ce, sum.mtp_ce};
       v.insert(v.end(), balance.begin(), balance.end());
+      for (const IndexerStats& x : sum.indexer) v.insert(v.end(), {x.kl, x.recall, double(x.recall_rows)});
       v = dp_->sum(v);
+      for (size_t l = 0, at = 3 + balance.size(); l < sum.indexer.size(); ++l, at += 3) {
+        IndexerStats& x = sum.indexer[l];
+        x.kl = v[at], x.recall = v[at + 2] > 0 ? v[at + 1] / v[at + 2] : 0.0, x.recall_rows = int64_t(v[at + 2]);
+      }
       sum.loss = v[0], sum.main_ce = v[1], sum.mtp_ce = v[2];
       std::vector<int64_t> loads;
       for (const LayerRouting& r : sum.routing) loads.insert(loads.end(), r.load.begin(), r.load.end());
@@ -676,6 +723,7 @@ TrainSummary Trainer::run() {
       j["maxvio"] = vio;
       j["load"] = load;
       j["balance_loss"] = bal;
+      if (!sum.indexer.empty()) indexer_metrics(j, sum.indexer);
       if (N > 1) j["buckets_overlapped"] = {dp_->buckets_overlapped(), dp_->buckets_total()};
       if (ep_ && o_.pp == 1) {  // rank 0's forward + backward time, split (train/step.h StepResult::comm)
         nlohmann::json et;

@@ -33,6 +33,7 @@ struct RunOptions {
   int64_t stop_at = -1;     // > 0: stop after this step (checkpoint written), the schedule unchanged
   bool progress = true;     // progress line on stderr
   std::string precision{};  // "fp32" | "bf16" | "fp8": overrides training.precision (empty: the config's)
+  std::string init_from{};  // a model directory whose tensors start a new run (train/init_from.h)
   int dp = 0;               // data-parallel replicas (0: the job's ranks / ep)
   int ep = 1;               // expert-parallel ranks per replica
   double bucket_mb = 4;     // gradient all-reduce bucket size (MiB)

@@ -192,5 +192,56 @@ TEST(TrainConfigTable, RefusalsNameTheKeyAndTheFile) {
             "train_test.json: 'training.seq_len' (300) exceeds 'max_position_embeddings' (256)");
 }
 
+// "training.dsa" (DeepSeek-V3.2's indexer training): read, written back, refused with the key named, and only
+// for a model with an indexer.
+TEST(TrainConfigTable, DsaStageKeys) {
+  auto parse_v32 = [](const json& training) {
+    json j = json::parse(R"({
+      "model_type": "deepseek_v32", "vocab_size": 300, "hidden_size": 128, "intermediate_size": 128,
+      "moe_intermediate_size": 128, "num_hidden_layers": 2, "num_nextn_predict_layers": 0,
+      "num_attention_heads": 2, "num_key_value_heads": 2, "n_shared_experts": 1, "n_routed_experts": 4,
+      "num_experts_per_tok": 2, "n_group": 1, "topk_group": 1, "scoring_func": "sigmoid", "topk_method": "noaux_tc",
+      "norm_topk_prob": true, "first_k_dense_replace": 1, "q_lora_rank": 64, "kv_lora_rank": 128,
+      "qk_nope_head_dim": 32, "qk_rope_head_dim": 32, "v_head_dim": 32, "max_position_embeddings": 256,
+      "index_n_heads": 2, "index_head_dim": 128, "index_topk": 16})");
+    j["training"] = training;
+    return parse_train_config(j, std::nullopt, "v32_test.json");
+  };
+  auto error_v32 = [&](const json& training) -> std::string {
+    try {
+      parse_v32(training);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "(accepted)";
+  };
+  const TrainSpec s =
+      parse_v32(json::parse(R"({"dsa": {"stage": "dense_warmup", "indexer_lr": 0.002, "kl_weight": 0.5}})"));
+  EXPECT_EQ(s.train.dsa.stage, DsaStage::DenseWarmup);
+  EXPECT_EQ(s.train.indexer_lr, 0.002);
+  EXPECT_EQ(s.train.dsa.kl_weight, 0.5);
+  EXPECT_EQ(s.raw["training"]["dsa"],
+            json::parse(R"({"stage": "dense_warmup", "indexer_lr": 0.002, "kl_weight": 0.5})"));
+  EXPECT_EQ(parse_v32(s.raw["training"]).raw, s.raw);
+  // Defaults: sparse, the run's lr, weight 1 (written back without indexer_lr).
+  const TrainSpec d = parse_v32(json::object());
+  EXPECT_EQ(d.train.dsa.stage, DsaStage::Sparse);
+  EXPECT_LT(d.train.indexer_lr, 0);
+  EXPECT_EQ(d.raw["training"]["dsa"], json::parse(R"({"stage": "sparse", "kl_weight": 1.0})"));
+  EXPECT_NE(error_v32(json::parse(R"({"dsa": {"stage": "warmup"}})")).find("training.dsa.stage is 'warmup'"),
+            std::string::npos);
+  EXPECT_NE(error_v32(json::parse(R"({"dsa": {"kl_wieght": 1}})")).find("training.dsa: unknown key 'kl_wieght'"),
+            std::string::npos);
+  EXPECT_NE(error_v32(json::parse(R"({"dsa": {"kl_weight": 0}})")).find("'training.dsa.kl_weight' must be positive"),
+            std::string::npos);
+  EXPECT_NE(error_v32(json::parse(R"({"dsa": {"indexer_lr": 0}})")).find("'training.dsa.indexer_lr' must be positive"),
+            std::string::npos);
+  EXPECT_NE(error_v32(json::parse(R"({"dsa": 3})")).find("key 'dsa' must be an object"), std::string::npos);
+  // A model without an indexer: refused, and nothing written.
+  EXPECT_NE(error_of(json::parse(R"({"dsa": {"stage": "sparse"}})")).find("'training.dsa' trains DeepSeek-V3.2"),
+            std::string::npos);
+  EXPECT_FALSE(parse(json::object()).raw["training"].contains("dsa"));
+}
+
 }  // namespace
 }  // namespace dsv3::train
