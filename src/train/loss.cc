@@ -6,11 +6,13 @@
 
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
+#include "train/weight_grad_store.h"
 
 namespace dsv3::train {
 
 double head_cross_entropy(const float* hn, const float* head, int64_t vocab, int64_t hidden,
-                          const std::vector<CeTarget>& targets, float coef, float* dhn, float* dhead) {
+                          const std::vector<CeTarget>& targets, float coef, float* dhn, float* dhead,
+                          WeightGradStore* wgrad) {
   const int64_t n = int64_t(targets.size()), V = vocab, D = hidden;
   // Rows per chunk: up to 512, with the chunk's logits kept under 16M floats (64 MB) for large vocabularies.
   const int64_t chunk =
@@ -45,7 +47,10 @@ double head_cross_entropy(const float* hn, const float* head, int64_t vocab, int
       const float* src = dx.data() + i * D;
       for (int64_t j = 0; j < D; ++j) dst[j] += src[j];
     }
-    if (dhead) kernels::matmul_tn(logits.data(), x.data(), V, D, rows, dhead, 1.0f);
+    if (dhead && wgrad)  // linear_backward's float32 weight GEMM, later: matmul_tn(dlogits, x, V, D, rows)
+      wgrad->push(logits.data(), x.data(), head, rows, V, D, dhead, LinearPrecision{});
+    else if (dhead)
+      kernels::matmul_tn(logits.data(), x.data(), V, D, rows, dhead, 1.0f);
   }
   return total;
 }

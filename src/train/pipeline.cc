@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <unordered_map>
 #include <utility>
 
@@ -293,10 +294,22 @@ PipelineStepResult pipeline_forward_backward(const ModelConfig& c, const Params&
     if (bytes > rec.peak_act_bytes) rec.peak_act_bytes = bytes;
     rec.peak_held = std::max(rec.peak_held, int(acts.size()));
   };
+  // The (stage, micro-batch) pairs whose backward this rank runs as a B (W later): on the last stage their head
+  // weight gradient, computed with the loss in the forward, waits for that W too (in the same store).
+  std::set<int64_t> deferred;
+  for (const PipeOp& op : sched.ops[size_t(me)])
+    if (op.kind == OpKind::B) deferred.insert(key(op.stage, op.mb));
+  auto store_of = [&](int stage, int mb) {
+    std::unique_ptr<WeightGradStore>& s = wstores[key(stage, mb)];
+    if (!s) s = std::make_unique<WeightGradStore>();
+    return s.get();
+  };
   auto forward = [&](int stage, int mb, const Turn* turn = nullptr) {
     std::vector<float> h = take(need_fwd(stage, mb));
     StageActs& a = acts[key(stage, mb)];
-    absorb(stage_forward(step, split.stages[size_t(stage)], mb_tokens(mb), h, a, turn));
+    const StageRange& r = split.stages[size_t(stage)];
+    WeightGradStore* head_w = r.last && deferred.count(key(stage, mb)) ? store_of(stage, mb) : nullptr;
+    absorb(stage_forward(step, r, mb_tokens(mb), h, a, turn, head_w));
     note_memory();
     return h;  // empty on the last stage
   };
@@ -306,7 +319,7 @@ PipelineStepResult pipeline_forward_backward(const ModelConfig& c, const Params&
     if (it == acts.end())
       fail("pipeline: rank {} runs the backward of stage {} micro-batch {} before its forward", me, stage, mb);
     WeightGradStore* store = nullptr;
-    if (defer) store = (wstores[key(stage, mb)] = std::make_unique<WeightGradStore>()).get();
+    if (defer) store = store_of(stage, mb);
     stage_backward(step, split.stages[size_t(stage)], mb_tokens(mb), it->second, dh, store, turn);
     note_memory();
     acts.erase(it);

@@ -62,7 +62,7 @@ int64_t StageActs::bytes() const {
 }
 
 StageLosses stage_forward(const StageStep& s, const StageRange& r, const int32_t* tokens, std::vector<float>& h,
-                          StageActs& acts, const Turn* turn) {
+                          StageActs& acts, const Turn* turn, WeightGradStore* head_wgrad) {
   const ModelConfig& c = s.config;
   const ModelP& w = s.w;
   const int64_t B = s.batch, T = s.seq_len, m = B * T, D = c.hidden_size, V = c.vocab_size;
@@ -107,7 +107,7 @@ StageLosses stage_forward(const StageStep& s, const StageRange& r, const int32_t
     const double n = double(targets.size());
     res.tokens = int64_t(targets.size());
     res.main_ce = head_cross_entropy(hn.data(), w.head, V, D, targets, float(grad_scale / n),
-                                     s.grads ? acts.dhn.data() : nullptr, head_grad) /
+                                     s.grads ? acts.dhn.data() : nullptr, head_grad, head_wgrad) /
                   n;
   }
   acts.dmtp_hn.resize(size_t(n_mtp));
@@ -121,7 +121,7 @@ StageLosses stage_forward(const StageStep& s, const StageRange& r, const int32_t
     const double weight = s.opt.mtp_lambda / double(n_mtp_cfg);
     if (s.grads) acts.dmtp_hn[size_t(k)].assign(size_t(B * Tk * D), 0.0f);
     const double ce = head_cross_entropy(a.hn.data(), w.head, V, D, targets, float(grad_scale * weight / n),
-                                         s.grads ? acts.dmtp_hn[size_t(k)].data() : nullptr, head_grad) /
+                                         s.grads ? acts.dmtp_hn[size_t(k)].data() : nullptr, head_grad, head_wgrad) /
                       n;
     res.mtp_ce += ce / double(n_mtp_cfg);
   }

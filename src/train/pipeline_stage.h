@@ -68,9 +68,11 @@ struct StageStep {
 // h [B·T, hidden]: the stage's input (ignored on the first stage, which embeds tokens [B, T]); on return its
 // output (the last stage leaves the final residual, which it keeps in acts).
 // turn (optional): this chunk's turn in an F&B pair (train/micro_batch_turns.h) — its EP exchanges are
-// non-blocking and hand the turn to the pair's other chunk while in flight.
+// non-blocking and hand the turn to the pair's other chunk while in flight. head_wgrad (optional, last stage):
+// the head's weight gradient, computed with the loss in this forward, is pushed there for the W of a B/W split
+// (the store the stage's B then pushes into too) instead of computed now.
 StageLosses stage_forward(const StageStep& s, const StageRange& r, const int32_t* tokens, std::vector<float>& h,
-                          StageActs& acts, const Turn* turn = nullptr);
+                          StageActs& acts, const Turn* turn = nullptr, WeightGradStore* head_wgrad = nullptr);
 
 // dh [B·T, hidden]: ∂L/∂(stage output) on entry (ignored on the last stage), ∂L/∂(stage input) on return (empty
 // on the first stage, which scatters it into the embedding's gradient). wgrad non-null: the big linear layers'

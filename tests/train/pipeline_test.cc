@@ -69,7 +69,8 @@ double worst_rel(const Params& a, const Params& b) {
 }
 
 // Stages run one after the other in this process over micro-batches (forward all, backward all in reverse),
-// with or without the B/W split.
+// with or without the B/W split (with it, the last stage's forward pushes the head's weight gradient into the
+// store its B then uses).
 void run_stages(const Case& k, const LossOptions& opt, const StageSplit& split, int micro, bool split_bw, Params& g,
                 StageLosses* first_losses = nullptr) {
   const ModelP w = bind_params(k.c, k.params);
@@ -89,12 +90,13 @@ void run_stages(const Case& k, const LossOptions& opt, const StageSplit& split, 
     const int32_t* tok = k.tokens.data() + mb * Bm * k.T;
     std::vector<StageActs> acts(split.stages.size());
     std::vector<float> h;
+    std::vector<WeightGradStore> stores(split.stages.size());
     for (size_t st = 0; st < split.stages.size(); ++st) {
-      StageLosses l = stage_forward(s, split.stages[st], tok, h, acts[st]);
+      WeightGradStore* head_w = split_bw && split.stages[st].last ? &stores[st] : nullptr;
+      StageLosses l = stage_forward(s, split.stages[st], tok, h, acts[st], nullptr, head_w);
       if (first_losses && mb == 0 && split.stages[st].last) *first_losses = l;
     }
     std::vector<float> dh;
-    std::vector<WeightGradStore> stores(split.stages.size());
     for (size_t st = split.stages.size(); st-- > 0;)
       stage_backward(s, split.stages[st], tok, acts[st], dh, split_bw ? &stores[st] : nullptr);
     for (auto& store : stores) store.run();
@@ -117,6 +119,39 @@ TEST(Pipeline, OneStageIsTheStepBitForBit) {
   EXPECT_TRUE(same_bits(g1, g2));
   EXPECT_NEAR(l.loss, r.loss, 1e-12 * std::abs(r.loss));
   EXPECT_EQ(l.main_ce, r.main_ce);
+}
+
+// The zero-bubble split of the head: its weight gradient, fused with the loss in the last stage's forward, is
+// untouched until W runs, and then equal to the one computed at once bit for bit (main CE and MTP CE rows).
+TEST(Pipeline, HeadWeightGradientWaitsForW) {
+  if (!dsv3::testing::have_case("v3_mtp")) GTEST_SKIP() << "no testdata";
+  const Case k = load_case("v3_mtp", 2, 9);
+  const LossOptions opt = loss_options(k.c);
+  const StageRange last{.layer_begin = 1, .layer_end = k.c.num_hidden_layers, .first = false, .last = true};
+  Params now(k.c), later(k.c);
+  const ModelP w = bind_params(k.c, k.params);
+  RopeTable rope(k.c);
+  rope.ensure(k.T);
+  std::mt19937 rng(3);
+  std::normal_distribution<float> n(0.0f, 1.0f);
+  std::vector<float> h0(size_t(k.B * k.T * k.c.hidden_size));
+  for (float& x : h0) x = n(rng);
+  for (Params* g : {&now, &later}) {
+    const ModelG gg = bind_grads(k.c, *g);
+    const StageStep s{.config = k.c, .w = w, .g = gg, .rope = rope, .opt = opt, .batch = k.B, .seq_len = k.T};
+    std::vector<float> h = h0;
+    StageActs acts;
+    WeightGradStore store;
+    stage_forward(s, last, k.tokens.data(), h, acts, nullptr, g == &later ? &store : nullptr);
+    const std::vector<float>& head = g->value(g->index("lm_head.weight"));
+    if (g == &later) {
+      EXPECT_TRUE(std::all_of(head.begin(), head.end(), [](float x) { return x == 0.0f; }));
+      EXPECT_EQ(store.pending(), 2u);  // one chunk of rows for the main CE, one for the MTP module
+      store.run();
+    }
+    EXPECT_FALSE(std::all_of(head.begin(), head.end(), [](float x) { return x == 0.0f; }));
+  }
+  EXPECT_TRUE(same_bits(now, later));
 }
 
 TEST(Pipeline, BThenWIsTheCombinedBackwardBitForBit) {
