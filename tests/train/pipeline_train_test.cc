@@ -206,22 +206,31 @@ TEST(PipelineTrain, APipelinedCheckpointResumesInOneProcess) {
 // pp × dp × ep (4 ranks each, dist/layout.h): the lanes split the batch's 8 sequences, each lane's pipeline
 // runs its share; within a stage the replicas all-reduce (ZeRO-1 over the stage) or the EP ranks exchange their
 // rows at every MoE layer (with --overlap on, the two chunks of each DualPipe F&B pair take turns at the
-// exchanges). --pp 4 alone: one decoder layer per stage.
-TEST(PipelineTrain, PpWithDpOrEpAndPp4ReproduceTheSingleProcessRun) {
+// exchanges). --pp 4 alone: one decoder layer per stage. One test per layout (each a 4-rank, 20-step run), so
+// every test stays short on 2 loaded cores.
+void expect_four_ranks_reproduce(const char* flags) {
   const std::string& ref = single_run();
-  for (const char* flags : {"--pp 2 --dp 2 --schedule 1f1b", "--pp 2 --ep 2 --schedule dualpipe",
-                            "--pp 2 --ep 2 --schedule dualpipe --overlap on", "--pp 4 --schedule 1f1b"}) {
-    std::string name = flags;
-    std::replace(name.begin(), name.end(), ' ', '_');
-    const std::string run = tmp("combo" + name);
-    const Result r = train(4, run_args(run) + " " + flags);
-    ASSERT_EQ(r.status, 0) << flags << "\n" << r.out;
-    const double curve = expect_same_curve(ref, run, 1e-5);
-    const double w = weights_rel(ref + "/checkpoint", run + "/checkpoint");
-    EXPECT_LE(w, 1e-5) << flags;
-    std::printf("%s: loss curve within %.2g relative, final weights within %.2g\n", flags, curve, w);
-  }
+  std::string name = flags;
+  std::replace(name.begin(), name.end(), ' ', '_');
+  const std::string run = tmp("combo" + name);
+  const Result r = train(4, run_args(run) + " " + flags);
+  ASSERT_EQ(r.status, 0) << flags << "\n" << r.out;
+  const double curve = expect_same_curve(ref, run, 1e-5);
+  const double w = weights_rel(ref + "/checkpoint", run + "/checkpoint");
+  EXPECT_LE(w, 1e-5) << flags;
+  std::printf("%s: loss curve within %.2g relative, final weights within %.2g\n", flags, curve, w);
 }
+
+TEST(PipelineTrain, PpWithDpReproducesTheSingleProcessRun) {
+  expect_four_ranks_reproduce("--pp 2 --dp 2 --schedule 1f1b");
+}
+TEST(PipelineTrain, PpWithEpReproducesTheSingleProcessRun) {
+  expect_four_ranks_reproduce("--pp 2 --ep 2 --schedule dualpipe");
+}
+TEST(PipelineTrain, PpWithEpOverlappedReproducesTheSingleProcessRun) {
+  expect_four_ranks_reproduce("--pp 2 --ep 2 --schedule dualpipe --overlap on");
+}
+TEST(PipelineTrain, Pp4ReproducesTheSingleProcessRun) { expect_four_ranks_reproduce("--pp 4 --schedule 1f1b"); }
 
 // --pp 4 combined with --dp 2 / --ep 2: 8 ranks (4 stages × 2 lanes of 4 sequences, one per micro-batch).
 TEST(PipelineTrain, Pp4WithDpOrEpReproducesTheSingleProcessRun) {
