@@ -292,7 +292,17 @@ void Trainer::setup() {
   const std::string metrics_path = o_.out + "/metrics.jsonl";
 
   std::string ckpt;
+  // A run killed before its first checkpoint left metrics (and maybe a partial checkpoint.tmp) but nothing
+  // to resume: --resume (given --config) and a plain start both begin it again from scratch.
+  const bool saved_any = fs::exists(o_.out + "/checkpoint/trainer_state.json") ||
+                         fs::exists(o_.out + "/checkpoint.old/trainer_state.json");
+  if (o_.resume && !saved_any && !o_.config.empty()) {
+    if (lead_) std::fprintf(stderr, "%s has no checkpoint yet: starting the run from scratch\n", o_.out.c_str());
+    o_.resume = false;
+  }
   if (o_.resume) {
+    if (!saved_any)
+      fail("--resume: {} has no checkpoint yet; give --config TRAIN.json to start the run from scratch", o_.out);
     ckpt = checkpoint_dir(o_.out);
     const nlohmann::json saved = read_checkpoint_train_config(ckpt);
     spec_ = parse_train_config(saved, tf, ckpt + "/train_config.json");
@@ -308,8 +318,8 @@ void Trainer::setup() {
     }
   } else {
     if (o_.config.empty()) fail("no --config TRAIN.json");
-    if (fs::exists(o_.out + "/checkpoint") || fs::exists(o_.out + "/checkpoint.old") || fs::exists(metrics_path))
-      fail("{} already holds a run; continue it with --resume, or give a new --out", o_.out);
+    if (saved_any) fail("{} already holds a run; continue it with --resume, or give a new --out", o_.out);
+    if (lead_ && fs::exists(metrics_path)) truncate_metrics(metrics_path, 0);  // of a run that never saved
     spec_ = load_train_config(o_.config, tf);
   }
   TrainOptions& t = spec_.train;

@@ -215,5 +215,34 @@ TEST(Trainer, ExistingRunIsNotOverwritten) {
   EXPECT_TRUE(fs::exists(run + "/checkpoint/config.json"));
 }
 
+// Killed before the first checkpoint (issue 19): metrics.jsonl and a partial checkpoint.tmp, no checkpoint.
+// --resume with --config starts it from scratch, and so does a plain start; the stale metrics are dropped.
+TEST(Trainer, KilledBeforeTheFirstCheckpointStartsAgain) {
+  const std::string cfg = write_config("short2.json", [] {
+    auto j = tiny_train_json();
+    j["training"]["steps"] = 1;
+    return j;
+  }());
+  for (bool resume : {true, false}) {
+    SCOPED_TRACE(resume ? "--resume" : "plain start");
+    const std::string run = tmp(resume ? "killed_resume" : "killed_restart");
+    fs::create_directories(run + "/checkpoint.tmp");
+    std::ofstream(run + "/checkpoint.tmp/model.safetensors") << "torn";
+    std::ofstream(run + "/metrics.jsonl") << R"({"step": 1, "loss": 99.5, "stale": true})"
+                                          << "\n";
+    const TrainSummary s =
+        run_training({.config = cfg, .data = dataset(), .out = run, .resume = resume, .progress = false});
+    EXPECT_TRUE(s.finished);
+    EXPECT_TRUE(fs::exists(run + "/checkpoint/trainer_state.json"));
+    std::ifstream m(run + "/metrics.jsonl");
+    std::stringstream ss;
+    ss << m.rdbuf();
+    EXPECT_EQ(ss.str().find("stale"), std::string::npos) << ss.str();
+    EXPECT_NE(ss.str().find("\"step\":1"), std::string::npos) << ss.str();
+  }
+  // Without --config there is nothing to start from: the error says what to give.
+  expect_error({.data = dataset(), .out = tmp("killed_noconfig"), .resume = true}, "give --config");
+}
+
 }  // namespace
 }  // namespace dsv3::train
