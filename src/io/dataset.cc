@@ -145,9 +145,14 @@ void write_ids_atomic(const std::string& path, const std::vector<int32_t>& ids) 
   if (ec) fail("cannot rename {} to {}: {}", tmp, path, ec.message());
 }
 
+// A count: an integer in [0, 2^62) (so that sums of a few and a size in bytes stay far from overflow).
 int64_t get_int(const nlohmann::json& j, const char* key, const std::string& label) {
   auto it = j.find(key);
   if (it == j.end() || !it->is_number_integer()) fail("{}: missing or non-integer key '{}'", label, key);
+  constexpr uint64_t kMax = uint64_t(1) << 62;
+  const bool ok = it->is_number_unsigned() ? it->get<uint64_t>() < kMax
+                                           : it->get<int64_t>() >= 0 && uint64_t(it->get<int64_t>()) < kMax;
+  if (!ok) fail("{}: '{}' is {}, not a count in [0, 2^62)", label, key, it->dump());
   return it->get<int64_t>();
 }
 
@@ -158,19 +163,21 @@ std::vector<ShardInfo> read_shards(const nlohmann::json& j, const std::string& s
   if (s == j.end() || !s->is_object() || !s->contains(split) || !(*s)[split].contains("shards") ||
       !(*s)[split]["shards"].is_array())
     fail("{}: missing 'splits.{}.shards'", label, split);
-  for (const auto& e : (*s)[split]["shards"]) {
-    if (!e.is_object() || !e.contains("file") || !e["file"].is_string())
-      fail("{}: a shard of split '{}' has no 'file'", label, split);
-    ShardInfo si{e["file"].get<std::string>(), get_int(e, "tokens", label)};
+  const auto& shards = (*s)[split]["shards"];
+  for (size_t k = 0; k < shards.size(); ++k) {
+    const auto& e = shards[k];
+    const std::string where = fmt::format("{}: splits.{}.shards[{}]", label, split, k);
+    if (!e.is_object() || !e.contains("file") || !e["file"].is_string()) fail("{} has no 'file'", where);
+    ShardInfo si{e["file"].get<std::string>(), get_int(e, "tokens", where)};
     if (si.file.find('/') != std::string::npos || si.file.find("..") != std::string::npos)
       fail("{}: shard file name '{}' must be a plain name inside the dataset directory", label, si.file);
     const std::string path = dir + "/" + si.file;
     std::error_code ec;
     const auto size = fs::file_size(path, ec);
     if (ec) fail("{}: shard {} missing: {}", label, path, ec.message());
-    if (size != uint64_t(si.tokens) * 4)
-      fail("{}: shard {} holds {} bytes, the manifest says {} tokens ({} bytes)", label, path, size, si.tokens,
-           si.tokens * 4);
+    if (size % 4 != 0 || size / 4 != uint64_t(si.tokens))  // no product: tokens * 4 could wrap
+      fail("{}.tokens is {}, but shard {} holds {} bytes ({} tokens of 4 bytes)", where, si.tokens, path, size,
+           double(size) / 4);
     out.push_back(std::move(si));
   }
   return out;

@@ -296,7 +296,12 @@ std::shared_ptr<Tokenizer::Impl> build(const json& j, const json& cfg, const std
 
   // Vocab: model tokens, then added tokens (which may reuse or extend ids).
   int64_t size = 0;
-  for (auto& [tok, id] : impl->model->vocab()) size = std::max<int64_t>(size, int64_t{id} + 1);
+  std::string largest;  // where the largest id is, for the error below
+  for (auto& [tok, id] : impl->model->vocab())
+    if (int64_t{id} + 1 > size) {
+      size = int64_t{id} + 1;
+      largest = fmt::format("model.vocab[{:?}]", tok);
+    }
   const json at = j.value("added_tokens", json::array());
   if (!at.is_array()) fail("{}: \"added_tokens\" must be an array", label);
   for (const json& t : at) {
@@ -314,11 +319,19 @@ std::shared_ptr<Tokenizer::Impl> build(const json& j, const json& cfg, const std
     a.single_word = t.value("single_word", false);
     a.normalized = t.value("normalized", !a.special);
     if (!utf8::is_valid(a.content)) fail("{}: added token {} is not valid UTF-8", label, a.id);
-    size = std::max<int64_t>(size, id + 1);
+    if (id + 1 > size) {
+      size = id + 1;
+      largest = fmt::format("added_tokens[{}]", impl->added.size());
+    }
     impl->added_by_content[a.content] = a.id;
     impl->added.push_back(std::move(a));
   }
-  if (size > INT32_MAX) fail("{}: vocab too large", label);
+  // The tables below hold one entry per id up to the largest: a stray huge id (10^9) would ask for tens of
+  // GB. Real vocabularies are dense; at most as many unassigned ids as assigned ones (plus 1024) are allowed.
+  const int64_t entries = int64_t(impl->model->vocab().size() + impl->added.size());
+  if (size > 2 * entries + 1024)
+    fail("{}: {} has id {}, but the file assigns only {} ids (ids must stay below {})", label, largest, size - 1,
+         entries, 2 * entries + 1024);
   impl->pieces.assign(size, std::string());
   impl->bytes.assign(size, std::string());
   impl->flags.assign(size, 0);

@@ -198,5 +198,25 @@ TEST(Dataset, LoaderShufflesDeterministicallyAndResumes) {
   fs::remove_all(dir);
 }
 
+// tokens * 4 wrapped: 2^62 tokens "is" 0 bytes, so an empty shard passed the size check (issue 19).
+TEST(Dataset, HugeTokenCountIsNotWrappedOntoTheShardSize) {
+  const std::string dir = temp_dir("huge_tokens");
+  DatasetManifest m = prepare_dataset_from_docs({"abc", "def", "ghi"}, {.val_frac = 0.34}, byte_tokenizer(), dir);
+  fs::resize_file(dir + "/" + m.val_shards[0].file, 0);
+  for (const char* huge : {"4611686018427387904", "4611686018427387905", "18446744073709551615", "-1"}) {
+    nlohmann::json j = m.raw;
+    j["splits"]["val"]["shards"][0]["tokens"] = nlohmann::json::parse(huge);
+    std::ofstream(dir + "/manifest.json") << j.dump();
+    try {
+      read_manifest(dir);
+      ADD_FAILURE() << "tokens " << huge << " accepted for an empty shard";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("manifest.json: splits.val.shards[0]"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("tokens"), std::string::npos) << e.what();
+    }
+  }
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace dsv3::io

@@ -350,6 +350,25 @@ TEST(TokenizerErrors, UnsupportedFeaturesAreNamed) {
   EXPECT_NE(load_error(w).find("bad.json"), std::string::npos);
 }
 
+// An id of 10^9 sized the id tables for it (32 GB; bad_alloc, no reason given): now refused, naming the
+// file and the entry (issue 19).
+TEST(TokenizerErrors, HugeIdIsRefusedNotAllocated) {
+  json a = tiny_tokenizer({});
+  a["added_tokens"].push_back({{"id", 1000000000}, {"content", "<huge>"}, {"special", true}});
+  const std::string ea = load_error(a);
+  EXPECT_NE(ea.find("bad.json"), std::string::npos) << ea;
+  EXPECT_NE(ea.find("added_tokens[0]"), std::string::npos) << ea;
+  EXPECT_NE(ea.find("1000000000"), std::string::npos) << ea;
+  json v = tiny_tokenizer({});
+  v["model"]["vocab"]["far"] = 1000000000;
+  const std::string ev = load_error(v);
+  EXPECT_NE(ev.find("model.vocab[\"far\"]"), std::string::npos) << ev;
+  // A few unassigned ids (holes) are still fine.
+  json h = tiny_tokenizer({});
+  h["added_tokens"].push_back({{"id", 300}, {"content", "<hole>"}, {"special", true}});
+  EXPECT_NO_THROW(Tokenizer::from_json(h.dump()));
+}
+
 TEST(TokenizerErrors, FilesAndJson) {
   EXPECT_THROW(Tokenizer::load("/nonexistent/dir/tokenizer.json"), Error);
   std::string dir = scratch_dir("errors");
