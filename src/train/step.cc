@@ -269,6 +269,10 @@ StepResult run(const ModelConfig& c, const Params& params, const int32_t* tokens
                const StepHooks& hooks) {
   const auto t0 = Clock::now();
   if (B < 1 || T < 2) fail("training step: need batch >= 1 and seq_len >= 2, got batch {} seq_len {}", B, T);
+  if (!c.index_shared.empty())  // a shared layer would attend densely here, not to the full layer's picks
+    fail(
+        "training step: the config's 'indexer_types' has \"shared\" layers (GLM-5.x's IndexShare), which dsv3 "
+        "runs for inference only; training needs every layer \"full\"");
   if (T > c.max_position_embeddings)
     fail("training step: seq_len {} exceeds max_position_embeddings = {}", T, c.max_position_embeddings);
   for (int64_t i = 0; i < B * T; ++i)

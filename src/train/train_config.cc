@@ -444,6 +444,11 @@ TrainSpec parse_train_config(const nlohmann::json& j, const std::optional<Tokeni
   if (training.contains("dsa") && !s.model.has_indexer())
     fail("{}: 'training.dsa' trains DeepSeek-V3.2's lightning indexer, but model_type {} has none", label,
          model.value("model_type", std::string("?")));
+  if (!s.model.index_shared.empty())
+    fail(
+        "{}: key 'indexer_types' has \"shared\" layers (GLM-5.x's IndexShare): dsv3 trains only models whose every "
+        "layer has its own indexer (\"full\"); shared layers run for inference only",
+        label);
   s.train.indexer_model = s.model.has_indexer();
   s.model_json = s.model.raw_json();
   s.raw = model;

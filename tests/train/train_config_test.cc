@@ -241,6 +241,25 @@ TEST(TrainConfigTable, DsaStageKeys) {
   EXPECT_NE(error_of(json::parse(R"({"dsa": {"stage": "sparse"}})")).find("'training.dsa' trains DeepSeek-V3.2"),
             std::string::npos);
   EXPECT_FALSE(parse(json::object()).raw["training"].contains("dsa"));
+  // GLM-5.x's shared-indexer layers run for inference only: a training config with one is refused, naming the key.
+  json shared = json::parse(R"({
+      "model_type": "deepseek_v32", "vocab_size": 300, "hidden_size": 128, "intermediate_size": 128,
+      "moe_intermediate_size": 128, "num_hidden_layers": 2, "num_nextn_predict_layers": 0,
+      "num_attention_heads": 2, "num_key_value_heads": 2, "n_shared_experts": 1, "n_routed_experts": 4,
+      "num_experts_per_tok": 2, "n_group": 1, "topk_group": 1, "scoring_func": "sigmoid", "topk_method": "noaux_tc",
+      "norm_topk_prob": true, "first_k_dense_replace": 1, "q_lora_rank": 64, "kv_lora_rank": 128,
+      "qk_nope_head_dim": 32, "qk_rope_head_dim": 32, "v_head_dim": 32, "max_position_embeddings": 256,
+      "index_n_heads": 2, "index_head_dim": 128, "index_topk": 16, "indexer_types": ["full", "shared"]})");
+  shared["training"] = json::object();
+  try {
+    parse_train_config(shared, std::nullopt, "glm_test.json");
+    ADD_FAILURE() << "a shared-indexer model accepted for training";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("glm_test.json: key 'indexer_types' has \"shared\" layers"), std::string::npos)
+        << e.what();
+  }
+  shared["indexer_types"] = {"full", "full"};  // every layer full: V3.2 itself
+  EXPECT_NO_THROW(parse_train_config(shared, std::nullopt, "glm_test.json"));
 }
 
 }  // namespace
