@@ -20,16 +20,9 @@ namespace dsv3 {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::read_i32;
 using testing::read_ids;
 using testing::rel_err;
-
-std::vector<int32_t> read_i32(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  std::vector<int32_t> v(bytes.size() / 4);
-  std::memcpy(v.data(), bytes.data(), v.size() * 4);
-  return v;
-}
 
 std::string src() { return testing::testdata_dir() + "/v32_tiny"; }
 

@@ -17,18 +17,11 @@ namespace dsv3 {
 namespace {
 
 using testing::read_f32;
+using testing::read_i32;
 using testing::read_ids;
 using testing::rel_err;
 
 constexpr double kTol = 1e-5;
-
-std::vector<int32_t> read_i32(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  std::vector<int32_t> v(bytes.size() / 4);
-  std::memcpy(v.data(), bytes.data(), v.size() * 4);
-  return v;
-}
 
 nlohmann::json read_case(const std::string& dir) {
   std::ifstream f(dir + "/case.json");

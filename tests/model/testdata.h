@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -38,6 +39,15 @@ inline std::vector<std::vector<int32_t>> read_ids(const std::string& path) {
     if (!ids.empty()) out.push_back(ids);
   }
   return out;
+}
+
+// int32 little-endian (DSA's index_topk_K.i32).
+inline std::vector<int32_t> read_i32(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::vector<int32_t> v(bytes.size() / 4);
+  std::memcpy(v.data(), bytes.data(), v.size() * 4);
+  return v;
 }
 
 inline std::vector<float> read_f32(const std::string& path) {

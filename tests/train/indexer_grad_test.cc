@@ -453,14 +453,6 @@ TEST(DsaStep, TheTwoLossesTrainDisjointParameters) {
 
 // ---- Against DeepSeek's V3.2-Exp code: v32_tiny's index scores and selections.
 
-std::vector<int32_t> read_i32(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  std::vector<int32_t> v(bytes.size() / 4);
-  std::memcpy(v.data(), bytes.data(), v.size() * 4);
-  return v;
-}
-
 TEST(DsaStep, TrainingIndexerMatchesTheReferenceOnV32Tiny) {
   // Layer 0's indexer reads exactly the reference's inputs (embedding → attn_norm, MLA's query latent), so there
   // the training forward's q, k and head weights, put through the inference's Hadamard rotation and E4M3
@@ -488,7 +480,7 @@ TEST(DsaStep, TrainingIndexerMatchesTheReferenceOnV32Tiny) {
     const std::vector<int32_t>& ids = seqs[k];
     const int64_t T = int64_t(ids.size());
     const std::vector<float> ref_scores = testing::read_f32(dir + fmt::format("/index_scores_{}.f32", k));
-    const std::vector<int32_t> ref_sel = read_i32(dir + fmt::format("/index_topk_{}.i32", k));
+    const std::vector<int32_t> ref_sel = dsv3::testing::read_i32(dir + fmt::format("/index_topk_{}.i32", k));
     ASSERT_EQ(ref_scores.size(), size_t(L * T * T));
     RopeTable rope(c);
     rope.ensure(T);
