@@ -249,15 +249,19 @@ class Server {
       else if (res.status >= 400)
         send_error(res, ApiError(res.status, fmt::format("HTTP error {}.", res.status), "invalid_request_error"));
     });
-    svr.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-      std::string what = "internal error";
+    // Every client mistake is an ApiError (400 naming the field) before it gets here: what reaches this
+    // handler is a server bug, logged on stderr; the client is not shown library internals.
+    svr.set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+      std::string what = "unknown exception";
       try {
         if (ep) std::rethrow_exception(ep);
       } catch (const std::exception& e) {
         what = e.what();
       } catch (...) {
       }
-      send_error(res, ApiError(500, what, "server_error"));
+      std::fprintf(stderr, "dsv3 serve: internal error on %s %s: %s\n", req.method.c_str(), req.path.c_str(),
+                   what.c_str());
+      send_error(res, ApiError(500, "The server had an internal error while processing your request.", "server_error"));
     });
     svr.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
       // Labels only from the routes served: a client-chosen path would be a label injection (a quote or
