@@ -208,44 +208,36 @@ TEST(PipelineTrain, APipelinedCheckpointResumesInOneProcess) {
 // rows at every MoE layer (with --overlap on, the two chunks of each DualPipe F&B pair take turns at the
 // exchanges). --pp 4 alone: one decoder layer per stage. One test per layout (each a 4-rank, 20-step run), so
 // every test stays short on 2 loaded cores.
-void expect_four_ranks_reproduce(const char* flags) {
+void expect_ranks_reproduce(int np, const char* flags) {
   const std::string& ref = single_run();
   std::string name = flags;
   std::replace(name.begin(), name.end(), ' ', '_');
-  const std::string run = tmp("combo" + name);
-  const Result r = train(4, run_args(run) + " " + flags);
+  const std::string run = tmp("combo" + std::to_string(np) + name);
+  const Result r = train(np, run_args(run) + " " + flags);
   ASSERT_EQ(r.status, 0) << flags << "\n" << r.out;
   const double curve = expect_same_curve(ref, run, 1e-5);
   const double w = weights_rel(ref + "/checkpoint", run + "/checkpoint");
   EXPECT_LE(w, 1e-5) << flags;
-  std::printf("%s: loss curve within %.2g relative, final weights within %.2g\n", flags, curve, w);
+  std::printf("%s (%d ranks): loss curve within %.2g relative, final weights within %.2g\n", flags, np, curve, w);
 }
 
 TEST(PipelineTrain, PpWithDpReproducesTheSingleProcessRun) {
-  expect_four_ranks_reproduce("--pp 2 --dp 2 --schedule 1f1b");
+  expect_ranks_reproduce(4, "--pp 2 --dp 2 --schedule 1f1b");
 }
 TEST(PipelineTrain, PpWithEpReproducesTheSingleProcessRun) {
-  expect_four_ranks_reproduce("--pp 2 --ep 2 --schedule dualpipe");
+  expect_ranks_reproduce(4, "--pp 2 --ep 2 --schedule dualpipe");
 }
 TEST(PipelineTrain, PpWithEpOverlappedReproducesTheSingleProcessRun) {
-  expect_four_ranks_reproduce("--pp 2 --ep 2 --schedule dualpipe --overlap on");
+  expect_ranks_reproduce(4, "--pp 2 --ep 2 --schedule dualpipe --overlap on");
 }
-TEST(PipelineTrain, Pp4ReproducesTheSingleProcessRun) { expect_four_ranks_reproduce("--pp 4 --schedule 1f1b"); }
+TEST(PipelineTrain, Pp4ReproducesTheSingleProcessRun) { expect_ranks_reproduce(4, "--pp 4 --schedule 1f1b"); }
 
 // --pp 4 combined with --dp 2 / --ep 2: 8 ranks (4 stages × 2 lanes of 4 sequences, one per micro-batch).
-TEST(PipelineTrain, Pp4WithDpOrEpReproducesTheSingleProcessRun) {
-  const std::string& ref = single_run();
-  for (const char* flags : {"--pp 4 --dp 2 --schedule 1f1b", "--pp 4 --ep 2 --schedule 1f1b"}) {
-    std::string name = flags;
-    std::replace(name.begin(), name.end(), ' ', '_');
-    const std::string run = tmp("combo8" + name);
-    const Result r = train(8, run_args(run) + " " + flags);
-    ASSERT_EQ(r.status, 0) << flags << "\n" << r.out;
-    const double curve = expect_same_curve(ref, run, 1e-5);
-    const double w = weights_rel(ref + "/checkpoint", run + "/checkpoint");
-    EXPECT_LE(w, 1e-5) << flags;
-    std::printf("%s (8 ranks): loss curve within %.2g relative, final weights within %.2g\n", flags, curve, w);
-  }
+TEST(PipelineTrain, Pp4WithDpReproducesTheSingleProcessRun) {
+  expect_ranks_reproduce(8, "--pp 4 --dp 2 --schedule 1f1b");
+}
+TEST(PipelineTrain, Pp4WithEpReproducesTheSingleProcessRun) {
+  expect_ranks_reproduce(8, "--pp 4 --ep 2 --schedule 1f1b");
 }
 
 // Checkpoints move between layouts: one process → --pp 2 --ep 2, and --pp 2 --dp 2 → --dp 2 --ep 2 (no pipeline).

@@ -192,11 +192,9 @@ TEST(TrainConfigTable, RefusalsNameTheKeyAndTheFile) {
             "train_test.json: 'training.seq_len' (300) exceeds 'max_position_embeddings' (256)");
 }
 
-// "training.dsa" (DeepSeek-V3.2's indexer training): read, written back, refused with the key named, and only
-// for a model with an indexer.
-TEST(TrainConfigTable, DsaStageKeys) {
-  auto parse_v32 = [](const json& training) {
-    json j = json::parse(R"({
+// A deepseek_v32 model (two layers, an indexer in each) for the "dsa" keys.
+json v32_model() {
+  return json::parse(R"({
       "model_type": "deepseek_v32", "vocab_size": 300, "hidden_size": 128, "intermediate_size": 128,
       "moe_intermediate_size": 128, "num_hidden_layers": 2, "num_nextn_predict_layers": 0,
       "num_attention_heads": 2, "num_key_value_heads": 2, "n_shared_experts": 1, "n_routed_experts": 4,
@@ -204,6 +202,13 @@ TEST(TrainConfigTable, DsaStageKeys) {
       "norm_topk_prob": true, "first_k_dense_replace": 1, "q_lora_rank": 64, "kv_lora_rank": 128,
       "qk_nope_head_dim": 32, "qk_rope_head_dim": 32, "v_head_dim": 32, "max_position_embeddings": 256,
       "index_n_heads": 2, "index_head_dim": 128, "index_topk": 16})");
+}
+
+// "training.dsa" (DeepSeek-V3.2's indexer training): read, written back, refused with the key named, and only
+// for a model with an indexer.
+TEST(TrainConfigTable, DsaStageKeys) {
+  auto parse_v32 = [](const json& training) {
+    json j = v32_model();
     j["training"] = training;
     return parse_train_config(j, std::nullopt, "v32_test.json");
   };
@@ -242,14 +247,8 @@ TEST(TrainConfigTable, DsaStageKeys) {
             std::string::npos);
   EXPECT_FALSE(parse(json::object()).raw["training"].contains("dsa"));
   // GLM-5.x's shared-indexer layers run for inference only: a training config with one is refused, naming the key.
-  json shared = json::parse(R"({
-      "model_type": "deepseek_v32", "vocab_size": 300, "hidden_size": 128, "intermediate_size": 128,
-      "moe_intermediate_size": 128, "num_hidden_layers": 2, "num_nextn_predict_layers": 0,
-      "num_attention_heads": 2, "num_key_value_heads": 2, "n_shared_experts": 1, "n_routed_experts": 4,
-      "num_experts_per_tok": 2, "n_group": 1, "topk_group": 1, "scoring_func": "sigmoid", "topk_method": "noaux_tc",
-      "norm_topk_prob": true, "first_k_dense_replace": 1, "q_lora_rank": 64, "kv_lora_rank": 128,
-      "qk_nope_head_dim": 32, "qk_rope_head_dim": 32, "v_head_dim": 32, "max_position_embeddings": 256,
-      "index_n_heads": 2, "index_head_dim": 128, "index_topk": 16, "indexer_types": ["full", "shared"]})");
+  json shared = v32_model();
+  shared["indexer_types"] = {"full", "shared"};
   shared["training"] = json::object();
   try {
     parse_train_config(shared, std::nullopt, "glm_test.json");
