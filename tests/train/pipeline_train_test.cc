@@ -20,6 +20,7 @@
 
 #include "io/dataset.h"
 #include "io/safetensors.h"
+#include "synthetic_corpus.h"
 
 namespace dsv3::train {
 namespace {
@@ -80,30 +81,7 @@ std::string config_file() {
 }
 
 const std::string& dataset() {
-  static const std::string dir = [] {
-    std::vector<std::string> docs;
-    const char* words[] = {"and", "the",     "lord",   "said",  "unto",  "moses", "in",  "beginning",
-                           "god", "created", "heaven", "earth", "light", "was",   "good"};
-    uint64_t x = 7;
-    for (int d = 0; d < 60; ++d) {
-      std::string s;
-      for (int w = 0; w < 14; ++w) {
-        x = x * 6364136223846793005ull + 1442695040888963407ull;
-        s += std::string(words[(x >> 33) % 15]) + (w == 13 ? "." : " ");
-      }
-      docs.push_back(s);
-    }
-    io::TokenizerInfo t;
-    t.encode = [](std::string_view s) {
-      std::vector<int32_t> v;
-      for (unsigned char ch : s) v.push_back(int32_t(ch) + 8);
-      return v;
-    };
-    t.bos = 0, t.eos = 1, t.vocab_size = 264;
-    const std::string d = tmp("data");
-    io::prepare_dataset_from_docs(docs, {.val_frac = 0.1, .seed = 1}, t, d);
-    return d;
-  }();
+  static const std::string dir = testing::prepare_synthetic_corpus(tmp("data"), 15, 60, 14, 7);
   return dir;
 }
 

@@ -13,6 +13,7 @@
 #include "io/dataset.h"
 #include "io/safetensors.h"
 #include "model/config.h"
+#include "synthetic_corpus.h"
 #include "train/param_io.h"
 #include "train/train_config.h"
 
@@ -47,30 +48,7 @@ nlohmann::json tiny_train_json() {
 
 // A byte-level corpus of English-like sentences, prepared once per test binary.
 const std::string& dataset() {
-  static const std::string dir = [] {
-    std::vector<std::string> docs;
-    const char* words[] = {"and", "the",     "lord",   "said",  "unto",  "moses", "in",  "beginning",
-                           "god", "created", "heaven", "earth", "light", "was",   "good"};
-    uint64_t x = 1;
-    for (int d = 0; d < 40; ++d) {
-      std::string s;
-      for (int w = 0; w < 12; ++w) {
-        x = x * 6364136223846793005ull + 1442695040888963407ull;
-        s += std::string(words[(x >> 33) % 15]) + (w == 11 ? "." : " ");
-      }
-      docs.push_back(s);
-    }
-    io::TokenizerInfo t;
-    t.encode = [](std::string_view s) {
-      std::vector<int32_t> v;
-      for (unsigned char ch : s) v.push_back(int32_t(ch) + 8);
-      return v;
-    };
-    t.bos = 0, t.eos = 1, t.vocab_size = 264;
-    const std::string d = tmp("data");
-    io::prepare_dataset_from_docs(docs, {.val_frac = 0.1, .seed = 1}, t, d);
-    return d;
-  }();
+  static const std::string dir = testing::prepare_synthetic_corpus(tmp("data"), 15, 40, 12, 1);
   return dir;
 }
 
