@@ -62,6 +62,19 @@ bool in_keys(const StepContext& ctx, const uint8_t* sel_row, int64_t t, int64_t 
   return j <= t && (ctx.dsa == DsaStage::DenseWarmup || sel_row[j]);
 }
 
+// Row t's softmax over its key set: the largest score and Σ exp(z − max) (log-sum-exp = max + log Σ).
+struct KeySoftmax {
+  double mx = -INFINITY, sum = 0.0;
+};
+KeySoftmax key_softmax(const StepContext& ctx, const float* z, const uint8_t* sel, int64_t t) {
+  KeySoftmax k;
+  for (int64_t j = 0; j <= t; ++j)
+    if (in_keys(ctx, sel, t, j)) k.mx = std::max(k.mx, double(z[j]));
+  for (int64_t j = 0; j <= t; ++j)
+    if (in_keys(ctx, sel, t, j)) k.sum += std::exp(double(z[j]) - k.mx);
+  return k;
+}
+
 }  // namespace
 
 void indexer_forward(const StepContext& ctx, const IndexerP& w, const float* x, const float* qr, IndexerActs& a) {
@@ -144,13 +157,8 @@ void indexer_loss(const StepContext& ctx, const float* dense, IndexerActs& a) {
     const float* z = a.scores.data() + off;
     const float* p = a.target.data() + off;
     const uint8_t* sel = a.selected.data() + off;
-    double mx = -INFINITY;
-    for (int64_t j = 0; j <= t; ++j)
-      if (in_keys(ctx, sel, t, j)) mx = std::max(mx, double(z[j]));
-    double sum = 0.0;
-    for (int64_t j = 0; j <= t; ++j)
-      if (in_keys(ctx, sel, t, j)) sum += std::exp(double(z[j]) - mx);
-    const double lse = mx + std::log(sum);
+    const KeySoftmax ks = key_softmax(ctx, z, sel, t);
+    const double lse = ks.mx + std::log(ks.sum);
     double v = 0.0;
     for (int64_t j = 0; j <= t; ++j)
       if (in_keys(ctx, sel, t, j) && p[j] > 0) v += double(p[j]) * (std::log(double(p[j])) - (double(z[j]) - lse));
@@ -187,13 +195,12 @@ void indexer_backward(const StepContext& ctx, const IndexerP& w, const IndexerG&
     const float* p = a.target.data() + off;
     const uint8_t* sel = a.selected.data() + off;
     float* out = dz.data() + off;
-    double mx = -INFINITY, sum = 0.0, psum = 0.0;
+    const KeySoftmax ks = key_softmax(ctx, z, sel, t);
+    double psum = 0.0;
     for (int64_t j = 0; j <= t; ++j)
-      if (in_keys(ctx, sel, t, j)) mx = std::max(mx, double(z[j]));
+      if (in_keys(ctx, sel, t, j)) psum += double(p[j]);
     for (int64_t j = 0; j <= t; ++j)
-      if (in_keys(ctx, sel, t, j)) sum += std::exp(double(z[j]) - mx), psum += double(p[j]);
-    for (int64_t j = 0; j <= t; ++j)
-      if (in_keys(ctx, sel, t, j)) out[j] = gs * float(psum * std::exp(double(z[j]) - mx) / sum - double(p[j]));
+      if (in_keys(ctx, sel, t, j)) out[j] = gs * float(psum * std::exp(double(z[j]) - ks.mx) / ks.sum - double(p[j]));
   }
 
   // Through I = Σ_h w_h · relu(q_h kᵀ), per (sequence, head); the key gradient per head, summed afterwards.
