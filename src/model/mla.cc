@@ -74,7 +74,8 @@ void Mla::forward(const float* x, const Batch& b, int64_t layer, const RopeTable
     kernels::rope_pairs(dst + C, R, rope.at(b.pos[size_t(r)]));
   }
 
-  if (indexer_) indexer_->prepare(x, qa_.data(), b, index_slot_ >= 0 ? index_slot_ : layer, rope);
+  const int64_t slot = index_slot_ >= 0 ? index_slot_ : layer;  // this layer's index-key cache slot
+  if (indexer_) indexer_->prepare(x, qa_.data(), b, slot, rope);
   const bool sparse = (indexer_ || shared_) && sparse_;
   IndexRecord* rec = sparse && index_rec_ ? &index_rec_->emplace_back() : nullptr;
   IndexShare* share = b.index_share;
@@ -116,7 +117,7 @@ void Mla::forward(const float* x, const Batch& b, int64_t layer, const RopeTable
     for (r1 = r0; r1 < m && (r1 == r0 || budget + b.pos[size_t(r1)] + 1 <= kScoreBudget); ++r1)
       budget += b.pos[size_t(r1)] + 1;
     if (!sparse || shared_) r1 = m;
-    if (sparse && !shared_) indexer_->select(b, index_slot_ >= 0 ? index_slot_ : layer, r0, r1, rec);
+    if (sparse && !shared_) indexer_->select(b, slot, r0, r1, rec);
     if (sparse && share_out_)
       for (int64_t r = r0; r < r1; ++r) {
         share->count[size_t(r)] = indexer_->count(r);
