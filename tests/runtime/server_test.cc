@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -176,15 +177,20 @@ std::string node_dir() {
   }
   const std::string d = (fs::path(DSV3_BIN).parent_path() / "node_client").string();
   fs::create_directories(d);
+  // ctest runs the tests that need the client in parallel processes: one installs while holding a lock, the
+  // others wait for it and find the package there (without the lock a concurrent install failed and its test
+  // skipped).
+  const int lock = ::open((d + "/.install.lock").c_str(), O_CREAT | O_RDWR, 0644);
+  if (lock >= 0) ::flock(lock, LOCK_EX);
   if (!fs::exists(d + "/node_modules/openai/package.json")) {
     std::ofstream(d + "/package.json") << R"({"private": true, "type": "module"})"
                                        << "\n";
     if (shell("cd '" + d + "' && npm install --ignore-scripts --no-audit --no-fund --loglevel=error openai@6", &out) !=
-        0) {
+        0)
       failure = "npm install openai failed (offline?): " + out;
-      return dir;
-    }
   }
+  if (lock >= 0) ::close(lock);  // releases the lock
+  if (!failure.empty()) return dir;
   dir = d;
   return dir;
 }
