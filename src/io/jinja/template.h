@@ -32,9 +32,11 @@ class Template {
   Template(Template&&) noexcept;
   Template& operator=(Template&&) noexcept;
 
-  // Renders with `context`'s keys as variables (a JSON object; JSON null is Python's None). A runtime error
+  // Renders with `context`'s keys as variables (a JSON object; JSON null is Python's None). Objects keep
+  // their key order, as Python dicts parsed from JSON do (items(), tojson and loops see the client's order):
+  // hence ordered_json (a nlohmann::json converts implicitly, with its keys sorted). A runtime error
   // (raise_exception, a type error, an unknown filter) is a dsv3::Error "NAME:LINE: message".
-  std::string render(const nlohmann::json& context) const;
+  std::string render(const nlohmann::ordered_json& context) const;
 
   const std::string& name() const;
 
