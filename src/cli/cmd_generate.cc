@@ -1,5 +1,9 @@
-// dsv3 generate --model DIR (--prompt TEXT | --ids "I1 I2 ...") [-n N] [--temp T] [--top-k K] [--top-p P]
-//               [--seed S] [--spec mtp|none] [--draft N] [--stats] [--ep N] ...   (docs/serving.md)
+// dsv3 generate --model DIR (--prompt TEXT | --ids "I1 I2 ..." | --messages FILE) [--chat] [-n N] [--temp T]
+//               [--top-k K] [--top-p P] [--seed S] [--spec mtp|none] [--draft N] [--stats] [--ep N] ...
+//               [--tools FILE] [--chat-template FILE] [--chat-template-kwargs JSON]   (docs/serving.md)
+// --chat renders --prompt as one user message with the model's chat template, --messages a whole
+// conversation (JSON); the raw reply is printed, special tokens included (the markers of tool calls and
+// reasoning show as the model wrote them).
 // Streams the generated text to stdout as it is produced (token ids with --print-ids or when the model
 // has no tokenizer.json). --batch N generates N continuations together (seeds S, S+1, ...; continuous
 // batching as the server does) and prints them at the end; --stats then reports the aggregate throughput.
@@ -7,6 +11,7 @@
 // rank 0 prints.
 #include <cstdio>
 
+#include "cli/chat_flags.h"
 #include "cli/command.h"
 #include "cli/dist_flags.h"
 #include "cli/gen_flags.h"
@@ -19,8 +24,9 @@ namespace {
 
 struct Options {
   GenFlags gen;
-  std::string prompt, ids;
-  bool print_ids = false, no_bos = false;
+  std::string prompt, ids, messages;
+  bool print_ids = false, no_bos = false, chat = false;
+  ChatFlags chat_flags;
   int64_t batch = 1;
   DistFlags dist;
 };
@@ -73,16 +79,30 @@ int run_batch(const Options& o, runtime::ModelBundle& g, runtime::Engine& engine
 }
 
 int run(const Options& o) {
-  if (o.prompt.empty() == o.ids.empty()) fail("give exactly one of --prompt and --ids");
+  if (int(!o.prompt.empty()) + int(!o.ids.empty()) + int(!o.messages.empty()) != 1)
+    fail("give exactly one of --prompt, --ids and --messages");
+  if (o.chat && o.prompt.empty()) fail("--chat renders --prompt as a user message: give --prompt");
+  const bool chat = o.chat || !o.messages.empty();
+  if (!chat && (!o.chat_flags.tools_file.empty() || !o.chat_flags.kwargs_json.empty() ||
+                !o.chat_flags.template_file.empty()))
+    fail("--tools, --chat-template and --chat-template-kwargs need --chat or --messages");
   ModelOptions options = o.gen.options;
   auto job = o.dist.start(o.gen.model, options);
   if (job && !job->leads()) return follow(*job, o.gen.model, options);
   JobStopper stopper{job};
-  runtime::ModelBundle g = runtime::ModelBundle::load(o.gen.model, options);
+  runtime::ModelBundle g = runtime::ModelBundle::load(o.gen.model, options, o.chat_flags.template_file);
   runtime::Engine engine(*g.model, o.gen.engine());
   runtime::GenerationRequest req;
   if (!o.ids.empty()) {
     req.prompt = parse_ids(o.ids);
+  } else if (chat) {
+    if (!g.tokenizer) fail("{} has no tokenizer.json: --chat and --messages need one", o.gen.model);
+    nlohmann::ordered_json msgs = o.messages.empty()
+                                      ? nlohmann::ordered_json::array({{{"role", "user"}, {"content", o.prompt}}})
+                                      : read_messages_file(o.messages);
+    const std::string text = g.chat_prompt->render(
+        {.messages = msgs, .tools = o.chat_flags.tools(), .kwargs = o.chat_flags.kwargs(), .add_generation_prompt = true});
+    req.prompt = g.tokenizer->encode(text, /*allow_special=*/true);  // the template wrote the BOS text
   } else {
     if (!g.tokenizer) fail("{} has no tokenizer.json: give the prompt as token ids with --ids", o.gen.model);
     if (g.tokenizer->add_bos() && g.tokenizer->bos_id() && !o.no_bos) req.prompt.push_back(*g.tokenizer->bos_id());
@@ -100,7 +120,7 @@ int run(const Options& o) {
     return rc;
   }
   std::optional<runtime::TextStream> ts;
-  if (text) ts.emplace(*g.tokenizer, o.gen.stop);
+  if (text) ts.emplace(*g.tokenizer, o.gen.stop, /*skip_special=*/!chat);
   auto seq = engine.start(std::move(req), [&](int32_t tok, const runtime::TokenLogprobs*) {
     if (!ts) {
       std::printf("%d ", tok);
@@ -133,6 +153,9 @@ Registrar reg("generate", "Generate text from a prompt (streams to stdout)", [](
   app.add_option("--ids", o->ids, "Prompt as token ids, space separated (no tokenizer needed)");
   app.add_flag("--print-ids", o->print_ids, "Print generated token ids instead of text");
   app.add_flag("--no-bos", o->no_bos, "Do not prepend the tokenizer's BOS token to --prompt");
+  app.add_flag("--chat", o->chat, "Render --prompt as a user message with the model's chat template");
+  app.add_option("--messages", o->messages, "JSON file of chat messages, rendered with the model's chat template");
+  o->chat_flags.add_to(app);
   app.add_option("--batch", o->batch, "Generate N continuations together (seeds S, S+1, ...)")
       ->check(CLI::PositiveNumber);
   o->dist.add_to(app);

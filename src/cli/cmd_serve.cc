@@ -73,6 +73,19 @@ Registrar reg("serve", "OpenAI-compatible HTTP server (chat/completions, SSE str
       ->check(CLI::PositiveNumber);
   app.add_flag("--parse-special-in-user-text", o->parse_special_in_user_text,
                "Parse special tokens typed into user and tool messages (HF's behaviour; default: plain text)");
+  app.add_option("--chat-template", o->chat_template_file, "Jinja chat template file replacing the model's");
+  app.add_option("--chat-template-kwargs", o->chat_template_kwargs,
+                 "Template variables every request gets, a JSON object (a request's chat_template_kwargs override)");
+  app.add_option("--tool-call-format", o->tool_call_format,
+                 "How tool calls in the output are parsed: auto (from the template) | deepseek_v3 | deepseek_v31 | "
+                 "deepseek_v32 | kimi_k2 | none")
+      ->check(CLI::IsMember({"auto", "deepseek_v3", "deepseek_v31", "deepseek_v32", "kimi_k2", "none"}));
+  app.add_option("--reasoning", o->reasoning,
+                 "Split <think> reasoning into reasoning_content: auto (when the template has it) | on | off")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
+  app.add_option("--script-replies", o->script_replies_file,
+                 "Testing aid: a JSON array of strings; the n-th chat request's reply is forced to string n (mod "
+                 "the count) by a sampling constraint");
   app.add_option("--model-name", o->model_name, "Model id reported by /v1/models (default: directory name)");
   app.add_option("--parallel", o->parallel, "Sequences decoded together (default 4)")->check(CLI::PositiveNumber);
   app.add_option("--ctx", o->ctx, "Context per sequence, prompt + completion (default 4096)")

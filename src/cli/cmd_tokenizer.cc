@@ -17,7 +17,8 @@
 #include "cli/command.h"
 #include "core/error.h"
 #include "io/bpe_trainer.h"
-#include "io/chat_template.h"
+#include "cli/chat_flags.h"
+#include "io/chat_prompt.h"
 #include "io/tokenizer.h"
 
 namespace dsv3::cli {
@@ -78,20 +79,23 @@ int run_info(const std::string& path) {
 }
 
 struct ChatOptions {
-  std::string config, messages, tokenizer;
+  std::string config, messages, tokenizer, model_type;
   bool generation_prompt = false, ids = false;
+  ChatFlags chat;
 };
 
 int run_chat(const ChatOptions& o) {
-  io::ChatTemplate tmpl = io::ChatTemplate::load(o.config);
-  std::string prompt =
-      tmpl.render(io::chat_messages_from_json(read_whole(o.messages, "--messages")), o.generation_prompt);
+  const io::ChatPrompt tmpl = io::ChatPrompt::load(o.config, o.model_type, o.chat.template_file);
+  const std::string prompt = tmpl.render({.messages = read_messages_file(o.messages),
+                                          .tools = o.chat.tools(),
+                                          .kwargs = o.chat.kwargs(),
+                                          .add_generation_prompt = o.generation_prompt});
   if (!o.ids) {
     std::fwrite(prompt.data(), 1, prompt.size(), stdout);
     return 0;
   }
   io::Tokenizer tok = io::Tokenizer::load(o.tokenizer.empty() ? o.config : o.tokenizer);
-  std::vector<int32_t> ids = tok.encode(prompt);
+  std::vector<int32_t> ids = tok.encode(prompt, /*allow_special=*/true);
   for (size_t i = 0; i < ids.size(); ++i) std::printf(i ? " %d" : "%d", ids[i]);
   std::printf("\n");
   return 0;
@@ -113,8 +117,13 @@ Registrar reg("tokenizer", "Train, inspect and apply tokenizers", [](CLI::App& a
   info->add_option("--tokenizer", *info_path, "tokenizer.json, or a directory holding it")->required();
 
   auto c = std::make_shared<ChatOptions>();
-  CLI::App* chat = app.add_subcommand("chat", "Render chat messages with the DeepSeek chat template");
-  chat->add_option("--config", c->config, "tokenizer_config.json, or its directory")->required();
+  CLI::App* chat = app.add_subcommand("chat", "Render chat messages with the model's chat template (prints the prompt)");
+  chat->add_option("--config", c->config,
+                   "tokenizer_config.json, or its directory (where chat_template.jinja is also looked for)")
+      ->required();
+  chat->add_option("--model-type", c->model_type,
+                   "config.json model_type, for a directory without a template (deepseek_v32: V3.2's encoder)");
+  c->chat.add_to(*chat);
   chat->add_option("--messages", c->messages, "JSON file: [{\"role\", \"content\", \"tool_calls\"}, ...]")->required();
   chat->add_flag("--generation-prompt", c->generation_prompt, "End with the assistant prompt");
   chat->add_flag("--ids", c->ids, "Print token ids instead of text");

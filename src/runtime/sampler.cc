@@ -1,5 +1,7 @@
 #include "runtime/sampler.h"
 
+#include "runtime/constraint.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -82,7 +84,10 @@ void Sampler::set_prompt(std::span<const int32_t> prompt) {
   for (int32_t t : prompt) prompt_seen_[t] = 1;
 }
 
-void Sampler::push(int32_t generated) { ++output_count_[generated]; }
+void Sampler::push(int32_t generated) {
+  ++output_count_[generated];
+  if (constraint_) output_.push_back(generated);
+}
 
 void Sampler::apply_penalties(float* logits, std::span<const int32_t> extra) const {
   const double rep = params_.repetition_penalty, freq = params_.frequency_penalty, pres = params_.presence_penalty;
@@ -130,6 +135,17 @@ void Sampler::distribution(const float* logits, std::span<const int32_t> extra, 
           "checkpoint's weights); no token is emitted",
           i, logits[i]);
   work_.assign(logits, logits + V);
+  if (constraint_) {
+    if (extra.empty()) {
+      constraint_->mask(output_, work_.data(), V);
+    } else {
+      std::vector<int32_t> out(output_);
+      out.insert(out.end(), extra.begin(), extra.end());
+      constraint_->mask(out, work_.data(), V);
+    }
+    if (std::all_of(work_.begin(), work_.end(), [](float l) { return l == -std::numeric_limits<float>::infinity(); }))
+      fail("sampler: the output constraint allows no token after {} generated tokens", output_.size() + extra.size());
+  }
   apply_penalties(work_.data(), extra);
   out.assign(size_t(V), 0.0f);
   if (params_.greedy()) {
@@ -228,7 +244,11 @@ std::string StopStrings::push(std::string_view piece) {
   if (stopped_) return {};
   pending_.append(piece);
   size_t first = std::string::npos;
-  for (const std::string& s : stops_) first = std::min(first, pending_.find(s));
+  for (const std::string& s : stops_)
+    if (const size_t k = pending_.find(s); k < first) {
+      first = k;
+      matched_ = s;
+    }
   if (first != std::string::npos) {
     stopped_ = true;
     std::string out = pending_.substr(0, first);

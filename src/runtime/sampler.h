@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -25,6 +26,8 @@
 #include <vector>
 
 namespace dsv3::runtime {
+
+class TokenConstraint;
 
 // A random stream with a fixed definition: SplitMix64 expands the seed into the state of xoshiro256**
 // (Blackman & Vigna 2018); uniform() = (next() >> 11) · 2⁻⁵³ ∈ [0, 1).
@@ -77,6 +80,8 @@ class Sampler {
   // History the penalties see: the prompt (repetition penalty only) and the generated tokens.
   void set_prompt(std::span<const int32_t> prompt);
   void push(int32_t generated);
+  // Restricts the next token (constraint.h); null: none. Shared: the constraint is not copied per sequence.
+  void set_constraint(std::shared_ptr<const TokenConstraint> c) { constraint_ = std::move(c); }
 
   // The distribution of the next token [vocab] (sums to 1), given the history plus `extra` tentative
   // generated tokens (speculative drafts not yet accepted).
@@ -94,6 +99,8 @@ class Sampler {
   Rng rng_;
   std::unordered_map<int32_t, int64_t> prompt_seen_;  // token → 1
   std::unordered_map<int32_t, int64_t> output_count_;
+  std::vector<int32_t> output_;  // the generated tokens, in order (for the constraint)
+  std::shared_ptr<const TokenConstraint> constraint_;
   mutable std::vector<float> work_;
   mutable std::vector<int32_t> order_;
   std::vector<float> dist_;
@@ -110,9 +117,11 @@ class StopStrings {
   // The held-back text, when the generation ends for another reason.
   std::string flush();
   bool stopped() const { return stopped_; }
+  const std::string& matched() const { return matched_; }  // the stop string that matched (empty: none)
 
  private:
   std::vector<std::string> stops_;
+  std::string matched_;
   std::string pending_;
   bool stopped_ = false;
 };

@@ -47,6 +47,7 @@ void Job::complete(const std::string& error) {
     pending_.finish = seq_->finish;
     pending_.error = error;
     pending_.stats = seq_->stats;
+    if (text_) pending_.matched_stop = text_->matched_stop();
     news_ = true;
   }
   cv_.notify_all();
@@ -76,14 +77,14 @@ void Scheduler::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-std::shared_ptr<Job> Scheduler::submit(GenerationRequest request, std::vector<std::string> stop) {
+std::shared_ptr<Job> Scheduler::submit(GenerationRequest request, std::vector<std::string> stop, bool skip_special) {
   auto job = std::make_shared<Job>();
   Job* raw = job.get();
   const int64_t n = int64_t(request.prompt.size());
   // Validation (and the cache allocation) happen here, on the caller's thread: errors reach the client.
   job->seq_ =
       engine_.start(std::move(request), [raw](int32_t t, const TokenLogprobs* lp) { return raw->on_token(t, lp); });
-  if (tokenizer_) job->text_.emplace(*tokenizer_, std::move(stop));
+  if (tokenizer_) job->text_.emplace(*tokenizer_, std::move(stop), skip_special);
   job->prompt_tokens_ = n;
   {
     std::lock_guard lk(mu_);

@@ -31,6 +31,7 @@ struct JobUpdate {
   FinishReason finish = FinishReason::None;
   std::string error;    // set when the engine failed (done is then true)
   SequenceStats stats;  // final counts when done
+  std::string matched_stop;  // when done: the stop string that ended the text (empty: none)
 };
 
 class Job {
@@ -78,7 +79,8 @@ class Scheduler {
 
   // Queues a request. Throws dsv3::Error when the request is invalid (Engine::start's checks); returns
   // nullptr when the queue is full.
-  std::shared_ptr<Job> submit(GenerationRequest request, std::vector<std::string> stop);
+  // skip_special false: special tokens' text is kept in the job's text (chat output parsing).
+  std::shared_ptr<Job> submit(GenerationRequest request, std::vector<std::string> stop, bool skip_special = true);
   SchedulerMetrics metrics() const;
   const Engine& engine() const { return engine_; }
   void stop();

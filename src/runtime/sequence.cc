@@ -36,6 +36,7 @@ Sequence::Sequence(const Model& model, GenerationRequest req, TokenCallback cb, 
     fail("the prompt has {} tokens; the context holds {} (prompt + at least one generated token)", n, max_total);
   max_generated = std::min(request.max_tokens, max_total - n);
   sampler.set_prompt(request.prompt);
+  sampler.set_constraint(request.constraint);
   tokens = request.prompt;
   // Room for the generation plus the drafts verified beyond it (truncated right after). A long generation
   // starts with room for 256 tokens and the cache grows by doubling (KvCache::reserve, a few times per

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -26,6 +27,8 @@ class Model;
 
 namespace dsv3::runtime {
 
+class TokenConstraint;
+
 enum class FinishReason { None, Stop, Length, Cancelled };
 const char* finish_reason_name(FinishReason r);  // "stop", "length", "cancelled"
 
@@ -35,6 +38,7 @@ struct GenerationRequest {
   int64_t max_tokens = 256;      // generated tokens, an end-of-sequence token included
   std::vector<int32_t> eos_ids;  // sampling one of these ends the generation (FinishReason::Stop)
   bool ignore_eos = false;       // benchmarks: generate exactly max_tokens
+  std::shared_ptr<const TokenConstraint> constraint;  // optional: which tokens may come next (constraint.h)
 };
 
 // Called once per generated token that is not end-of-sequence, in order; `lp` is set when logprobs were

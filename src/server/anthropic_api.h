@@ -99,9 +99,15 @@ const char* messages_stop_reason(const MessagesEnd& end, bool has_tool_calls);
 
 // The non-streaming response: {"id": meta.id ("msg_" + 24 hex: make_id("msg_")), "type": "message",
 // "role": "assistant", "model": meta.model, "content": […], "stop_reason", "stop_sequence",
-// "usage": {"input_tokens", "output_tokens"}}. meta.created is not used.
-nlohmann::json messages_response(const ResponseMeta& meta, const std::string& reasoning, const std::string& content,
-                                 const std::vector<ToolCallOut>& calls, const MessagesEnd& end);
+// "usage": {"input_tokens", "output_tokens"}}. meta.created is not used. ordered_json, so that a tool_use
+// input keeps the model's key order (the client sends it back, and it is rendered again as written):
+// serialise it with dump_ordered (openai_api.h's dump would take a sorted copy).
+nlohmann::ordered_json messages_response(const ResponseMeta& meta, const std::string& reasoning,
+                                         const std::string& content, const std::vector<ToolCallOut>& calls,
+                                         const MessagesEnd& end);
+
+// JSON for the wire, key order kept; invalid UTF-8 (never expected) is replaced rather than thrown on.
+std::string dump_ordered(const nlohmann::ordered_json& j);
 
 // The streaming response, as server-sent events ("event: NAME\ndata: JSON\n\n"), from the parser's
 // deltas. Blocks open and close as the kind of output changes (reasoning → thinking, content → text, a
@@ -117,18 +123,18 @@ class MessagesStream {
   // content_block_start / content_block_delta / content_block_stop events for one delta.
   std::string feed(const OutputDelta& d);
   // Closes the open block, then message_delta {delta: {stop_reason, stop_sequence}, usage:
-  // {output_tokens}} and message_stop. `has_tool_calls` is whether the output had any (the parser's
-  // tool_calls() is not empty). Further calls return "".
-  std::string finish(const MessagesEnd& end, bool has_tool_calls);
+  // {output_tokens}} and message_stop (stop_reason tool_use when a tool call was streamed). Further calls
+  // to feed / finish / error return "".
+  std::string finish(const MessagesEnd& end);
   // "event: error" with anthropic_error_json(e) (an error after the stream began); ends the stream.
   std::string error(const ApiError& e);
 
   // One event as the wire writes it.
-  static std::string event(const char* name, const nlohmann::json& data);
+  static std::string event(const char* name, const nlohmann::ordered_json& data);
 
  private:
   enum class Block { kNone, kThinking, kText, kToolUse };
-  std::string open(Block kind, nlohmann::json content_block);
+  std::string open(Block kind, nlohmann::ordered_json content_block);
   std::string close();
 
   ResponseMeta meta_;

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -21,11 +22,15 @@
 #include <vector>
 
 #include "core/error.h"
-#include "io/chat_template.h"
+#include "io/chat_prompt.h"
 #include "io/tokenizer.h"
+#include "runtime/constraint.h"
 #include "runtime/generator.h"
 #include "runtime/model_bundle.h"
 #include "runtime/scheduler.h"
+#include "server/anthropic_api.h"
+#include "server/chat_family.h"
+#include "server/chat_output.h"
 #include "server/openai_api.h"
 
 namespace dsv3::server {
@@ -161,10 +166,20 @@ class Listener : public httplib::Server {
 
 class Server {
  public:
-  Server(const ServerOptions& o) : opt_(o), bundle_(runtime::ModelBundle::load(o.model_dir, o.model_options)) {
+  Server(const ServerOptions& o)
+      : opt_(o), bundle_(runtime::ModelBundle::load(o.model_dir, o.model_options, o.chat_template_file)) {
     namespace fs = std::filesystem;
     const ModelConfig& c = bundle_.model->config();
-    chat_ = bundle_.chat_template.value_or(io::ChatTemplate{});  // none: DeepSeek-V3's
+    prompt_ = bundle_.chat_prompt.value_or(io::ChatPrompt::builtin());
+    family_ = detect_chat_family(prompt_);
+    if (o.tool_call_format != "auto") family_.tools = parse_tool_call_format(o.tool_call_format);
+    if (o.reasoning != "auto") family_.reasoning = o.reasoning == "on";
+    nlohmann::ordered_json kwargs = nlohmann::ordered_json::object();
+    if (!o.chat_template_kwargs.empty()) {
+      kwargs = nlohmann::ordered_json::parse(o.chat_template_kwargs, nullptr, /*allow_exceptions=*/false);
+      if (!kwargs.is_object()) fail("--chat-template-kwargs: expected a JSON object, got {}", o.chat_template_kwargs);
+    }
+    if (!o.script_replies_file.empty()) load_script(o.script_replies_file);
     if (o.ctx < 2) fail("--ctx must be >= 2, got {}", o.ctx);
     engine_ = std::make_unique<runtime::Engine>(*bundle_.model,
                                                 runtime::EngineOptions{.spec = runtime::parse_spec_mode(o.spec),
@@ -177,12 +192,16 @@ class Server {
     name_ = o.model_name.empty() ? fs::path(o.model_dir).lexically_normal().filename().string() : o.model_name;
     if (name_.empty()) name_ = fs::path(o.model_dir).lexically_normal().parent_path().filename().string();
     api_ctx_ = {.tokenizer = bundle_.tokenizer ? &*bundle_.tokenizer : nullptr,
-                .chat_template = &chat_,
+                .chat_prompt = bundle_.tokenizer ? &prompt_ : nullptr,
+                .default_kwargs = kwargs,
                 .context = engine_->max_context(),
                 .vocab_size = c.vocab_size,
                 .max_token_bytes = longest_token(bundle_.tokenizer ? &*bundle_.tokenizer : nullptr),
                 .parse_special_in_user_text = o.parse_special_in_user_text};
     started_ = unix_now();
+    std::fprintf(stderr, "dsv3 serve: chat template: %s (%s); tool calls: %s; reasoning: %s; kwargs: %s\n",
+                 prompt_.origin().c_str(), io::prompt_renderer_name(prompt_.renderer()),
+                 tool_call_format_name(family_.tools), family_.reasoning ? "split" : "off", dump(kwargs).c_str());
   }
 
   // Shutting down: responses in flight cancel their jobs instead of running to the end.
@@ -209,15 +228,25 @@ class Server {
         return httplib::Server::HandlerResponse::Handled;
       }
       if (opt_.api_key.empty() || req.path.rfind("/v1/", 0) != 0) return httplib::Server::HandlerResponse::Unhandled;
+      // OpenAI clients send "Authorization: Bearer KEY", Anthropic's "x-api-key: KEY"; either is taken.
       const std::string auth = req.get_header_value("Authorization");
+      const std::string xkey = req.get_header_value("x-api-key");
       const std::string prefix = "Bearer ";
       if (auth.rfind(prefix, 0) == 0 && same_key(auth.substr(prefix.size()), opt_.api_key))
         return httplib::Server::HandlerResponse::Unhandled;
-      send_error(res, ApiError(401,
-                               auth.empty() ? "You didn't provide an API key. Provide it in the Authorization header "
-                                              "(Authorization: Bearer YOUR_KEY)."
-                                            : "Incorrect API key provided.",
-                               "invalid_request_error", std::nullopt, "invalid_api_key"));
+      if (!xkey.empty() && same_key(xkey, opt_.api_key)) return httplib::Server::HandlerResponse::Unhandled;
+      const ApiError e(401,
+                       auth.empty() && xkey.empty()
+                           ? "You didn't provide an API key. Provide it in the Authorization header "
+                             "(Authorization: Bearer YOUR_KEY) or the x-api-key header."
+                           : "Incorrect API key provided.",
+                       "invalid_request_error", std::nullopt, "invalid_api_key");
+      if (req.path == "/v1/messages") {
+        res.status = e.status;
+        res.set_content(dump(anthropic_error_json(e)), "application/json");
+      } else {
+        send_error(res, e);
+      }
       return httplib::Server::HandlerResponse::Handled;
     });
     svr.Get("/health", [](const httplib::Request&, httplib::Response& res) {
@@ -230,9 +259,20 @@ class Server {
     svr.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
       res.set_content(metrics_text(), "text/plain; version=0.0.4");
     });
+    svr.Get("/props", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_content(dump(props_json()), "application/json");
+    });
+    svr.Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res,
+                                 const httplib::ContentReader& read) { tokenize(req, res, read); });
+    svr.Post("/detokenize", [this](const httplib::Request& req, httplib::Response& res,
+                                   const httplib::ContentReader& read) { detokenize(req, res, read); });
     svr.Post("/v1/chat/completions",
              [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& read) {
                complete(Endpoint::Chat, req, res, read);
+             });
+    svr.Post("/v1/messages",
+             [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& read) {
+               complete(Endpoint::Chat, req, res, read, /*anthropic=*/true);
              });
     svr.Post("/v1/completions",
              [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& read) {
@@ -266,8 +306,9 @@ class Server {
     svr.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
       // Labels only from the routes served: a client-chosen path would be a label injection (a quote or
       // newline in it forges samples) and an unbounded series count.
-      static const char* const kRoutes[] = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health",
-                                            "/metrics"};
+      static const char* const kRoutes[] = {"/v1/chat/completions", "/v1/completions", "/v1/messages",
+                                            "/v1/models",           "/health",         "/metrics",
+                                            "/props",               "/tokenize",       "/detokenize"};
       const char* label = "other";
       for (const char* r : kRoutes)
         if (req.path == r) label = r;
@@ -288,7 +329,36 @@ class Server {
     std::string text;                              // non-streaming: everything
     std::vector<runtime::TokenLogprobs> logprobs;  // non-streaming: everything
     int64_t text_offset = 0;                       // completions logprobs
+    std::optional<OutputParser> parser;            // chat: reasoning and tool calls split from the text
+    std::optional<MessagesStream> anthropic;       // /v1/messages: the event writer (also for non-streaming)
+    ResponseMeta anthropic_meta;
+    bool single_call = false;                      // parallel_tool_calls false: the first call only
   };
+
+  // The parser a chat request's output goes through; null when nothing is to be split.
+  std::optional<OutputParser> output_parser(const ApiRequest& r) const {
+    const bool tools = r.tool_choice != "none" && family_.tools != ToolCallFormat::kNone;
+    if (!tools && !family_.reasoning) return std::nullopt;
+    return OutputParser({.tools = tools ? family_.tools : ToolCallFormat::kNone,
+                         .reasoning = family_.reasoning,
+                         .starts_in_reasoning = family_.reasoning && r.prompt_opens_reasoning});
+  }
+
+  // --script-replies: a JSON array of strings; the n-th chat request's output is forced to reply n (mod the
+  // count) by a sampling constraint (runtime/constraint.h). A testing aid: tool-call and reasoning round
+  // trips against SDKs with a random model.
+  void load_script(const std::string& path) {
+    std::ifstream f(path);
+    if (!f) fail("--script-replies {}: cannot read it", path);
+    json j = json::parse(f, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_array() || j.empty()) fail("--script-replies {}: expected a non-empty JSON array of strings", path);
+    if (!bundle_.tokenizer) fail("--script-replies needs a model with tokenizer.json");
+    if (bundle_.eos_ids.empty()) fail("--script-replies needs an end-of-sequence token id (config.json eos_token_id)");
+    for (const json& r : j) {
+      if (!r.is_string()) fail("--script-replies {}: every reply must be a string", path);
+      script_.push_back(bundle_.tokenizer->encode(r.get<std::string>(), /*allow_special=*/true));
+    }
+  }
 
   // The body, counted against --max-body-bytes as it arrives (a chunked body has no length to check first).
   std::string read_body(const httplib::ContentReader& read, httplib::Response& res) {
@@ -310,16 +380,25 @@ class Server {
     throw ApiError(400, "The request body could not be read.", "invalid_request_error");
   }
 
-  void complete(Endpoint ep, const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& read) {
+  // anthropic: POST /v1/messages, translated to a chat request (anthropic_api.h) and answered in
+  // Anthropic's shapes (errors included).
+  void complete(Endpoint ep, const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& read,
+                bool anthropic = false) {
     ApiRequest r;
     std::shared_ptr<Job> job;
+    std::optional<OutputParser> parser;
+    AnthropicRequest a;
     try {
-      const std::string body = read_body(read, res);
+      std::string body = read_body(read, res);
       if (ep == Endpoint::Chat && !bundle_.tokenizer)
         throw ApiError(400,
                        "this model has no tokenizer.json, so chat is unavailable; use /v1/completions with "
                        "token ids",
                        "invalid_request_error", "messages");
+      if (anthropic) {
+        a = parse_messages_request(body);
+        body = dump_ordered(a.openai);
+      }
       r = parse_request(ep, body, api_ctx_);
       runtime::GenerationRequest g;
       g.prompt = r.prompt;
@@ -327,8 +406,15 @@ class Server {
       g.max_tokens = r.max_tokens;
       g.eos_ids = bundle_.eos_ids;
       g.ignore_eos = r.ignore_eos;
+      if (ep == Endpoint::Chat) {
+        parser = output_parser(r);
+        if (anthropic && !parser) parser.emplace(OutputParserOptions{});  // blocks are built from its pieces
+        if (!script_.empty())
+          g.constraint = std::make_shared<runtime::ScriptedReply>(script_[script_next_++ % script_.size()],
+                                                                  bundle_.eos_ids.front());
+      }
       try {
-        job = scheduler_->submit(std::move(g), r.stop);
+        job = scheduler_->submit(std::move(g), r.stop, /*skip_special=*/!parser.has_value());
       } catch (const Error& e) {
         throw ApiError(400, e.what(), "invalid_request_error");
       }
@@ -338,12 +424,23 @@ class Server {
                        std::nullopt, "server_overloaded");
       }
     } catch (const ApiError& e) {
-      send_error(res, e);
+      if (anthropic) {
+        res.status = e.status;
+        res.set_content(dump(anthropic_error_json(e)), "application/json");
+      } else {
+        send_error(res, e);
+      }
       return;
     }
     auto relay = std::make_shared<Relay>();
     relay->job = job;
+    if (anthropic) {
+      relay->anthropic_meta = {.id = make_id("msg_"), .model = a.model, .created = unix_now()};
+      relay->anthropic.emplace(relay->anthropic_meta, job->prompt_tokens());
+    }
+    relay->single_call = !r.parallel_tool_calls;
     relay->req = std::move(r);
+    relay->parser = std::move(parser);
     relay->meta = {.id = make_id(ep == Endpoint::Chat ? "chatcmpl-" : "cmpl-"), .model = name_, .created = unix_now()};
     const bool stream = relay->req.stream;
     auto provider = [this, relay](size_t, httplib::DataSink& sink) {
@@ -356,12 +453,19 @@ class Server {
         return false;
       }
       std::string out;
-      if (relay->req.stream && !relay->sent_role && relay->req.endpoint == Endpoint::Chat) {
+      if (relay->anthropic) {
+        if (relay->req.stream) out += relay->anthropic->start();
+      } else if (relay->req.stream && !relay->sent_role && relay->req.endpoint == Endpoint::Chat) {
         out += sse(chat_chunk(*relay, json{{"role", "assistant"}, {"content", ""}}, nullptr, nullptr));
         relay->sent_role = true;
       }
       JobUpdate u;
-      if (relay->job->poll(u, kPoll)) out += relay->req.stream ? stream_update(*relay, u) : collect(*relay, u);
+      if (relay->job->poll(u, kPoll)) {
+        if (relay->anthropic)
+          out += messages_update(*relay, u);
+        else
+          out += relay->req.stream ? stream_update(*relay, u) : collect(*relay, u);
+      }
       if (!out.empty() && !sink.write(out.data(), out.size())) {
         relay->job->cancel();
         return false;
@@ -408,22 +512,66 @@ class Server {
     return j;
   }
 
+  // A parsed piece with the calls past the first dropped when the request allows one call only.
+  static OutputDelta keep_calls(const Relay& r, OutputDelta d) {
+    if (r.single_call) std::erase_if(d.tool_calls, [](const ToolCallDelta& c) { return c.index > 0; });
+    return d;
+  }
+
+  // /v1/messages: Anthropic's events, or its one response body at the end.
+  std::string messages_update(Relay& r, const JobUpdate& u) {
+    OutputDelta d = keep_calls(r, r.parser->feed(u.text));
+    if (u.done) {
+      OutputDelta t = keep_calls(r, r.parser->finish());
+      d.reasoning += t.reasoning;
+      d.content += t.content;
+      d.tool_calls.insert(d.tool_calls.end(), t.tool_calls.begin(), t.tool_calls.end());
+    }
+    std::string out;
+    if (r.req.stream) out += r.anthropic->feed(d);
+    if (!u.done) return out;
+    r.finished = true;
+    if (!u.error.empty()) {
+      const ApiError e(500, "generation failed: " + u.error, "server_error");
+      return r.req.stream ? out + r.anthropic->error(e) : dump(anthropic_error_json(e));
+    }
+    const MessagesEnd end{.finish = u.finish,
+                          .matched_stop = u.matched_stop,
+                          .input_tokens = r.job->prompt_tokens(),
+                          .output_tokens = u.stats.generated};
+    if (r.req.stream) return out + r.anthropic->finish(end);
+    std::vector<ToolCallOut> calls = r.parser->tool_calls();
+    if (r.single_call && calls.size() > 1) calls.resize(1);
+    return dump_ordered(messages_response(r.anthropic_meta, r.parser->reasoning(), r.parser->content(), calls, end));
+  }
+
   std::string stream_update(Relay& r, const JobUpdate& u) {
     std::string out;
     const bool chat = r.req.endpoint == Endpoint::Chat;
-    if (!u.text.empty() || (r.req.logprobs && !u.logprobs.empty())) {
+    json delta = json{{"content", u.text}};
+    if (r.parser) {
+      OutputDelta d = keep_calls(r, r.parser->feed(u.text));
+      if (u.done) {
+        OutputDelta t = keep_calls(r, r.parser->finish());
+        d.reasoning += t.reasoning;
+        d.content += t.content;
+        d.tool_calls.insert(d.tool_calls.end(), t.tool_calls.begin(), t.tool_calls.end());
+      }
+      delta = chat_delta_json(d);
+    }
+    const bool piece = r.parser ? !delta.empty() : !u.text.empty();
+    if (piece || (r.req.logprobs && !u.logprobs.empty())) {
       json lp;
       if (r.req.logprobs) lp = logprobs_of(r, u.logprobs, u.text);
       const json* lpp = r.req.logprobs ? &lp : nullptr;
-      out += sse(chat ? chat_chunk(r, json{{"content", u.text}}, lpp, nullptr)
-                      : completion_chunk(r, u.text, lpp, nullptr));
+      out += sse(chat ? chat_chunk(r, delta, lpp, nullptr) : completion_chunk(r, u.text, lpp, nullptr));
     }
     if (!u.done) return out;
     r.finished = true;
     if (!u.error.empty()) {
       out += sse(ApiError(500, "generation failed: " + u.error, "server_error").to_json());
     } else {
-      const char* fr = finish_reason_json(u.finish);
+      const char* fr = finish_reason(r, u);
       out += sse(chat ? chat_chunk(r, json::object(), nullptr, fr) : completion_chunk(r, "", nullptr, fr));
       if (r.req.include_usage) {
         json j = {{"id", r.meta.id},
@@ -449,11 +597,16 @@ class Server {
     const bool chat = r.req.endpoint == Endpoint::Chat;
     json lp = nullptr;
     if (r.req.logprobs) lp = logprobs_of(r, r.logprobs, r.text);
+    json message = {{"role", "assistant"}, {"content", r.text}};
+    if (chat && r.parser) {
+      r.parser->feed(r.text);
+      r.parser->finish();
+      std::vector<ToolCallOut> calls = r.parser->tool_calls();
+      if (r.single_call && calls.size() > 1) calls.resize(1);
+      message = chat_message_json(r.parser->reasoning(), r.parser->content(), calls);
+    }
     json choice =
-        chat ? json{{"index", 0},
-                    {"message", {{"role", "assistant"}, {"content", r.text}}},
-                    {"logprobs", lp},
-                    {"finish_reason", finish_reason_json(u.finish)}}
+        chat ? json{{"index", 0}, {"message", message}, {"logprobs", lp}, {"finish_reason", finish_reason(r, u)}}
              : json{{"index", 0}, {"text", r.text}, {"logprobs", lp}, {"finish_reason", finish_reason_json(u.finish)}};
     json body = {{"id", r.meta.id},
                  {"object", chat ? "chat.completion" : "text_completion"},
@@ -463,6 +616,102 @@ class Server {
                  {"choices", json::array({choice})},
                  {"usage", usage_json(r.job->prompt_tokens(), u.stats.generated)}};
     return dump(body);
+  }
+
+  // GET /props (llama.cpp's server has one): what this server runs, for clients and people.
+  json props_json() const {
+    const ModelConfig& c = bundle_.model->config();
+    return json{{"model", name_},
+                {"model_path", opt_.model_dir},
+                {"model_type", c.model_type},
+                {"n_ctx", engine_->max_context()},
+                {"total_slots", opt_.parallel},
+                {"vocab_size", c.vocab_size},
+                {"chat_template", prompt_.template_source()},
+                {"chat_template_tool_use", prompt_.template_source(true)},
+                {"chat_template_renderer", io::prompt_renderer_name(prompt_.renderer())},
+                {"chat_template_origin", prompt_.origin()},
+                {"chat_template_kwargs", json(api_ctx_.default_kwargs)},
+                {"tool_call_format", tool_call_format_name(family_.tools)},
+                {"reasoning", family_.reasoning},
+                {"bos_token", prompt_.bos_token()},
+                {"eos_token", prompt_.eos_token()},
+                {"eos_token_ids", bundle_.eos_ids},
+                {"speculative", {{"mode", opt_.spec}, {"draft", opt_.draft}}},
+                {"build_info", "dsv3"}};
+  }
+
+  // POST /tokenize: {"content": TEXT, "add_special": bool (BOS; default false), "with_pieces": bool} or
+  // {"messages": [...], "tools", "chat_template_kwargs"} (rendered with the chat
+  // template first, as vLLM's /tokenize does) → {"tokens": [ids] or [{"id", "piece"}], "count", "max_model_len"}
+  // and, for messages, "prompt" (the rendered text, generation prompt included).
+  void tokenize(const httplib::Request&, httplib::Response& res, const httplib::ContentReader& read) {
+    try {
+      const std::string text = read_body(read, res);
+      if (!bundle_.tokenizer) throw ApiError(400, "this model has no tokenizer.json", "invalid_request_error");
+      const json body = parse_json_body(text);
+      if (!body.is_object()) throw ApiError(400, "The request body must be a JSON object.");
+      auto flag = [&](const char* k) {
+        if (!body.contains(k) || body[k].is_null()) return false;
+        if (!body[k].is_boolean()) throw ApiError(400, fmt::format("'{}' must be a boolean", k), "invalid_request_error", k);
+        return body[k].get<bool>();
+      };
+      const io::Tokenizer& tok = *bundle_.tokenizer;
+      std::vector<int32_t> ids;
+      json out = json::object();
+      if (body.contains("messages")) {
+        // The chat path's own validation and rendering (as a chat request, generation prompt included).
+        ApiRequest r = parse_request(Endpoint::Chat, text, api_ctx_);
+        ids = std::move(r.prompt);
+        out["prompt"] = r.prompt_text;
+      } else {
+        if (!body.contains("content") || !body["content"].is_string())
+          throw ApiError(400, "'content' (a string) or 'messages' is required", "invalid_request_error", "content");
+        const std::string content = body["content"].get<std::string>();
+        if (int64_t(content.size()) > opt_.max_body_bytes)
+          throw ApiError(413, "content too large", "invalid_request_error", "content");
+        if (flag("add_special") && tok.bos_id()) ids.push_back(*tok.bos_id());
+        tok.encode_into(content, ids, /*allow_special=*/true);
+      }
+      json tokens = json::array();
+      const bool pieces = flag("with_pieces");
+      for (int32_t id : ids)
+        tokens.push_back(pieces ? json{{"id", id}, {"piece", tok.decode({id})}} : json(id));
+      out["tokens"] = std::move(tokens);
+      out["count"] = ids.size();
+      out["max_model_len"] = engine_->max_context();
+      res.set_content(dump(out), "application/json");
+    } catch (const ApiError& e) {
+      send_error(res, e);
+    }
+  }
+
+  // POST /detokenize: {"tokens": [ids]} → {"content": TEXT} (special tokens kept as their text).
+  void detokenize(const httplib::Request&, httplib::Response& res, const httplib::ContentReader& read) {
+    try {
+      const std::string text = read_body(read, res);
+      if (!bundle_.tokenizer) throw ApiError(400, "this model has no tokenizer.json", "invalid_request_error");
+      const json body = parse_json_body(text);
+      if (!body.is_object() || !body.contains("tokens") || !body["tokens"].is_array())
+        throw ApiError(400, "'tokens' (an array of token ids) is required", "invalid_request_error", "tokens");
+      std::vector<int32_t> ids;
+      for (const json& v : body["tokens"]) {
+        if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= bundle_.tokenizer->vocab_size() ||
+            !bundle_.tokenizer->is_valid_id(int32_t(v.get<int64_t>())))
+          throw ApiError(400, fmt::format("'tokens' holds {}, which is not a token id of this model", v.dump()),
+                         "invalid_request_error", "tokens");
+        ids.push_back(int32_t(v.get<int64_t>()));
+      }
+      res.set_content(dump(json{{"content", bundle_.tokenizer->decode(ids)}}), "application/json");
+    } catch (const ApiError& e) {
+      send_error(res, e);
+    }
+  }
+
+  // "tool_calls" when the output ended with calls, else "stop" | "length".
+  static const char* finish_reason(const Relay& r, const JobUpdate& u) {
+    if (r.parser && !r.parser->tool_calls().empty() && u.finish != runtime::FinishReason::Length) return "tool_calls";
+    return finish_reason_json(u.finish);
   }
 
   std::string metrics_text() {
@@ -518,7 +767,10 @@ class Server {
 
   ServerOptions opt_;
   runtime::ModelBundle bundle_;  // model, tokenizer, eos ids
-  io::ChatTemplate chat_;        // the bundle's, else DeepSeek-V3's
+  io::ChatPrompt prompt_;        // the bundle's, else the built-in DeepSeek-V3 renderer
+  ChatFamily family_;            // how chat output is split (reasoning, tool-call format)
+  std::vector<std::vector<int32_t>> script_;  // --script-replies, tokenized
+  std::atomic<size_t> script_next_{0};
   std::unique_ptr<runtime::Engine> engine_;
   std::unique_ptr<runtime::Scheduler> scheduler_;
   std::string name_;

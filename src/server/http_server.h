@@ -43,6 +43,14 @@ struct ServerOptions {
   int64_t draft = 1;
   int64_t prefill_chunk = 512;
   ModelOptions model_options;  // --bf16-activations, --no-mmap
+  // Chat (docs/serving.md): a Jinja file replacing the checkpoint's template; kwargs (a JSON object) every
+  // request's chat_template_kwargs add to; the tool-call format (auto: from the template) and reasoning
+  // split (auto | on | off); replies forced by a sampling constraint (testing aid).
+  std::string chat_template_file;
+  std::string chat_template_kwargs;
+  std::string tool_call_format = "auto";
+  std::string reasoning = "auto";
+  std::string script_replies_file;
 };
 
 // Loads the model, binds, prints "dsv3 serve: listening on http://HOST:PORT" to stderr and serves until

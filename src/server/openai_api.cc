@@ -1,6 +1,7 @@
 #include "server/openai_api.h"
 
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -12,6 +13,7 @@
 namespace dsv3::server {
 
 using json = nlohmann::json;
+using ojson = nlohmann::ordered_json;
 
 ApiError::ApiError(int status_, std::string message, std::string type_, std::optional<std::string> param_,
                    std::optional<std::string> code_)
@@ -31,18 +33,19 @@ json ApiError::to_json() const {
 
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
-json parse_json_body(std::string_view text, int max_depth) {
+template <typename J>
+J parse_json_body(std::string_view text, int max_depth) {
   // nlohmann's parser keeps its own stack on the heap, but copying, dumping and destroying a value recurse
   // once per level: a body nested 100,000 deep would overflow the thread's stack there. The callback sees
   // each container open with its depth (0: the top level); past the limit the value is discarded at once,
   // so nothing deeper than the limit is ever built, and the request is refused.
   bool too_deep = false;
-  json::parser_callback_t limit = [&](int depth, json::parse_event_t event, json&) {
-    if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) && depth >= max_depth)
+  typename J::parser_callback_t limit = [&](int depth, typename J::parse_event_t event, J&) {
+    if ((event == J::parse_event_t::object_start || event == J::parse_event_t::array_start) && depth >= max_depth)
       too_deep = true;
     return !too_deep;
   };
-  json body = json::parse(text.begin(), text.end(), limit, /*allow_exceptions=*/false);
+  J body = J::parse(text.begin(), text.end(), limit, /*allow_exceptions=*/false);
   if (too_deep)
     throw ApiError(400, fmt::format("The request body is nested deeper than {} levels.", max_depth),
                    "invalid_request_error", std::nullopt, "json_too_deep");
@@ -51,6 +54,8 @@ json parse_json_body(std::string_view text, int max_depth) {
                    "invalid_request_error", std::nullopt, "invalid_json");
   return body;
 }
+template json parse_json_body<json>(std::string_view, int);
+template ojson parse_json_body<ojson>(std::string_view, int);
 
 namespace {
 
@@ -141,72 +146,158 @@ std::vector<int32_t> encode_text(const ApiContext& ctx, const std::string& text,
   return ids;
 }
 
-const json* member(const json& obj, const char* key) {
+template <typename J>
+const J* member(const J& obj, const char* key) {
   auto it = obj.find(key);
   return it == obj.end() || it->is_null() ? nullptr : &*it;
 }
 
-// One client message as the chat template takes it; every malformed field is a 400 naming it.
-io::ChatMessage chat_message(const json& m, const std::string& p) {
+// One client message, validated and normalised as the chat template takes it (a JSON object): role
+// "developer" becomes "system"; content a string or null (text parts joined); tool call arguments as JSON
+// text (an object is serialised). Other keys (name, tool_call_id, reasoning_content, prefix, ...) pass through
+// for the template to read. Every malformed field is a 400 naming it.
+ojson chat_message(const ojson& m, const std::string& p) {
   if (!m.is_object()) bad(p, fmt::format("{} must be an object", p));
-  const json* role = member(m, "role");
+  const ojson* role = member(m, "role");
   if (!role || !role->is_string()) bad(p + ".role", fmt::format("{} needs a string 'role'", p));
-  io::ChatMessage cm;
-  cm.role = role->get<std::string>();
-  if (cm.role == "developer") cm.role = "system";
-  if (cm.role != "system" && cm.role != "user" && cm.role != "assistant" && cm.role != "tool")
-    bad(p + ".role", fmt::format("unknown role '{}' (expected system, developer, user, assistant or tool)", cm.role));
-  if (const json* c = member(m, "content")) {
+  ojson out = m;
+  std::string r = role->get<std::string>();
+  if (r == "developer") r = "system";
+  if (r != "system" && r != "user" && r != "assistant" && r != "tool")
+    bad(p + ".role", fmt::format("unknown role '{}' (expected system, developer, user, assistant or tool)", r));
+  out["role"] = r;
+  if (const ojson* c = member(m, "content")) {
     if (c->is_array()) {  // content parts: text only
       std::string text;
       for (size_t k = 0; k < c->size(); ++k) {
-        const json& part = (*c)[k];
+        const ojson& part = (*c)[k];
         const std::string pp = fmt::format("{}.content[{}]", p, k);
-        const json* type = part.is_object() ? member(part, "type") : nullptr;
-        const json* t = part.is_object() ? member(part, "text") : nullptr;
+        const ojson* type = part.is_object() ? member(part, "type") : nullptr;
+        const ojson* t = part.is_object() ? member(part, "text") : nullptr;
         if (!type || !type->is_string() || *type != "text" || !t || !t->is_string())
           bad(pp,
               fmt::format("{}: only text content parts ({{\"type\": \"text\", \"text\": \"...\"}}) are supported", pp));
         text += t->get<std::string>();
       }
-      cm.content = std::move(text);
-    } else if (c->is_string()) {
-      cm.content = c->get<std::string>();
-    } else {
+      out["content"] = std::move(text);
+    } else if (!c->is_string()) {
       bad(p + ".content", fmt::format("{}.content must be a string, an array of text parts or null", p));
     }
-  } else if (cm.role != "assistant") {
-    bad(p + ".content", fmt::format("{} ({}) needs content", p, cm.role));
+  } else if (r != "assistant") {
+    bad(p + ".content", fmt::format("{} ({}) needs content", p, r));
+  } else {
+    out["content"] = nullptr;
   }
-  if (const json* calls = member(m, "tool_calls")) {
+  for (const char* key : {"name", "tool_call_id", "reasoning_content"})
+    if (const ojson* v = member(m, key); v && !v->is_string())
+      bad(p + "." + key, fmt::format("{}.{} must be a string", p, key));
+  if (const ojson* calls = member(m, "tool_calls")) {
     const std::string pc = p + ".tool_calls";
-    if (cm.role != "assistant") bad(pc, fmt::format("{}: only assistant messages carry tool calls", pc));
+    if (r != "assistant") bad(pc, fmt::format("{}: only assistant messages carry tool calls", pc));
     if (!calls->is_array()) bad(pc, fmt::format("{} must be an array", pc));
-    cm.tool_calls.emplace();
+    ojson norm = ojson::array();
     for (size_t k = 0; k < calls->size(); ++k) {
-      const json& t = (*calls)[k];
+      const ojson& t = (*calls)[k];
       const std::string pt = fmt::format("{}[{}]", pc, k);
       if (!t.is_object()) bad(pt, fmt::format("{} must be an object", pt));
-      io::ToolCall tc;
-      if (const json* type = member(t, "type")) {
+      ojson tc = t;
+      if (const ojson* type = member(t, "type")) {
         if (!type->is_string()) bad(pt + ".type", fmt::format("{}.type must be a string", pt));
-        tc.type = type->get<std::string>();
+      } else {
+        tc["type"] = "function";
       }
-      const json* f = member(t, "function");
+      if (const ojson* id = member(t, "id"); id && !id->is_string())
+        bad(pt + ".id", fmt::format("{}.id must be a string", pt));
+      const ojson* f = member(t, "function");
       if (!f || !f->is_object()) bad(pt + ".function", fmt::format("{} needs a 'function' object", pt));
-      const json* name = member(*f, "name");
+      const ojson* name = member(*f, "name");
       if (!name || !name->is_string()) bad(pt + ".function.name", fmt::format("{}.function needs a string 'name'", pt));
-      tc.name = name->get<std::string>();
-      if (const json* args = member(*f, "arguments")) {
+      if (const ojson* args = member(*f, "arguments")) {
         if (!args->is_string() && !args->is_object())
           bad(pt + ".function.arguments",
               fmt::format("{}.function.arguments must be a string (JSON text) or an object", pt));
-        tc.arguments = args->is_string() ? args->get<std::string>() : dump(*args);  // depth-limited at parse
+        if (args->is_object()) tc["function"]["arguments"] = args->dump(-1, ' ', false, ojson::error_handler_t::replace);  // depth-limited at parse
+      } else {
+        tc["function"]["arguments"] = "{}";
       }
-      cm.tool_calls->push_back(std::move(tc));
+      norm.push_back(std::move(tc));
+    }
+    out["tool_calls"] = std::move(norm);
+  } else {
+    out.erase("tool_calls");  // null: as if absent (R1's template tests for the key)
+  }
+  return out;
+}
+
+// `tools`: [{"type": "function", "function": {"name", "description"?, "parameters"?, "strict"?}}].
+ojson chat_tools(const ojson& body) {
+  const ojson* tools = member(body, "tools");
+  if (!tools) return ojson(nullptr);
+  if (!tools->is_array()) bad("tools", "'tools' must be an array");
+  if (tools->size() > 512) bad("tools", "'tools' holds at most 512 functions");
+  for (size_t i = 0; i < tools->size(); ++i) {
+    const ojson& t = (*tools)[i];
+    const std::string p = fmt::format("tools[{}]", i);
+    if (!t.is_object()) bad(p, fmt::format("{} must be an object", p));
+    const ojson* type = member(t, "type");
+    if (!type || *type != "function") bad(p + ".type", fmt::format("{}.type must be \"function\"", p));
+    const ojson* f = member(t, "function");
+    if (!f || !f->is_object()) bad(p + ".function", fmt::format("{} needs a 'function' object", p));
+    const ojson* name = member(*f, "name");
+    if (!name || !name->is_string() || name->get<std::string>().empty() || name->get<std::string>().size() > 64)
+      bad(p + ".function.name", fmt::format("{}.function.name must be a string of 1 to 64 characters", p));
+    for (char c : name->get<std::string>())
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.')
+        bad(p + ".function.name",
+            fmt::format("{}.function.name '{}' may hold only letters, digits, '_', '-' and '.'", p, name->get<std::string>()));
+    if (const ojson* d = member(*f, "description"); d && !d->is_string())
+      bad(p + ".function.description", fmt::format("{}.function.description must be a string", p));
+    if (const ojson* ps = member(*f, "parameters"); ps && !ps->is_object())
+      bad(p + ".function.parameters", fmt::format("{}.function.parameters must be a JSON Schema object", p));
+  }
+  return *tools;
+}
+
+void chat_tool_choice(const ojson& body, ApiRequest& r) {
+  const ojson* tc = member(body, "tool_choice");
+  const bool has_tools = r.tools.is_array() && !r.tools.empty();
+  r.tool_choice = has_tools ? "auto" : "none";
+  if (tc) {
+    if (tc->is_string()) {
+      const std::string v = tc->get<std::string>();
+      if (v != "none" && v != "auto" && v != "required")
+        bad("tool_choice", fmt::format("'tool_choice' must be none, auto, required or a function, got '{}'", v));
+      if (v != "none" && !has_tools) bad("tool_choice", fmt::format("tool_choice '{}' needs 'tools'", v));
+      r.tool_choice = v;
+    } else if (tc->is_object()) {
+      const ojson* f = member(*tc, "function");
+      const ojson* name = f && f->is_object() ? member(*f, "name") : nullptr;
+      if (!name || !name->is_string())
+        bad("tool_choice", "'tool_choice' as an object must be {\"type\": \"function\", \"function\": {\"name\"}}");
+      bool found = false;
+      if (has_tools)
+        for (const ojson& t : r.tools) found = found || t["function"]["name"] == *name;
+      if (!found)
+        bad("tool_choice.function.name",
+            fmt::format("tool_choice names '{}', which is not in 'tools'", name->get<std::string>()));
+      r.tool_choice = "function";
+      r.tool_choice_name = name->get<std::string>();
+    } else {
+      bad("tool_choice", "'tool_choice' must be a string or an object");
     }
   }
-  return cm;
+  if (const ojson* p = member(body, "parallel_tool_calls")) {
+    if (!p->is_boolean()) bad("parallel_tool_calls", "'parallel_tool_calls' must be a boolean");
+    r.parallel_tool_calls = p->get<bool>();
+  }
+}
+
+std::string render_chat(const ApiContext& ctx, const io::ChatPromptInput& in) {
+  try {
+    return ctx.chat_prompt->render(in);
+  } catch (const Error& e) {
+    bad("messages", fmt::format("the chat template could not render these messages: {}", e.what()));
+  }
 }
 
 // User and tool text is client data: unless ctx.parse_special_in_user_text, a special token typed into it
@@ -214,55 +305,85 @@ io::ChatMessage chat_message(const json& m, const std::string& p) {
 // marker in place of each such content; the text between markers (the template's own, specials included)
 // is encoded with specials, each content without. Every marker sits between special tokens of the
 // template, so for text without specials the ids equal those of encoding the whole rendering.
-std::vector<int32_t> encode_chat(const ApiContext& ctx, std::vector<io::ChatMessage> msgs) {
+std::vector<int32_t> encode_chat(const ApiContext& ctx, io::ChatPromptInput in, std::string* rendered) {
   const io::Tokenizer& tok = need_tokenizer(ctx, "messages");
-  auto render = [&](const std::vector<io::ChatMessage>& m) {
-    try {
-      return ctx.chat_template->render(m, /*add_generation_prompt=*/true);
-    } catch (const Error& e) {
-      bad("messages", e.what());
-    }
-  };
   if (ctx.parse_special_in_user_text) {
-    const std::string text = render(msgs);
-    check_bytes(ctx, text.size(), "messages");
-    return tok.encode(text, /*allow_special=*/true);  // the rendered text starts with the BOS text
+    *rendered = render_chat(ctx, in);
+    check_bytes(ctx, rendered->size(), "messages");
+    return tok.encode(*rendered, /*allow_special=*/true);  // the rendered text starts with the BOS text
   }
   const std::string marker = fmt::format("\x1f{:016x}\x1f", random_u64());
   std::vector<std::string> client;
   size_t bytes = 0;
-  for (io::ChatMessage& m : msgs) {
-    if (m.role != "assistant" && m.content) bytes += m.content->size();  // rendered verbatim
-    if ((m.role == "user" || m.role == "tool") && m.content) {
-      if (m.content->find(marker) != std::string::npos) bad("messages", "message text holds the server's marker");
-      client.push_back(std::move(*m.content));
-      m.content = marker;
+  for (ojson& m : in.messages) {
+    const std::string& role = m["role"].get_ref<const std::string&>();
+    if (!m["content"].is_string()) continue;
+    std::string& c = m["content"].get_ref<std::string&>();
+    if (role != "assistant") bytes += c.size();  // rendered verbatim
+    if (role == "user" || role == "tool") {
+      if (c.find(marker) != std::string::npos) bad("messages", "message text holds the server's marker");
+      client.push_back(std::move(c));
+      c = marker;
     }
   }
   check_bytes(ctx, bytes, "messages");
-  const std::string text = render(msgs);
+  const std::string text = render_chat(ctx, in);
   std::vector<int32_t> ids;
   size_t at = 0;
+  rendered->clear();
   for (const std::string& c : client) {
     const size_t k = text.find(marker, at);
-    if (k == std::string::npos) bad("messages", "the chat template dropped a message's text");
+    if (k == std::string::npos)
+      bad("messages",
+          "the chat template dropped or altered a user or tool message's text, so it cannot be kept apart from "
+          "the template's special tokens (start the server with --parse-special-in-user-text to render it as HF "
+          "does)");
     tok.encode_into(std::string_view(text).substr(at, k - at), ids, /*allow_special=*/true);
     tok.encode_into(c, ids, /*allow_special=*/false);
+    rendered->append(text, at, k - at);
+    rendered->append(c);
     at = k + marker.size();
   }
   if (text.find(marker, at) != std::string::npos) bad("messages", "the chat template repeated a message's text");
   tok.encode_into(std::string_view(text).substr(at), ids, /*allow_special=*/true);
+  rendered->append(text, at, std::string::npos);
   return ids;
 }
 
-std::vector<int32_t> chat_prompt(const json& body, const ApiContext& ctx) {
-  const json* msgs = member(body, "messages");
+// True when the prompt ends inside a reasoning block (the generation prompt opened <think>): the output
+// then starts with reasoning.
+bool opens_reasoning(std::string_view prompt) {
+  while (!prompt.empty() && (prompt.back() == '\n' || prompt.back() == ' ')) prompt.remove_suffix(1);
+  return prompt.ends_with("<think>");
+}
+
+std::vector<int32_t> chat_prompt(const ojson& body, const ApiContext& ctx, ApiRequest& r) {
+  if (!ctx.chat_prompt) bad("messages", "this server has no chat template");
+  const ojson* msgs = member(body, "messages");
   if (!msgs) bad("messages", "'messages' is a required property");
   if (!msgs->is_array()) bad("messages", "'messages' must be an array");
   if (msgs->empty()) bad("messages", "'messages' must hold at least one message");
-  std::vector<io::ChatMessage> norm;
-  for (size_t i = 0; i < msgs->size(); ++i) norm.push_back(chat_message((*msgs)[i], fmt::format("messages[{}]", i)));
-  return encode_chat(ctx, std::move(norm));
+  io::ChatPromptInput in;
+  for (size_t i = 0; i < msgs->size(); ++i)
+    in.messages.push_back(chat_message((*msgs)[i], fmt::format("messages[{}]", i)));
+  r.tools = chat_tools(body);
+  chat_tool_choice(body, r);
+  in.tools = r.tool_choice == "none" ? ojson(nullptr) : r.tools;  // "none": the model is not shown the tools
+  in.kwargs = ctx.default_kwargs.is_object() ? ctx.default_kwargs : ojson::object();
+  if (const ojson* kw = member(body, "chat_template_kwargs")) {
+    if (!kw->is_object()) bad("chat_template_kwargs", "'chat_template_kwargs' must be an object");
+    for (const auto& [k, v] : kw->items()) {
+      if (k == "messages" || k == "tools" || k == "add_generation_prompt" || k == "documents")
+        bad("chat_template_kwargs." + k, fmt::format("chat_template_kwargs may not set '{}'", k));
+      in.kwargs[k] = v;
+    }
+  }
+  r.chat_template_kwargs = in.kwargs;
+  std::string rendered;
+  std::vector<int32_t> ids = encode_chat(ctx, std::move(in), &rendered);
+  r.prompt_opens_reasoning = opens_reasoning(rendered);
+  r.prompt_text = std::move(rendered);
+  return ids;
 }
 
 std::vector<int32_t> completion_prompt(const json& body, const ApiContext& ctx) {
@@ -325,7 +446,7 @@ ApiRequest parse_request(Endpoint endpoint, std::string_view body_text, const Ap
     if (st.is_string()) {
       r.stop.push_back(st.get<std::string>());
     } else if (st.is_array()) {
-      if (st.size() > 4) bad("stop", "'stop' holds at most 4 sequences");
+      if (st.size() > kMaxStop) bad("stop", fmt::format("'stop' holds at most {} sequences", kMaxStop));
       for (const json& s : st) {
         if (!s.is_string()) bad("stop", "'stop' must be a string or an array of strings");
         r.stop.push_back(s.get<std::string>());
@@ -355,7 +476,7 @@ ApiRequest parse_request(Endpoint endpoint, std::string_view body_text, const Ap
   }
   if (r.logprobs) sp.logprobs = r.top_logprobs;
 
-  r.prompt = chat ? chat_prompt(body, ctx) : completion_prompt(body, ctx);
+  r.prompt = chat ? chat_prompt(parse_json_body<ojson>(body_text), ctx, r) : completion_prompt(body, ctx);
   const int64_t n = int64_t(r.prompt.size());
   const char* prompt_param = chat ? "messages" : "prompt";
   if (n + 1 > ctx.context)
@@ -432,6 +553,40 @@ json usage_json(int64_t prompt_tokens, int64_t completion_tokens) {
   return json{{"prompt_tokens", prompt_tokens},
               {"completion_tokens", completion_tokens},
               {"total_tokens", prompt_tokens + completion_tokens}};
+}
+
+json chat_message_json(const std::string& reasoning, const std::string& content, const std::vector<ToolCallOut>& calls) {
+  json m = {{"role", "assistant"}, {"content", content.empty() && !calls.empty() ? json(nullptr) : json(content)}};
+  if (!reasoning.empty()) m["reasoning_content"] = reasoning;
+  if (!calls.empty()) {
+    json tc = json::array();
+    for (const ToolCallOut& c : calls)
+      tc.push_back({{"id", c.id}, {"type", "function"}, {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
+    m["tool_calls"] = std::move(tc);
+  }
+  return m;
+}
+
+json chat_delta_json(const OutputDelta& d) {
+  json j = json::object();
+  if (!d.reasoning.empty()) j["reasoning_content"] = d.reasoning;
+  if (!d.content.empty()) j["content"] = d.content;
+  if (!d.tool_calls.empty()) {
+    json tc = json::array();
+    for (const ToolCallDelta& c : d.tool_calls) {
+      json f = {{"arguments", c.arguments}};
+      json e = {{"index", c.index}};
+      if (!c.id.empty()) {
+        e["id"] = c.id;
+        e["type"] = "function";
+        f["name"] = c.name;
+      }
+      e["function"] = std::move(f);
+      tc.push_back(std::move(e));
+    }
+    j["tool_calls"] = std::move(tc);
+  }
+  return j;
 }
 
 const char* finish_reason_json(runtime::FinishReason r) {

@@ -4,12 +4,14 @@
 //
 // Accepted request fields (others are ignored, as OpenAI-compatible servers do):
 //   chat:        messages (required; content a string, null, or an array of {"type": "text"} parts; roles
-//                system | developer (as system) | user | assistant | tool), logprobs (bool), top_logprobs
-//                (0..20), max_completion_tokens
+//                system | developer (as system) | user | assistant | tool; tool_calls, tool_call_id, name,
+//                reasoning_content), tools, tool_choice (none | auto | required | {"type": "function",
+//                "function": {"name"}}), parallel_tool_calls, chat_template_kwargs (object, merged over the
+//                server's --chat-template-kwargs), logprobs (bool), top_logprobs (0..20), max_completion_tokens
 //   completions: prompt (string, token-id array, or a one-element array of either), logprobs (0..20),
 //                echo (false only), suffix (null only), best_of (1 only)
 //   both:        model, max_tokens, temperature (0..2), top_p (0..1), n (1 only), stream, stream_options
-//                {include_usage}, stop (string or up to 4 strings), seed, frequency_penalty and
+//                {include_usage}, stop (string or up to 16 strings), seed, frequency_penalty and
 //                presence_penalty (-2..2); extensions: top_k, min_p, repetition_penalty, ignore_eos
 // Every violation is an ApiError naming the field in "param". Bodies nested deeper than kMaxJsonDepth are
 // refused while parsing (nothing deeper is built, so no copy or dump of client JSON can recurse far).
@@ -23,8 +25,9 @@
 #include <string_view>
 #include <vector>
 
-#include "io/chat_template.h"
+#include "io/chat_prompt.h"
 #include "io/tokenizer.h"
+#include "server/chat_output.h"
 #include "runtime/sampler.h"
 #include "runtime/sequence.h"
 
@@ -44,7 +47,8 @@ enum class Endpoint { Chat, Completion };
 
 struct ApiContext {
   const io::Tokenizer* tokenizer = nullptr;  // required for text prompts and chat
-  const io::ChatTemplate* chat_template = nullptr;
+  const io::ChatPrompt* chat_prompt = nullptr;       // required for chat
+  nlohmann::ordered_json default_kwargs = nlohmann::ordered_json::object();  // --chat-template-kwargs
   int64_t context = 4096;  // prompt + completion tokens
   int64_t vocab_size = 0;  // token-id prompts are checked against it
   // The longest token's byte length (0: unknown): a text prompt longer than this times the context is
@@ -66,13 +70,25 @@ struct ApiRequest {
   bool logprobs = false;
   int64_t top_logprobs = 0;
   bool ignore_eos = false;
+  // chat only
+  nlohmann::ordered_json tools;      // null or the validated `tools` array (the client's key order)
+  std::string tool_choice = "none";  // none | auto | required | function (tools given: auto by default)
+  std::string tool_choice_name;      // tool_choice "function": its name
+  bool parallel_tool_calls = true;
+  nlohmann::ordered_json chat_template_kwargs = nlohmann::ordered_json::object();  // what the template got
+  std::string prompt_text;  // chat: the rendered prompt
+  bool prompt_opens_reasoning = false;  // the rendered prompt ends with <think>: the output starts as reasoning
 };
+
+constexpr size_t kMaxStop = 16;  // stop sequences (OpenAI allows 4; Anthropic's stop_sequences more)
 
 constexpr int kMaxJsonDepth = 64;
 
 // Parses a request body as JSON: a 400 ApiError when it is not JSON ("invalid_json") or nests objects and
 // arrays deeper than max_depth ("json_too_deep", the message naming the limit).
-nlohmann::json parse_json_body(std::string_view text, int max_depth = kMaxJsonDepth);
+// J: nlohmann::json or nlohmann::ordered_json (keys in the client's order, as chat templates see them).
+template <typename J = nlohmann::json>
+J parse_json_body(std::string_view text, int max_depth = kMaxJsonDepth);
 
 // Parses and validates a request body; throws ApiError. The sampling seed is random when absent.
 ApiRequest parse_request(Endpoint endpoint, std::string_view body, const ApiContext& ctx);
@@ -90,6 +106,15 @@ struct ResponseMeta {
 };
 
 nlohmann::json usage_json(int64_t prompt_tokens, int64_t completion_tokens);
+
+// The parsed output (chat_output.h) as OpenAI writes it. A message: {"role": "assistant", "content": text or
+// null (null when there are tool calls and no text), "reasoning_content" (when there is reasoning),
+// "tool_calls": [{"id", "type": "function", "function": {"name", "arguments"}}] (when there are calls)}.
+// A stream delta: only the fields the piece has; a call's first piece carries id, type and name, later ones
+// only index and arguments.
+nlohmann::json chat_message_json(const std::string& reasoning, const std::string& content,
+                                 const std::vector<ToolCallOut>& calls);
+nlohmann::json chat_delta_json(const OutputDelta& d);
 const char* finish_reason_json(runtime::FinishReason r);  // "stop" | "length"
 
 // Serialises JSON for the wire: invalid UTF-8 (never expected) is replaced rather than thrown on.

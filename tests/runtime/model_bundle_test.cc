@@ -50,8 +50,9 @@ TEST(ModelBundle, LoadsEverythingAndMergesEosIds) {
   EXPECT_EQ(b.model->config().eos_token_ids, (std::vector<int64_t>{9, 1, 9}));
   ASSERT_TRUE(b.tokenizer.has_value());
   ASSERT_EQ(b.tokenizer->eos_id(), std::optional<int32_t>(1));
-  ASSERT_TRUE(b.chat_template.has_value());
-  EXPECT_EQ(b.chat_template->format, io::ChatFormat::kDeepSeekV3);
+  ASSERT_TRUE(b.chat_prompt.has_value());  // tokenizer_config.json's template, rendered as Jinja
+  EXPECT_EQ(b.chat_prompt->renderer(), io::PromptRenderer::kJinja);
+  EXPECT_EQ(b.chat_prompt->template_source(), io::kDeepSeekV3ChatTemplateJinja);
   EXPECT_EQ(b.eos_ids, (std::vector<int32_t>{1, 9}));
   // The options reached the model.
   EXPECT_TRUE(b.model->options().bf16_activations);
@@ -79,7 +80,7 @@ TEST(ModelBundle, WithoutTokenizer) {
   ModelBundle b = ModelBundle::load(dir);
   ASSERT_NE(b.model, nullptr);
   EXPECT_FALSE(b.tokenizer.has_value());
-  EXPECT_FALSE(b.chat_template.has_value());
+  EXPECT_FALSE(b.chat_prompt.has_value());
   EXPECT_EQ(b.eos_ids, (std::vector<int32_t>{1}));
   set_eos(dir, nullptr);  // no eos at all in config.json
   EXPECT_TRUE(ModelBundle::load(dir).eos_ids.empty());
@@ -92,7 +93,8 @@ TEST(ModelBundle, WithoutChatTemplate) {
   fs::remove(dir + "/tokenizer_config.json");
   ModelBundle b = ModelBundle::load(dir);
   ASSERT_TRUE(b.tokenizer.has_value());
-  EXPECT_FALSE(b.chat_template.has_value());
+  ASSERT_TRUE(b.chat_prompt.has_value());  // no template: the built-in DeepSeek-V3 renderer
+  EXPECT_EQ(b.chat_prompt->renderer(), io::PromptRenderer::kBuiltin);
   std::vector<int32_t> want{1};
   if (b.tokenizer->eos_id() && *b.tokenizer->eos_id() != 1) want.push_back(*b.tokenizer->eos_id());
   std::sort(want.begin(), want.end());
@@ -107,10 +109,11 @@ TEST(ModelBundle, BadDirectoryNamesThePath) {
   expect_load_error(base + "/a_file", {base + "/a_file", "not a directory"});
   fs::create_directories(base + "/empty");
   expect_load_error(base + "/empty", {base + "/empty/config.json"});
-  // A template of a family we do not render is the template file's error, not a silent default.
-  const std::string dir = write_chat_model(base + "/other_template", 0.5, 7);
-  std::ofstream(dir + "/tokenizer_config.json") << R"({"chat_template": "{{ messages }}"})";
-  expect_load_error(dir, {"tokenizer_config.json"});
+  // A template that does not parse is the template file's error (naming it and the line), not a silent
+  // default.
+  const std::string dir = write_chat_model(base + "/bad_template", 0.5, 7);
+  std::ofstream(dir + "/tokenizer_config.json") << R"({"chat_template": "hello\n{% if %}"})";
+  expect_load_error(dir, {"tokenizer_config.json", ":2"});
   fs::remove_all(base);
 }
 
