@@ -167,31 +167,8 @@ TEST_F(ServerTest, DisconnectFreesTheSlotAndOverloadIs503) {
 // ---- the official client and the load test ------------------------------------------------------------------
 
 std::string node_dir() {
-  static std::string dir;
-  static std::string failure;
-  if (!dir.empty() || !failure.empty()) return dir;
-  std::string out;
-  if (shell("node --version", &out) != 0 || shell("npm --version", &out) != 0) {
-    failure = "node/npm not found";
-    return dir;
-  }
-  const std::string d = (fs::path(DSV3_BIN).parent_path() / "node_client").string();
-  fs::create_directories(d);
-  // ctest runs the tests that need the client in parallel processes: one installs while holding a lock, the
-  // others wait for it and find the package there (without the lock a concurrent install failed and its test
-  // skipped).
-  const int lock = ::open((d + "/.install.lock").c_str(), O_CREAT | O_RDWR, 0644);
-  if (lock >= 0) ::flock(lock, LOCK_EX);
-  if (!fs::exists(d + "/node_modules/openai/package.json")) {
-    std::ofstream(d + "/package.json") << R"({"private": true, "type": "module"})"
-                                       << "\n";
-    if (shell("cd '" + d + "' && npm install --ignore-scripts --no-audit --no-fund --loglevel=error openai@6", &out) !=
-        0)
-      failure = "npm install openai failed (offline?): " + out;
-  }
-  if (lock >= 0) ::close(lock);  // releases the lock
-  if (!failure.empty()) return dir;
-  dir = d;
+  static std::string dir, failure;
+  if (dir.empty() && failure.empty()) dir = npm_dir("node_client", "openai@6", "openai/package.json", &failure);
   return dir;
 }
 

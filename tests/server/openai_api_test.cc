@@ -57,7 +57,7 @@ class OpenAiApiText : public ::testing::Test {
   static void TearDownTestSuite() { delete tok_; }
   ApiContext ctx(bool parse_special = false) const {
     return {.tokenizer = tok_,
-            .chat_template = &chat_,
+            .chat_prompt = &chat_,
             .context = 100000,
             .vocab_size = tok_->vocab_size(),
             .max_token_bytes = 64,
@@ -67,7 +67,7 @@ class OpenAiApiText : public ::testing::Test {
     return parse_request(Endpoint::Chat, R"({"messages": )" + messages + "}", ctx(parse_special)).prompt;
   }
   static inline io::Tokenizer* tok_ = nullptr;
-  io::ChatTemplate chat_;
+  io::ChatPrompt chat_ = io::ChatPrompt::builtin();  // DeepSeek-V3's template, written out in C++
 };
 
 TEST_F(OpenAiApiText, DeepBodiesAre400) {
@@ -116,6 +116,96 @@ TEST_F(OpenAiApiText, ByteLengthProvesTooLong) {
   what.clear();
   api_status(Endpoint::Completion, R"({"prompt": ")" + std::string(60, 'a') + "\"}", c, &what);
   EXPECT_EQ(what.find("bytes"), std::string::npos) << what;
+}
+
+
+// tools / tool_choice / parallel_tool_calls / chat_template_kwargs: every malformed value is a 400 naming
+// the field (OpenAI's API reference: tools are {"type": "function", "function": {name (a-z, A-Z, 0-9, _, -;
+// at most 64), description, parameters}}; tool_choice none | auto | required | a named function).
+TEST_F(OpenAiApiText, ToolFieldsValidated) {
+  const std::string user = R"("messages": [{"role": "user", "content": "hi"}])";
+  const std::string tool = R"({"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}})";
+  struct Case {
+    std::string extra, param;
+  };
+  const Case cases[] = {
+      {R"("tools": {})", "tools"},
+      {R"("tools": [1])", "tools[0]"},
+      {R"("tools": [{"type": "code", "function": {"name": "x"}}])", "tools[0].type"},
+      {R"("tools": [{"type": "function"}])", "tools[0].function"},
+      {R"("tools": [{"type": "function", "function": {"name": ""}}])", "tools[0].function.name"},
+      {R"("tools": [{"type": "function", "function": {"name": "a b"}}])", "tools[0].function.name"},
+      {R"("tools": [{"type": "function", "function": {"name": "x", "parameters": []}}])", "tools[0].function.parameters"},
+      {R"("tools": [{"type": "function", "function": {"name": "x", "description": 3}}])", "tools[0].function.description"},
+      {R"("tool_choice": "auto")", "tool_choice"},  // no tools
+      {R"("tools": [)" + tool + R"(], "tool_choice": "sometimes")", "tool_choice"},
+      {R"("tools": [)" + tool + R"(], "tool_choice": {"type": "function", "function": {"name": "nope"}})",
+       "tool_choice.function.name"},
+      {R"("tools": [)" + tool + R"(], "tool_choice": 3)", "tool_choice"},
+      {R"("tools": [)" + tool + R"(], "parallel_tool_calls": "yes")", "parallel_tool_calls"},
+      {R"("chat_template_kwargs": [])", "chat_template_kwargs"},
+      {R"("chat_template_kwargs": {"messages": []})", "chat_template_kwargs.messages"},
+      {R"("messages": [{"role": "user", "content": "hi", "tool_call_id": 5}])", "messages[0].tool_call_id"},
+      {R"("messages": [{"role": "assistant", "content": "x", "reasoning_content": 1}])",
+       "messages[0].reasoning_content"},
+  };
+  for (const Case& c : cases) {
+    const std::string body = c.extra.rfind(R"("messages")", 0) == 0 ? "{" + c.extra + "}" : "{" + user + ", " + c.extra + "}";
+    try {
+      parse_request(Endpoint::Chat, body, ctx());
+      ADD_FAILURE() << "accepted: " << body;
+    } catch (const ApiError& e) {
+      EXPECT_EQ(e.status, 400) << body;
+      EXPECT_EQ(e.param, c.param) << body << ": " << e.what();
+    }
+  }
+  // Accepted: the defaults and what they resolve to.
+  ApiRequest r = parse_request(Endpoint::Chat, "{" + user + R"(, "tools": [)" + tool + "]}", ctx());
+  EXPECT_EQ(r.tool_choice, "auto");
+  EXPECT_TRUE(r.parallel_tool_calls);
+  r = parse_request(Endpoint::Chat,
+                    "{" + user + R"(, "tools": [)" + tool +
+                        R"(], "tool_choice": {"type": "function", "function": {"name": "get_weather"}}, "parallel_tool_calls": false})",
+                    ctx());
+  EXPECT_EQ(r.tool_choice, "function");
+  EXPECT_EQ(r.tool_choice_name, "get_weather");
+  EXPECT_FALSE(r.parallel_tool_calls);
+  r = parse_request(Endpoint::Chat, "{" + user + "}", ctx());
+  EXPECT_EQ(r.tool_choice, "none");
+}
+
+// The request's kwargs are merged over the server's (--chat-template-kwargs), request keys winning.
+TEST_F(OpenAiApiText, TemplateKwargsMerged) {
+  ApiContext c = ctx();
+  c.default_kwargs = nlohmann::ordered_json{{"thinking", false}, {"x", 1}};
+  const ApiRequest r = parse_request(
+      Endpoint::Chat, R"({"messages": [{"role": "user", "content": "hi"}], "chat_template_kwargs": {"thinking": true}})", c);
+  EXPECT_EQ(r.chat_template_kwargs, (nlohmann::ordered_json{{"thinking", true}, {"x", 1}}));
+  // The built-in V3 renderer's generation prompt does not open a reasoning block.
+  EXPECT_FALSE(r.prompt_opens_reasoning);
+  EXPECT_TRUE(r.prompt_text.ends_with("<｜Assistant｜>")) << r.prompt_text;
+}
+
+// The parsed output in OpenAI's shapes (API reference: chat completion message and chunk delta).
+TEST(OpenAiApi, MessageAndDeltaShapes) {
+  EXPECT_EQ(chat_message_json("", "Hi", {}), (json{{"role", "assistant"}, {"content", "Hi"}}));
+  const std::vector<ToolCallOut> calls = {{.id = "call_1", .name = "f", .arguments = R"({"a":1})"}};
+  EXPECT_EQ(chat_message_json("why", "", calls),
+            (json{{"role", "assistant"},
+                  {"content", nullptr},
+                  {"reasoning_content", "why"},
+                  {"tool_calls",
+                   {{{"id", "call_1"}, {"type", "function"}, {"function", {{"name", "f"}, {"arguments", R"({"a":1})"}}}}}}}));
+  OutputDelta d;
+  d.reasoning = "r";
+  d.tool_calls = {{.index = 0, .id = "call_1", .name = "f", .arguments = "{"},
+                  {.index = 0, .id = "", .name = "", .arguments = "}"}};
+  EXPECT_EQ(chat_delta_json(d),
+            (json{{"reasoning_content", "r"},
+                  {"tool_calls",
+                   {{{"index", 0}, {"id", "call_1"}, {"type", "function"}, {"function", {{"name", "f"}, {"arguments", "{"}}}},
+                    {{"index", 0}, {"function", {{"arguments", "}"}}}}}}}));
+  EXPECT_EQ(chat_delta_json(OutputDelta{}), json::object());
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -52,6 +53,36 @@ inline int shell(const std::string& cmd, std::string* out = nullptr) {
   const int st = ::pclose(p);
   if (out) *out = s;
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+// A folder of the build tree (<dir of DSV3_BIN>/NAME) with the npm `packages` installed (--ignore-scripts),
+// once; "" with *failure set when node/npm are missing or the install fails (offline). ctest runs the tests
+// that need it in parallel processes: one installs while holding a lock (flock), the others wait for it and
+// find the packages there (without the lock a concurrent install failed and its test skipped).
+// `probe`: a file under node_modules whose presence means the install is done.
+inline std::string npm_dir(const std::string& name, const std::string& packages, const std::string& probe,
+                           std::string* failure) {
+  std::string out;
+  if (shell("node --version", &out) != 0 || shell("npm --version", &out) != 0) {
+    *failure = "node/npm not found";
+    return "";
+  }
+  const std::string d = std::string(DSV3_BIN).substr(0, std::string(DSV3_BIN).rfind('/')) + "/" + name;
+  shell("mkdir -p '" + d + "'");
+  const int lock = ::open((d + "/.install.lock").c_str(), O_CREAT | O_RDWR, 0644);
+  if (lock >= 0) ::flock(lock, LOCK_EX);
+  bool ok = true;
+  if (!std::ifstream(d + "/node_modules/" + probe)) {
+    std::ofstream(d + "/package.json") << R"({"private": true, "type": "module"})"
+                                       << "\n";
+    if (shell("cd '" + d + "' && npm install --ignore-scripts --no-audit --no-fund --loglevel=error " + packages,
+              &out) != 0) {
+      *failure = "npm install " + packages + " failed (offline?): " + out;
+      ok = false;
+    }
+  }
+  if (lock >= 0) ::close(lock);  // releases the lock
+  return ok ? d : "";
 }
 
 class ServerProcess {
