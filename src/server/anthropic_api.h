@@ -12,7 +12,7 @@
 // citations on blocks are accepted and ignored):
 //   model (string, required), max_tokens (integer >= 1, required), messages (required, non-empty; role
 //   user | assistant; content a string or an array of blocks), system (string or text blocks),
-//   stop_sequences (strings, at most kMaxStop), stream (bool), temperature (0..1), top_p (0..1), top_k
+//   stop_sequences (strings, at most kMaxStopSequences), stream (bool), temperature (0..1), top_p (0..1), top_k
 //   (integer >= 0), tools ([{name, description?, input_schema: object, type?: "custom"}]), tool_choice
 //   ({type: auto | any | tool | none, name (tool), disable_parallel_tool_use}), thinking ({type: "enabled",
 //   budget_tokens >= 1024 and < max_tokens} | {type: "disabled"} | {type: "adaptive"}).
@@ -63,6 +63,7 @@
 namespace dsv3::server {
 
 constexpr int64_t kMinThinkingBudget = 1024;  // Anthropic's lower bound on thinking.budget_tokens
+constexpr size_t kMaxStopSequences = 16;      // what the chat path accepts as "stop"
 
 struct AnthropicRequest {
   // The chat-completions request body: give openai.dump() to parse_request(Endpoint::Chat, …) (the
@@ -99,9 +100,15 @@ const char* messages_stop_reason(const MessagesEnd& end, bool has_tool_calls);
 
 // The non-streaming response: {"id": meta.id ("msg_" + 24 hex: make_id("msg_")), "type": "message",
 // "role": "assistant", "model": meta.model, "content": […], "stop_reason", "stop_sequence",
-// "usage": {"input_tokens", "output_tokens"}}. meta.created is not used.
-nlohmann::json messages_response(const ResponseMeta& meta, const std::string& reasoning, const std::string& content,
-                                 const std::vector<ToolCallOut>& calls, const MessagesEnd& end);
+// "usage": {"input_tokens", "output_tokens"}}. meta.created is not used. ordered_json, so that a tool_use
+// input keeps the model's key order (the client sends it back, and it is rendered again as written):
+// serialise it with dump_ordered (openai_api.h's dump would take a sorted copy).
+nlohmann::ordered_json messages_response(const ResponseMeta& meta, const std::string& reasoning,
+                                         const std::string& content, const std::vector<ToolCallOut>& calls,
+                                         const MessagesEnd& end);
+
+// JSON for the wire, key order kept; invalid UTF-8 (never expected) is replaced rather than thrown on.
+std::string dump_ordered(const nlohmann::ordered_json& j);
 
 // The streaming response, as server-sent events ("event: NAME\ndata: JSON\n\n"), from the parser's
 // deltas. Blocks open and close as the kind of output changes (reasoning → thinking, content → text, a
@@ -117,18 +124,18 @@ class MessagesStream {
   // content_block_start / content_block_delta / content_block_stop events for one delta.
   std::string feed(const OutputDelta& d);
   // Closes the open block, then message_delta {delta: {stop_reason, stop_sequence}, usage:
-  // {output_tokens}} and message_stop. `has_tool_calls` is whether the output had any (the parser's
-  // tool_calls() is not empty). Further calls return "".
-  std::string finish(const MessagesEnd& end, bool has_tool_calls);
+  // {output_tokens}} and message_stop (stop_reason tool_use when a tool call was streamed). Further calls
+  // to feed / finish / error return "".
+  std::string finish(const MessagesEnd& end);
   // "event: error" with anthropic_error_json(e) (an error after the stream began); ends the stream.
   std::string error(const ApiError& e);
 
   // One event as the wire writes it.
-  static std::string event(const char* name, const nlohmann::json& data);
+  static std::string event(const char* name, const nlohmann::ordered_json& data);
 
  private:
   enum class Block { kNone, kThinking, kText, kToolUse };
-  std::string open(Block kind, nlohmann::json content_block);
+  std::string open(Block kind, nlohmann::ordered_json content_block);
   std::string close();
 
   ResponseMeta meta_;
