@@ -15,8 +15,13 @@
 //                 </｜DSML｜function_calls>; parameters are gathered into a JSON arguments object
 //   kKimiK2       <|tool_calls_section_begin|><|tool_call_begin|>functions.NAME:IDX<|tool_call_argument_begin|>
 //                 ARGS<|tool_call_end|>…<|tool_calls_section_end|>
-// A malformed or truncated call (no closing marker when generation ends, arguments that are not JSON) is
-// returned as content text, never dropped and never an error.
+// Nothing is dropped and nothing is an error. A call is committed once its name is complete: its first delta
+// (id, name) goes out then and its arguments stream as they arrive, so it stays a call whatever follows
+// (arguments that are not JSON or are cut off are returned as the model wrote them; a cut-off DSML call's
+// object is closed). What is not committed — a section with no complete call header, an empty name, garbage
+// or a marker out of place, an unclosed section's tail — is returned as content, verbatim with its markers.
+// The stream's deltas, concatenated, always equal the totals, however the text was chunked. Details and
+// sources: chat_output.cc.
 #pragma once
 
 #include <cstdint>
@@ -34,9 +39,10 @@ ToolCallFormat parse_tool_call_format(std::string_view name);
 const char* tool_call_format_name(ToolCallFormat f);
 
 struct ToolCallOut {
-  std::string id;         // "call_" + 24 hex digits, made when the call's name is known
+  std::string id;         // "call_" + 24 random hex digits; Kimi-K2: the model's own "functions.NAME:IDX"
   std::string name;       // function name
-  std::string arguments;  // a JSON object's text (compact, as the model wrote it for JSON formats)
+  std::string arguments;  // JSON object text: as the model wrote it (JSON formats), or built as
+                          // encoding_dsv32.py does ({"k": "v", "n": 1}) for DSML
 };
 
 // What one feed() adds. Tool-call pieces carry their call's index (0, 1, …): the first piece of a call has

@@ -201,6 +201,15 @@ TEST(ChatOutputV3, ParallelCallsAfterContent) {
   const Result r = parse_all_ways(tools(ToolCallFormat::kDeepSeekV3), "Let me check." + v3_section(calls));
   EXPECT_EQ(r.content, "Let me check.");
   expect_calls(r, calls);
+  EXPECT_NE(r.calls[0].id, r.calls[1].id);
+}
+
+TEST(ChatOutputV3, ArgumentsClosedWithoutTheFence) {
+  const std::string text =
+      kCallsBegin + kCallBegin + "function" + kSep + "f\n```json\n{\"a\": 1}" + kCallEnd + kCallsEnd;
+  const Result r = parse_all_ways(tools(ToolCallFormat::kDeepSeekV3), text);
+  expect_calls(r, {{"f", R"({"a": 1})"}});
+  EXPECT_EQ(r.content, "");
 }
 
 TEST(ChatOutputV3, ReasoningThenContentThenCall) {
