@@ -33,4 +33,16 @@ class ScriptedReply : public TokenConstraint {
   int32_t end_;
 };
 
+// Forces the output to begin with `prefix` (token i at step i); free afterwards. `tool_choice: "required"`
+// or a named function opens the model's reply with its family's tool-call markers (and the name), so
+// the reply is a call; the arguments are the model's (a grammar over them is structured output's work).
+class ForcedPrefix : public TokenConstraint {
+ public:
+  explicit ForcedPrefix(std::vector<int32_t> prefix) : prefix_(std::move(prefix)) {}
+  void mask(std::span<const int32_t> output, float* logits, int64_t vocab) const override;
+
+ private:
+  std::vector<int32_t> prefix_;
+};
+
 }  // namespace dsv3::runtime

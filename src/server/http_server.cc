@@ -409,9 +409,16 @@ class Server {
       if (ep == Endpoint::Chat) {
         parser = output_parser(r);
         if (anthropic && !parser) parser.emplace(OutputParserOptions{});  // blocks are built from its pieces
-        if (!script_.empty())
+        if (!script_.empty()) {
           g.constraint = std::make_shared<runtime::ScriptedReply>(script_[script_next_++ % script_.size()],
                                                                   bundle_.eos_ids.front());
+        } else if ((r.tool_choice == "required" || r.tool_choice == "function") && !r.prompt_opens_reasoning &&
+                   family_.tools != ToolCallFormat::kNone) {
+          // The reply opens with the call markers (and the name): it is a call. In thinking mode the
+          // reasoning comes first, so nothing is forced there.
+          g.constraint = std::make_shared<runtime::ForcedPrefix>(bundle_.tokenizer->encode(
+              forced_call_prefix(family_.tools, r.tool_choice_name), /*allow_special=*/true));
+        }
       }
       try {
         job = scheduler_->submit(std::move(g), r.stop, /*skip_special=*/!parser.has_value());

@@ -104,5 +104,65 @@ TEST_F(ChatClientsTest, AnthropicThinkingBlocks) {
   run_mode("anthropic-thinking", {kThought}, {"--chat-template", r1_template_});
 }
 
+// The server extras (llama.cpp's and vLLM's): GET /props, POST /tokenize and /detokenize, over raw HTTP; and
+// tool_choice naming a function, which makes even a random model's reply that call.
+TEST_F(ChatClientsTest, PropsTokenizeDetokenizeAndForcedToolChoice) {
+  ServerProcess s;
+  std::string why;
+  ASSERT_TRUE(s.start({"--model", model_dir_, "--ctx", "1024", "--chat-template-kwargs", R"({"greeting": "hi"})"}, &why))
+      << why;
+  const HttpResult props = http(s.port(), "GET", "/props");
+  ASSERT_EQ(props.status, 200) << props.body;
+  const json p = json::parse(props.body);
+  EXPECT_EQ(p["chat_template"], io::kDeepSeekV3ChatTemplateJinja);  // the checkpoint's tokenizer_config.json
+  EXPECT_EQ(p["chat_template_renderer"], "jinja");
+  EXPECT_EQ(p["tool_call_format"], "deepseek_v3");
+  EXPECT_EQ(p["reasoning"], false);
+  EXPECT_EQ(p["chat_template_kwargs"], (json{{"greeting", "hi"}}));
+  EXPECT_EQ(p["n_ctx"], 1024);
+  EXPECT_NE(s.log().find("chat template:"), std::string::npos) << s.log();  // logged at start
+
+  const HttpResult t = http(s.port(), "POST", "/tokenize", R"({"content": "the king said", "with_pieces": true})");
+  ASSERT_EQ(t.status, 200) << t.body;
+  const json tj = json::parse(t.body);
+  std::string joined;
+  json ids = json::array();
+  for (const json& e : tj["tokens"]) {
+    joined += e["piece"].get<std::string>();
+    ids.push_back(e["id"]);
+  }
+  EXPECT_EQ(joined, "the king said");
+  EXPECT_EQ(tj["count"], ids.size());
+  const HttpResult d = http(s.port(), "POST", "/detokenize", json{{"tokens", ids}}.dump());
+  ASSERT_EQ(d.status, 200) << d.body;
+  EXPECT_EQ(json::parse(d.body)["content"], "the king said");
+  // A chat body: the rendered prompt (the template's own text around the message) and its tokens.
+  const HttpResult c = http(s.port(), "POST", "/tokenize", R"({"messages": [{"role": "user", "content": "Hi"}]})");
+  ASSERT_EQ(c.status, 200) << c.body;
+  const json cj = json::parse(c.body);
+  EXPECT_EQ(cj["prompt"], "<｜begin▁of▁sentence｜><｜User｜>Hi<｜Assistant｜>");
+  EXPECT_GT(cj["count"].get<int>(), 2);
+  // Bad input: 400s naming the field.
+  EXPECT_EQ(http(s.port(), "POST", "/detokenize", R"({"tokens": [-1]})").status, 400);
+  EXPECT_EQ(http(s.port(), "POST", "/detokenize", R"({"tokens": "x"})").status, 400);
+  EXPECT_EQ(http(s.port(), "POST", "/tokenize", R"({"content": 5})").status, 400);
+  EXPECT_EQ(http(s.port(), "POST", "/tokenize", "not json").status, 400);
+
+  // tool_choice naming get_weather: the reply opens with the call and the name, whatever the model says next.
+  const json req = {{"messages", {{{"role", "user"}, {"content", "Weather?"}}}},
+                    {"max_tokens", 6},
+                    {"tools",
+                     {{{"type", "function"},
+                       {"function", {{"name", "get_weather"}, {"parameters", {{"type", "object"}}}}}}}},
+                    {"tool_choice", {{"type", "function"}, {"function", {{"name", "get_weather"}}}}}};
+  const HttpResult f = http(s.port(), "POST", "/v1/chat/completions", req.dump());
+  ASSERT_EQ(f.status, 200) << f.body;
+  const json fj = json::parse(f.body);
+  const json& msg = fj["choices"][0]["message"];
+  ASSERT_TRUE(msg.contains("tool_calls")) << f.body;
+  EXPECT_EQ(msg["tool_calls"][0]["function"]["name"], "get_weather") << f.body;
+  EXPECT_EQ(s.stop(), 0) << s.log();
+}
+
 }  // namespace
 }  // namespace dsv3
