@@ -13,7 +13,8 @@
 //   model (string, required), max_tokens (integer >= 1, required), messages (required, non-empty; role
 //   user | assistant; content a string or an array of blocks), system (string or text blocks),
 //   stop_sequences (strings, at most kMaxStopSequences), stream (bool), temperature (0..1), top_p (0..1), top_k
-//   (integer >= 0), tools ([{name, description?, input_schema: object, type?: "custom"}]), tool_choice
+//   (integer >= 0), tools ([{name, description?, input_schema: object, type?: "custom"}]; names unique, 1 to
+//   64 of [A-Za-z0-9_.-], what the chat path renders), tool_choice
 //   ({type: auto | any | tool | none, name (tool), disable_parallel_tool_use}), thinking ({type: "enabled",
 //   budget_tokens >= 1024 and < max_tokens} | {type: "disabled"} | {type: "adaptive"}).
 // Content blocks: text {text} (both roles); tool_use {id, name, input: object} (assistant);
@@ -37,7 +38,7 @@
 //     budget_tokens is reported (AnthropicRequest::thinking_budget) but not enforced;
 //   stop_sequences → stop (all of them); max_tokens, temperature, top_p, top_k, stream, model as they are.
 // Every violation is a 400 ApiError whose param is the Anthropic field path
-// ("messages[2].content[0].tool_use_id").
+// ("messages[2].content[0].tool_use_id") and whose message starts with it.
 //
 // Responses: content blocks in the order [thinking {thinking, signature: ""}] [text] [tool_use {id, name,
 // input}]…; our reasoning is not signed, so the signature is empty (the SDK takes any string). stop_reason:
@@ -46,7 +47,8 @@
 // A call whose arguments are not a JSON object (a call cut off, or text the model got wrong; see
 // chat_output.h) keeps its tool_use block with input {} and is followed by a text block holding the raw
 // arguments text, so nothing is lost; only there does the streamed content differ from the response's
-// (the stream sent the raw text as input_json_delta, which the SDK parses leniently).
+// (the stream sent the raw text as input_json_delta, which the SDK parses leniently), and where one delta
+// holds several kinds of output (they are taken reasoning, then content, then calls).
 #pragma once
 
 #include <cstdint>
