@@ -48,7 +48,8 @@ ojson ChatFlags::tools() const {
     const ojson& t = j[i];
     if (!t.is_object() || t.value("type", "") != "function" || !t.contains("function") || !t["function"].is_object() ||
         !t["function"].contains("name") || !t["function"]["name"].is_string())
-      fail("--tools {}: tool {} must be {{\"type\": \"function\", \"function\": {{\"name\": ..., ...}}}}", tools_file, i);
+      fail("--tools {}: tool {} must be {{\"type\": \"function\", \"function\": {{\"name\": ..., ...}}}}", tools_file,
+           i);
   }
   return j;
 }

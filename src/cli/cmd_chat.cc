@@ -93,9 +93,10 @@ int run(const Options& o) {
   runtime::SamplingParams sp = o.gen.sampling();
   std::string last_reasoning, last_call_id;
   if (tty)
-    std::printf("dsv3 chat: %s (template: %s). /reset starts over, /think shows reasoning, /tool TEXT answers a "
-                "tool call, /exit or Ctrl-D quits.\n",
-                o.gen.model.c_str(), tmpl.origin().c_str());
+    std::printf(
+        "dsv3 chat: %s (template: %s). /reset starts over, /think shows reasoning, /tool TEXT answers a "
+        "tool call, /exit or Ctrl-D quits.\n",
+        o.gen.model.c_str(), tmpl.origin().c_str());
   std::string line;
   for (;;) {
     if (tty) {
@@ -177,7 +178,8 @@ int run(const Options& o) {
     if (!parser.tool_calls().empty()) {
       ojson calls = ojson::array();
       for (const server::ToolCallOut& c : parser.tool_calls())
-        calls.push_back({{"id", c.id}, {"type", "function"}, {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
+        calls.push_back(
+            {{"id", c.id}, {"type", "function"}, {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
       reply["tool_calls"] = calls;
       last_call_id = parser.tool_calls().back().id;
     }

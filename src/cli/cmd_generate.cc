@@ -83,8 +83,8 @@ int run(const Options& o) {
     fail("give exactly one of --prompt, --ids and --messages");
   if (o.chat && o.prompt.empty()) fail("--chat renders --prompt as a user message: give --prompt");
   const bool chat = o.chat || !o.messages.empty();
-  if (!chat && (!o.chat_flags.tools_file.empty() || !o.chat_flags.kwargs_json.empty() ||
-                !o.chat_flags.template_file.empty()))
+  if (!chat &&
+      (!o.chat_flags.tools_file.empty() || !o.chat_flags.kwargs_json.empty() || !o.chat_flags.template_file.empty()))
     fail("--tools, --chat-template and --chat-template-kwargs need --chat or --messages");
   ModelOptions options = o.gen.options;
   auto job = o.dist.start(o.gen.model, options);
@@ -100,8 +100,10 @@ int run(const Options& o) {
     nlohmann::ordered_json msgs = o.messages.empty()
                                       ? nlohmann::ordered_json::array({{{"role", "user"}, {"content", o.prompt}}})
                                       : read_messages_file(o.messages);
-    const std::string text = g.chat_prompt->render(
-        {.messages = msgs, .tools = o.chat_flags.tools(), .kwargs = o.chat_flags.kwargs(), .add_generation_prompt = true});
+    const std::string text = g.chat_prompt->render({.messages = msgs,
+                                                    .tools = o.chat_flags.tools(),
+                                                    .kwargs = o.chat_flags.kwargs(),
+                                                    .add_generation_prompt = true});
     req.prompt = g.tokenizer->encode(text, /*allow_special=*/true);  // the template wrote the BOS text
   } else {
     if (!g.tokenizer) fail("{} has no tokenizer.json: give the prompt as token ids with --ids", o.gen.model);

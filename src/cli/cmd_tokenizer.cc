@@ -14,10 +14,10 @@
 #include <string>
 #include <vector>
 
+#include "cli/chat_flags.h"
 #include "cli/command.h"
 #include "core/error.h"
 #include "io/bpe_trainer.h"
-#include "cli/chat_flags.h"
 #include "io/chat_prompt.h"
 #include "io/tokenizer.h"
 
@@ -117,7 +117,8 @@ Registrar reg("tokenizer", "Train, inspect and apply tokenizers", [](CLI::App& a
   info->add_option("--tokenizer", *info_path, "tokenizer.json, or a directory holding it")->required();
 
   auto c = std::make_shared<ChatOptions>();
-  CLI::App* chat = app.add_subcommand("chat", "Render chat messages with the model's chat template (prints the prompt)");
+  CLI::App* chat =
+      app.add_subcommand("chat", "Render chat messages with the model's chat template (prints the prompt)");
   chat->add_option("--config", c->config,
                    "tokenizer_config.json, or its directory (where chat_template.jinja is also looked for)")
       ->required();

@@ -163,13 +163,13 @@ std::string ChatPrompt::render(const ChatPromptInput& in) const {
   const bool has_tools = in.tools.is_array();
   switch (renderer_) {
     case PromptRenderer::kBuiltin:
-      return special_.render(chat_messages_from_json(nlohmann::json(in.messages)), in.add_generation_prompt);
+      return special_.render(chat_messages_from_value(nlohmann::json(in.messages)), in.add_generation_prompt);
     case PromptRenderer::kDeepSeekV32: {
       const json* th = in.kwargs.contains("thinking") ? &in.kwargs["thinking"] : nullptr;
       if (th && !th->is_boolean()) fail("chat_template_kwargs.thinking: expected a boolean");
-      return encode_dsv32(in.messages, has_tools ? in.tools : json::array(),  //
-                          Dsv32EncodeOptions{.thinking = th && th->get<bool>(),
-                                             .add_generation_prompt = in.add_generation_prompt});
+      return encode_dsv32(
+          in.messages, has_tools ? in.tools : json::array(),  //
+          Dsv32EncodeOptions{.thinking = th && th->get<bool>(), .add_generation_prompt = in.add_generation_prompt});
     }
     case PromptRenderer::kJinja:
       break;

@@ -45,7 +45,8 @@ class ChatPrompt {
   // From a model (or tokenizer) directory: tokenizer_config.json and chat_template.jinja when present;
   // `model_type` is config.json's. `template_file` (optional) overrides the directory's template.
   // A template that does not parse is a dsv3::Error naming the file and the line.
-  static ChatPrompt load(const std::string& dir, std::string_view model_type = {}, const std::string& template_file = {});
+  static ChatPrompt load(const std::string& dir, std::string_view model_type = {},
+                         const std::string& template_file = {});
   // A Jinja template given as text; special tokens from `tokenizer_config_json` (may be empty).
   static ChatPrompt from_jinja(std::string source, std::string_view tokenizer_config_json = {},
                                std::string name = "chat_template");
@@ -66,7 +67,7 @@ class ChatPrompt {
 
  private:
   PromptRenderer renderer_ = PromptRenderer::kBuiltin;
-  ChatTemplate special_;  // bos / eos (and the built-in format)
+  ChatTemplate special_;                                                      // bos / eos (and the built-in format)
   nlohmann::ordered_json special_tokens_ = nlohmann::ordered_json::object();  // *_token of tokenizer_config
   std::shared_ptr<const jinja::Template> default_, tool_use_;
   std::string default_source_, tool_use_source_, origin_;

@@ -236,10 +236,10 @@ std::vector<ChatMessage> chat_messages_from_json(std::string_view json_text) {
     fail("chat messages: invalid JSON: {}", e.what());
   }
   if (j.is_object() && j.contains("messages")) j = j["messages"];
-  return chat_messages_from_json(static_cast<const json&>(j));
+  return chat_messages_from_value(j);
 }
 
-std::vector<ChatMessage> chat_messages_from_json(const json& j) {
+std::vector<ChatMessage> chat_messages_from_value(const json& j) {
   if (!j.is_array()) fail("chat messages: expected an array of messages");
   std::vector<ChatMessage> out;
   for (size_t i = 0; i < j.size(); ++i) {

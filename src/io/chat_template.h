@@ -71,7 +71,7 @@ struct ChatTemplate {
 // OpenAI-style messages: [{"role": ..., "content": str|null, "tool_calls": [{"type": ..., "function":
 // {"name": ..., "arguments": str|object}}]}]. Object arguments are serialized compactly.
 std::vector<ChatMessage> chat_messages_from_json(std::string_view json_text);
-std::vector<ChatMessage> chat_messages_from_json(const nlohmann::json& messages);
+std::vector<ChatMessage> chat_messages_from_value(const nlohmann::json& messages);  // a parsed array
 
 // Which family a Jinja chat_template belongs to; nullopt when it is not one we render.
 std::optional<ChatFormat> detect_chat_format(std::string_view jinja);

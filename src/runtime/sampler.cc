@@ -1,13 +1,12 @@
 #include "runtime/sampler.h"
 
-#include "runtime/constraint.h"
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "core/error.h"
 #include "core/splitmix.h"
+#include "runtime/constraint.h"
 
 namespace dsv3::runtime {
 

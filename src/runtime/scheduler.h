@@ -29,8 +29,8 @@ struct JobUpdate {
   std::vector<TokenLogprobs> logprobs;  // one per new token when logprobs were requested
   bool done = false;
   FinishReason finish = FinishReason::None;
-  std::string error;    // set when the engine failed (done is then true)
-  SequenceStats stats;  // final counts when done
+  std::string error;         // set when the engine failed (done is then true)
+  SequenceStats stats;       // final counts when done
   std::string matched_stop;  // when done: the stop string that ended the text (empty: none)
 };
 

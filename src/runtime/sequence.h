@@ -35,9 +35,9 @@ const char* finish_reason_name(FinishReason r);  // "stop", "length", "cancelled
 struct GenerationRequest {
   std::vector<int32_t> prompt;  // at least one token
   SamplingParams sampling;
-  int64_t max_tokens = 256;      // generated tokens, an end-of-sequence token included
-  std::vector<int32_t> eos_ids;  // sampling one of these ends the generation (FinishReason::Stop)
-  bool ignore_eos = false;       // benchmarks: generate exactly max_tokens
+  int64_t max_tokens = 256;                           // generated tokens, an end-of-sequence token included
+  std::vector<int32_t> eos_ids;                       // sampling one of these ends the generation (FinishReason::Stop)
+  bool ignore_eos = false;                            // benchmarks: generate exactly max_tokens
   std::shared_ptr<const TokenConstraint> constraint;  // optional: which tokens may come next (constraint.h)
 };
 

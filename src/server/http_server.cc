@@ -306,9 +306,15 @@ class Server {
     svr.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
       // Labels only from the routes served: a client-chosen path would be a label injection (a quote or
       // newline in it forges samples) and an unbounded series count.
-      static const char* const kRoutes[] = {"/v1/chat/completions", "/v1/completions", "/v1/messages",
-                                            "/v1/models",           "/health",         "/metrics",
-                                            "/props",               "/tokenize",       "/detokenize"};
+      static const char* const kRoutes[] = {"/v1/chat/completions",
+                                            "/v1/completions",
+                                            "/v1/messages",
+                                            "/v1/models",
+                                            "/health",
+                                            "/metrics",
+                                            "/props",
+                                            "/tokenize",
+                                            "/detokenize"};
       const char* label = "other";
       for (const char* r : kRoutes)
         if (req.path == r) label = r;
@@ -332,7 +338,7 @@ class Server {
     std::optional<OutputParser> parser;            // chat: reasoning and tool calls split from the text
     std::optional<MessagesStream> anthropic;       // /v1/messages: the event writer (also for non-streaming)
     ResponseMeta anthropic_meta;
-    bool single_call = false;                      // parallel_tool_calls false: the first call only
+    bool single_call = false;  // parallel_tool_calls false: the first call only
   };
 
   // The parser a chat request's output goes through; null when nothing is to be split.
@@ -416,8 +422,8 @@ class Server {
                    family_.tools != ToolCallFormat::kNone) {
           // The reply opens with the call markers (and the name): it is a call. In thinking mode the
           // reasoning comes first, so nothing is forced there.
-          g.constraint = std::make_shared<runtime::ForcedPrefix>(bundle_.tokenizer->encode(
-              forced_call_prefix(family_.tools, r.tool_choice_name), /*allow_special=*/true));
+          g.constraint = std::make_shared<runtime::ForcedPrefix>(
+              bundle_.tokenizer->encode(forced_call_prefix(family_.tools, r.tool_choice_name), /*allow_special=*/true));
         }
       }
       try {
@@ -660,7 +666,8 @@ class Server {
       if (!body.is_object()) throw ApiError(400, "The request body must be a JSON object.");
       auto flag = [&](const char* k) {
         if (!body.contains(k) || body[k].is_null()) return false;
-        if (!body[k].is_boolean()) throw ApiError(400, fmt::format("'{}' must be a boolean", k), "invalid_request_error", k);
+        if (!body[k].is_boolean())
+          throw ApiError(400, fmt::format("'{}' must be a boolean", k), "invalid_request_error", k);
         return body[k].get<bool>();
       };
       const io::Tokenizer& tok = *bundle_.tokenizer;
@@ -682,8 +689,7 @@ class Server {
       }
       json tokens = json::array();
       const bool pieces = flag("with_pieces");
-      for (int32_t id : ids)
-        tokens.push_back(pieces ? json{{"id", id}, {"piece", tok.decode({id})}} : json(id));
+      for (int32_t id : ids) tokens.push_back(pieces ? json{{"id", id}, {"piece", tok.decode({id})}} : json(id));
       out["tokens"] = std::move(tokens);
       out["count"] = ids.size();
       out["max_model_len"] = engine_->max_context();
@@ -773,9 +779,9 @@ class Server {
   }
 
   ServerOptions opt_;
-  runtime::ModelBundle bundle_;  // model, tokenizer, eos ids
-  io::ChatPrompt prompt_;        // the bundle's, else the built-in DeepSeek-V3 renderer
-  ChatFamily family_;            // how chat output is split (reasoning, tool-call format)
+  runtime::ModelBundle bundle_;               // model, tokenizer, eos ids
+  io::ChatPrompt prompt_;                     // the bundle's, else the built-in DeepSeek-V3 renderer
+  ChatFamily family_;                         // how chat output is split (reasoning, tool-call format)
   std::vector<std::vector<int32_t>> script_;  // --script-replies, tokenized
   std::atomic<size_t> script_next_{0};
   std::unique_ptr<runtime::Engine> engine_;

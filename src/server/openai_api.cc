@@ -216,7 +216,9 @@ ojson chat_message(const ojson& m, const std::string& p) {
         if (!args->is_string() && !args->is_object())
           bad(pt + ".function.arguments",
               fmt::format("{}.function.arguments must be a string (JSON text) or an object", pt));
-        if (args->is_object()) tc["function"]["arguments"] = args->dump(-1, ' ', false, ojson::error_handler_t::replace);  // depth-limited at parse
+        if (args->is_object())
+          tc["function"]["arguments"] =
+              args->dump(-1, ' ', false, ojson::error_handler_t::replace);  // depth-limited at parse
       } else {
         tc["function"]["arguments"] = "{}";
       }
@@ -248,8 +250,8 @@ ojson chat_tools(const ojson& body) {
       bad(p + ".function.name", fmt::format("{}.function.name must be a string of 1 to 64 characters", p));
     for (char c : name->get<std::string>())
       if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.')
-        bad(p + ".function.name",
-            fmt::format("{}.function.name '{}' may hold only letters, digits, '_', '-' and '.'", p, name->get<std::string>()));
+        bad(p + ".function.name", fmt::format("{}.function.name '{}' may hold only letters, digits, '_', '-' and '.'",
+                                              p, name->get<std::string>()));
     if (const ojson* d = member(*f, "description"); d && !d->is_string())
       bad(p + ".function.description", fmt::format("{}.function.description must be a string", p));
     if (const ojson* ps = member(*f, "parameters"); ps && !ps->is_object())
@@ -555,7 +557,8 @@ json usage_json(int64_t prompt_tokens, int64_t completion_tokens) {
               {"total_tokens", prompt_tokens + completion_tokens}};
 }
 
-json chat_message_json(const std::string& reasoning, const std::string& content, const std::vector<ToolCallOut>& calls) {
+json chat_message_json(const std::string& reasoning, const std::string& content,
+                       const std::vector<ToolCallOut>& calls) {
   json m = {{"role", "assistant"}, {"content", content.empty() && !calls.empty() ? json(nullptr) : json(content)}};
   if (!reasoning.empty()) m["reasoning_content"] = reasoning;
   if (!calls.empty()) {

@@ -27,9 +27,9 @@
 
 #include "io/chat_prompt.h"
 #include "io/tokenizer.h"
-#include "server/chat_output.h"
 #include "runtime/sampler.h"
 #include "runtime/sequence.h"
+#include "server/chat_output.h"
 
 namespace dsv3::server {
 
@@ -46,11 +46,11 @@ struct ApiError : std::runtime_error {
 enum class Endpoint { Chat, Completion };
 
 struct ApiContext {
-  const io::Tokenizer* tokenizer = nullptr;  // required for text prompts and chat
-  const io::ChatPrompt* chat_prompt = nullptr;       // required for chat
+  const io::Tokenizer* tokenizer = nullptr;                                  // required for text prompts and chat
+  const io::ChatPrompt* chat_prompt = nullptr;                               // required for chat
   nlohmann::ordered_json default_kwargs = nlohmann::ordered_json::object();  // --chat-template-kwargs
-  int64_t context = 4096;  // prompt + completion tokens
-  int64_t vocab_size = 0;  // token-id prompts are checked against it
+  int64_t context = 4096;                                                    // prompt + completion tokens
+  int64_t vocab_size = 0;                                                    // token-id prompts are checked against it
   // The longest token's byte length (0: unknown): a text prompt longer than this times the context is
   // refused before it is tokenized.
   int64_t max_token_bytes = 0;
@@ -76,7 +76,7 @@ struct ApiRequest {
   std::string tool_choice_name;      // tool_choice "function": its name
   bool parallel_tool_calls = true;
   nlohmann::ordered_json chat_template_kwargs = nlohmann::ordered_json::object();  // what the template got
-  std::string prompt_text;  // chat: the rendered prompt
+  std::string prompt_text;                                                         // chat: the rendered prompt
   bool prompt_opens_reasoning = false;  // the rendered prompt ends with <think>: the output starts as reasoning
 };
 

@@ -36,8 +36,9 @@ TEST(ChatPrompt, SelectionRules) {
   EXPECT_EQ(ChatPrompt::load(d).renderer(), PromptRenderer::kBuiltin);
   EXPECT_EQ(ChatPrompt::load(d, "deepseek_v32").renderer(), PromptRenderer::kDeepSeekV32);
   // tokenizer_config.json's template, its special tokens visible to it.
-  write(d + "/tokenizer_config.json",
-        R"({"bos_token": {"content": "<B>"}, "eos_token": "<E>", "chat_template": "{{ bos_token }}cfg{{ eos_token }}"})");
+  write(
+      d + "/tokenizer_config.json",
+      R"({"bos_token": {"content": "<B>"}, "eos_token": "<E>", "chat_template": "{{ bos_token }}cfg{{ eos_token }}"})");
   ChatPrompt p = ChatPrompt::load(d, "deepseek_v32");  // a template wins over the V3.2 encoder
   EXPECT_EQ(p.renderer(), PromptRenderer::kJinja);
   EXPECT_EQ(p.render({.messages = kUser}), "<B>cfg<E>");
@@ -53,8 +54,9 @@ TEST(ChatPrompt, SelectionRules) {
 
 TEST(ChatPrompt, NamedTemplateListPicksToolUseWithTools) {
   const std::string d = fresh_dir("named");
-  write(d + "/tokenizer_config.json",
-        R"({"chat_template": [{"name": "default", "template": "D"}, {"name": "tool_use", "template": "T{{ tools|length }}"}]})");
+  write(
+      d + "/tokenizer_config.json",
+      R"({"chat_template": [{"name": "default", "template": "D"}, {"name": "tool_use", "template": "T{{ tools|length }}"}]})");
   const ChatPrompt p = ChatPrompt::load(d);
   EXPECT_EQ(p.render({.messages = kUser}), "D");
   const ojson tools = ojson::array({{{"type", "function"}, {"function", {{"name", "f"}}}}});
@@ -123,9 +125,9 @@ TEST(ChatPrompt, PublishedDeepSeekTemplatesEqualTheBuiltInRenderers) {
     for (bool gen : {false, true}) {
       SCOPED_TRACE(std::string(c) + (gen ? " +gen" : ""));
       EXPECT_EQ(jv3.render({.messages = m, .add_generation_prompt = gen}),
-                v3.render(chat_messages_from_json(nlohmann::json(m)), gen));
+                v3.render(chat_messages_from_value(nlohmann::json(m)), gen));
       EXPECT_EQ(jr1.render({.messages = m, .add_generation_prompt = gen}),
-                r1.render(chat_messages_from_json(nlohmann::json(m)), gen));
+                r1.render(chat_messages_from_value(nlohmann::json(m)), gen));
     }
   }
 }

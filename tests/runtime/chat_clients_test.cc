@@ -68,17 +68,17 @@ class ChatClientsTest : public ::testing::Test {
                   fs::copy_options::overwrite_existing);
     const std::string script = temp_dir("chat_clients_script") + "/" + mode + ".json";
     std::ofstream(script) << json(replies).dump();
-    std::vector<std::string> args = {"--model", model_dir_, "--api-key", kKey, "--ctx", "2048", "--parallel", "2",
-                                     "--script-replies", script};
+    std::vector<std::string> args = {"--model",    model_dir_, "--api-key",        kKey,  "--ctx", "2048",
+                                     "--parallel", "2",        "--script-replies", script};
     args.insert(args.end(), flags.begin(), flags.end());
     ServerProcess s;
     std::string why;
     ASSERT_TRUE(s.start(args, &why)) << why;
     std::string out;
-    const int rc = shell("cd '" + d + "' && node chat_clients.mjs " + mode + " http://127.0.0.1:" +
-                             std::to_string(s.port()) + (std::string(mode).rfind("openai", 0) == 0 ? "/v1 " : " ") +
-                             kKey,
-                         &out);
+    const int rc =
+        shell("cd '" + d + "' && node chat_clients.mjs " + mode + " http://127.0.0.1:" + std::to_string(s.port()) +
+                  (std::string(mode).rfind("openai", 0) == 0 ? "/v1 " : " ") + kKey,
+              &out);
     EXPECT_EQ(rc, 0) << out << "\nserver log:\n" << s.log();
     EXPECT_NE(out.find("checks passed"), std::string::npos) << out;
     EXPECT_EQ(s.stop(), 0) << s.log();
@@ -109,7 +109,8 @@ TEST_F(ChatClientsTest, AnthropicThinkingBlocks) {
 TEST_F(ChatClientsTest, PropsTokenizeDetokenizeAndForcedToolChoice) {
   ServerProcess s;
   std::string why;
-  ASSERT_TRUE(s.start({"--model", model_dir_, "--ctx", "1024", "--chat-template-kwargs", R"({"greeting": "hi"})"}, &why))
+  ASSERT_TRUE(
+      s.start({"--model", model_dir_, "--ctx", "1024", "--chat-template-kwargs", R"({"greeting": "hi"})"}, &why))
       << why;
   const HttpResult props = http(s.port(), "GET", "/props");
   ASSERT_EQ(props.status, 200) << props.body;
@@ -149,12 +150,12 @@ TEST_F(ChatClientsTest, PropsTokenizeDetokenizeAndForcedToolChoice) {
   EXPECT_EQ(http(s.port(), "POST", "/tokenize", "not json").status, 400);
 
   // tool_choice naming get_weather: the reply opens with the call and the name, whatever the model says next.
-  const json req = {{"messages", {{{"role", "user"}, {"content", "Weather?"}}}},
-                    {"max_tokens", 6},
-                    {"tools",
-                     {{{"type", "function"},
-                       {"function", {{"name", "get_weather"}, {"parameters", {{"type", "object"}}}}}}}},
-                    {"tool_choice", {{"type", "function"}, {"function", {{"name", "get_weather"}}}}}};
+  const json req = {
+      {"messages", {{{"role", "user"}, {"content", "Weather?"}}}},
+      {"max_tokens", 160},  // the opener alone is ~100 byte-level tokens here
+      {"tools",
+       {{{"type", "function"}, {"function", {{"name", "get_weather"}, {"parameters", {{"type", "object"}}}}}}}},
+      {"tool_choice", {{"type", "function"}, {"function", {{"name", "get_weather"}}}}}};
   const HttpResult f = http(s.port(), "POST", "/v1/chat/completions", req.dump());
   ASSERT_EQ(f.status, 200) << f.body;
   const json fj = json::parse(f.body);

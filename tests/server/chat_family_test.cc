@@ -42,7 +42,8 @@ TEST(ChatFamily, ForcedOpenersParseAsCalls) {
       {ToolCallFormat::kDeepSeekV31, "{\"a\": 1}<｜tool▁call▁end｜><｜tool▁calls▁end｜>"},
       {ToolCallFormat::kKimiK2, "{\"a\": 1}<|tool_call_end|><|tool_calls_section_end|>"},
       {ToolCallFormat::kDeepSeekV32,
-       "<｜DSML｜parameter name=\"a\" string=\"false\">1</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜function_calls>"},
+       "<｜DSML｜parameter name=\"a\" "
+       "string=\"false\">1</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜function_calls>"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(tool_call_format_name(c.f));

@@ -118,13 +118,13 @@ TEST_F(OpenAiApiText, ByteLengthProvesTooLong) {
   EXPECT_EQ(what.find("bytes"), std::string::npos) << what;
 }
 
-
 // tools / tool_choice / parallel_tool_calls / chat_template_kwargs: every malformed value is a 400 naming
 // the field (OpenAI's API reference: tools are {"type": "function", "function": {name (a-z, A-Z, 0-9, _, -;
 // at most 64), description, parameters}}; tool_choice none | auto | required | a named function).
 TEST_F(OpenAiApiText, ToolFieldsValidated) {
   const std::string user = R"("messages": [{"role": "user", "content": "hi"}])";
-  const std::string tool = R"({"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}})";
+  const std::string tool =
+      R"({"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}})";
   struct Case {
     std::string extra, param;
   };
@@ -135,8 +135,10 @@ TEST_F(OpenAiApiText, ToolFieldsValidated) {
       {R"("tools": [{"type": "function"}])", "tools[0].function"},
       {R"("tools": [{"type": "function", "function": {"name": ""}}])", "tools[0].function.name"},
       {R"("tools": [{"type": "function", "function": {"name": "a b"}}])", "tools[0].function.name"},
-      {R"("tools": [{"type": "function", "function": {"name": "x", "parameters": []}}])", "tools[0].function.parameters"},
-      {R"("tools": [{"type": "function", "function": {"name": "x", "description": 3}}])", "tools[0].function.description"},
+      {R"("tools": [{"type": "function", "function": {"name": "x", "parameters": []}}])",
+       "tools[0].function.parameters"},
+      {R"("tools": [{"type": "function", "function": {"name": "x", "description": 3}}])",
+       "tools[0].function.description"},
       {R"("tool_choice": "auto")", "tool_choice"},  // no tools
       {R"("tools": [)" + tool + R"(], "tool_choice": "sometimes")", "tool_choice"},
       {R"("tools": [)" + tool + R"(], "tool_choice": {"type": "function", "function": {"name": "nope"}})",
@@ -150,7 +152,8 @@ TEST_F(OpenAiApiText, ToolFieldsValidated) {
        "messages[0].reasoning_content"},
   };
   for (const Case& c : cases) {
-    const std::string body = c.extra.rfind(R"("messages")", 0) == 0 ? "{" + c.extra + "}" : "{" + user + ", " + c.extra + "}";
+    const std::string body =
+        c.extra.rfind(R"("messages")", 0) == 0 ? "{" + c.extra + "}" : "{" + user + ", " + c.extra + "}";
     try {
       parse_request(Endpoint::Chat, body, ctx());
       ADD_FAILURE() << "accepted: " << body;
@@ -163,10 +166,11 @@ TEST_F(OpenAiApiText, ToolFieldsValidated) {
   ApiRequest r = parse_request(Endpoint::Chat, "{" + user + R"(, "tools": [)" + tool + "]}", ctx());
   EXPECT_EQ(r.tool_choice, "auto");
   EXPECT_TRUE(r.parallel_tool_calls);
-  r = parse_request(Endpoint::Chat,
-                    "{" + user + R"(, "tools": [)" + tool +
-                        R"(], "tool_choice": {"type": "function", "function": {"name": "get_weather"}}, "parallel_tool_calls": false})",
-                    ctx());
+  r = parse_request(
+      Endpoint::Chat,
+      "{" + user + R"(, "tools": [)" + tool +
+          R"(], "tool_choice": {"type": "function", "function": {"name": "get_weather"}}, "parallel_tool_calls": false})",
+      ctx());
   EXPECT_EQ(r.tool_choice, "function");
   EXPECT_EQ(r.tool_choice_name, "get_weather");
   EXPECT_FALSE(r.parallel_tool_calls);
@@ -179,7 +183,8 @@ TEST_F(OpenAiApiText, TemplateKwargsMerged) {
   ApiContext c = ctx();
   c.default_kwargs = nlohmann::ordered_json{{"thinking", false}, {"x", 1}};
   const ApiRequest r = parse_request(
-      Endpoint::Chat, R"({"messages": [{"role": "user", "content": "hi"}], "chat_template_kwargs": {"thinking": true}})", c);
+      Endpoint::Chat,
+      R"({"messages": [{"role": "user", "content": "hi"}], "chat_template_kwargs": {"thinking": true}})", c);
   EXPECT_EQ(r.chat_template_kwargs, (nlohmann::ordered_json{{"thinking", true}, {"x", 1}}));
   // The built-in V3 renderer's generation prompt does not open a reasoning block.
   EXPECT_FALSE(r.prompt_opens_reasoning);
@@ -190,21 +195,23 @@ TEST_F(OpenAiApiText, TemplateKwargsMerged) {
 TEST(OpenAiApi, MessageAndDeltaShapes) {
   EXPECT_EQ(chat_message_json("", "Hi", {}), (json{{"role", "assistant"}, {"content", "Hi"}}));
   const std::vector<ToolCallOut> calls = {{.id = "call_1", .name = "f", .arguments = R"({"a":1})"}};
-  EXPECT_EQ(chat_message_json("why", "", calls),
-            (json{{"role", "assistant"},
-                  {"content", nullptr},
-                  {"reasoning_content", "why"},
-                  {"tool_calls",
-                   {{{"id", "call_1"}, {"type", "function"}, {"function", {{"name", "f"}, {"arguments", R"({"a":1})"}}}}}}}));
+  EXPECT_EQ(
+      chat_message_json("why", "", calls),
+      (json{{"role", "assistant"},
+            {"content", nullptr},
+            {"reasoning_content", "why"},
+            {"tool_calls",
+             {{{"id", "call_1"}, {"type", "function"}, {"function", {{"name", "f"}, {"arguments", R"({"a":1})"}}}}}}}));
   OutputDelta d;
   d.reasoning = "r";
   d.tool_calls = {{.index = 0, .id = "call_1", .name = "f", .arguments = "{"},
                   {.index = 0, .id = "", .name = "", .arguments = "}"}};
-  EXPECT_EQ(chat_delta_json(d),
-            (json{{"reasoning_content", "r"},
-                  {"tool_calls",
-                   {{{"index", 0}, {"id", "call_1"}, {"type", "function"}, {"function", {{"name", "f"}, {"arguments", "{"}}}},
-                    {{"index", 0}, {"function", {{"arguments", "}"}}}}}}}));
+  EXPECT_EQ(
+      chat_delta_json(d),
+      (json{{"reasoning_content", "r"},
+            {"tool_calls",
+             {{{"index", 0}, {"id", "call_1"}, {"type", "function"}, {"function", {{"name", "f"}, {"arguments", "{"}}}},
+              {{"index", 0}, {"function", {{"arguments", "}"}}}}}}}));
   EXPECT_EQ(chat_delta_json(OutputDelta{}), json::object());
 }
 
