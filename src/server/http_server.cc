@@ -532,16 +532,18 @@ class Server {
   }
 
   // /v1/messages: Anthropic's events, or its one response body at the end.
+  // The parsed pieces of one update: what its text adds, then (at the end) what finish() releases — kept
+  // apart, so that text released after a call is not sent before it.
+  std::vector<OutputDelta> parse_update(Relay& r, const JobUpdate& u) {
+    std::vector<OutputDelta> ds = {keep_calls(r, r.parser->feed(u.text))};
+    if (u.done) ds.push_back(keep_calls(r, r.parser->finish()));
+    return ds;
+  }
+
   std::string messages_update(Relay& r, const JobUpdate& u) {
-    OutputDelta d = keep_calls(r, r.parser->feed(u.text));
-    if (u.done) {
-      OutputDelta t = keep_calls(r, r.parser->finish());
-      d.reasoning += t.reasoning;
-      d.content += t.content;
-      d.tool_calls.insert(d.tool_calls.end(), t.tool_calls.begin(), t.tool_calls.end());
-    }
     std::string out;
-    if (r.req.stream) out += r.anthropic->feed(d);
+    for (const OutputDelta& d : parse_update(r, u))
+      if (r.req.stream) out += r.anthropic->feed(d);
     if (!u.done) return out;
     r.finished = true;
     if (!u.error.empty()) {
@@ -561,23 +563,22 @@ class Server {
   std::string stream_update(Relay& r, const JobUpdate& u) {
     std::string out;
     const bool chat = r.req.endpoint == Endpoint::Chat;
-    json delta = json{{"content", u.text}};
+    std::vector<json> deltas = {json{{"content", u.text}}};
     if (r.parser) {
-      OutputDelta d = keep_calls(r, r.parser->feed(u.text));
-      if (u.done) {
-        OutputDelta t = keep_calls(r, r.parser->finish());
-        d.reasoning += t.reasoning;
-        d.content += t.content;
-        d.tool_calls.insert(d.tool_calls.end(), t.tool_calls.begin(), t.tool_calls.end());
-      }
-      delta = chat_delta_json(d);
+      deltas.clear();
+      for (const OutputDelta& d : parse_update(r, u))
+        if (!d.empty()) deltas.push_back(chat_delta_json(d));
+    } else if (u.text.empty()) {
+      deltas.clear();
     }
-    const bool piece = r.parser ? !delta.empty() : !u.text.empty();
-    if (piece || (r.req.logprobs && !u.logprobs.empty())) {
+    if (deltas.empty() && r.req.logprobs && !u.logprobs.empty())
+      deltas.push_back(r.parser ? json::object() : json{{"content", ""}});
+    for (size_t i = 0; i < deltas.size(); ++i) {
       json lp;
-      if (r.req.logprobs) lp = logprobs_of(r, u.logprobs, u.text);
-      const json* lpp = r.req.logprobs ? &lp : nullptr;
-      out += sse(chat ? chat_chunk(r, delta, lpp, nullptr) : completion_chunk(r, u.text, lpp, nullptr));
+      const bool with_lp = r.req.logprobs && i == 0;  // the update's logprobs ride on its first chunk
+      if (with_lp) lp = logprobs_of(r, u.logprobs, u.text);
+      const json* lpp = with_lp ? &lp : nullptr;
+      out += sse(chat ? chat_chunk(r, deltas[i], lpp, nullptr) : completion_chunk(r, u.text, lpp, nullptr));
     }
     if (!u.done) return out;
     r.finished = true;
