@@ -134,12 +134,10 @@ int run(const Options& o) {
       messages.erase(messages.end() - 1);
       continue;
     }
-    std::string trimmed = prompt;
-    while (!trimmed.empty() && (trimmed.back() == '\n' || trimmed.back() == ' ')) trimmed.pop_back();
     const bool tool_parse = family.tools != server::ToolCallFormat::kNone && !tools.is_null();
     server::OutputParser parser({.tools = tool_parse ? family.tools : server::ToolCallFormat::kNone,
                                  .reasoning = family.reasoning,
-                                 .starts_in_reasoning = family.reasoning && trimmed.ends_with("<think>")});
+                                 .starts_in_reasoning = family.reasoning && server::prompt_opens_reasoning(prompt)});
     runtime::GenerationRequest req;
     req.prompt = g.tokenizer->encode(prompt, /*allow_special=*/true);
     req.sampling = sp;

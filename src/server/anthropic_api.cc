@@ -218,12 +218,8 @@ void convert_tool_choice(const ojson& tc, const std::set<std::string>& names, oj
     if (bool_at(*d, "tool_choice.disable_parallel_tool_use")) out["parallel_tool_calls"] = false;
 }
 
-// JSON text parsed with its keys in order: parse_json_body checks syntax and depth (so nothing deeper than
-// kMaxJsonDepth is built), then the text is parsed again as ordered_json.
-ojson parse_ordered(std::string_view text) {
-  (void)parse_json_body(text);
-  return ojson::parse(text.begin(), text.end());
-}
+// JSON text parsed with its keys in order, syntax and depth checked (nothing deeper than kMaxJsonDepth is built).
+ojson parse_ordered(std::string_view text) { return parse_json_body<ojson>(text); }
 
 // A call's arguments as an object; nullopt when they are not JSON (depth-limited) or not an object.
 std::optional<ojson> arguments_object(const std::string& text) {
@@ -270,8 +266,7 @@ AnthropicRequest parse_messages_request(std::string_view text) {
   o["stream"] = r.stream;
   if (const ojson* st = member(body, "stop_sequences")) {
     if (!st->is_array()) bad("stop_sequences", "must be an array of strings");
-    if (st->size() > kMaxStopSequences)
-      bad("stop_sequences", fmt::format("holds at most {} sequences", kMaxStopSequences));
+    if (st->size() > kMaxStop) bad("stop_sequences", fmt::format("holds at most {} sequences", kMaxStop));
     for (size_t k = 0; k < st->size(); ++k) {
       const std::string p = fmt::format("stop_sequences[{}]", k);
       const std::string& s = string_at((*st)[k], p);

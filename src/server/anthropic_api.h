@@ -12,7 +12,7 @@
 // citations on blocks are accepted and ignored):
 //   model (string, required), max_tokens (integer >= 1, required), messages (required, non-empty; role
 //   user | assistant; content a string or an array of blocks), system (string or text blocks),
-//   stop_sequences (strings, at most kMaxStopSequences), stream (bool), temperature (0..1), top_p (0..1), top_k
+//   stop_sequences (strings, at most kMaxStop), stream (bool), temperature (0..1), top_p (0..1), top_k
 //   (integer >= 0), tools ([{name, description?, input_schema: object, type?: "custom"}]; names unique, 1 to
 //   64 of [A-Za-z0-9_.-], what the chat path renders), tool_choice
 //   ({type: auto | any | tool | none, name (tool), disable_parallel_tool_use}), thinking ({type: "enabled",
@@ -65,7 +65,6 @@
 namespace dsv3::server {
 
 constexpr int64_t kMinThinkingBudget = 1024;  // Anthropic's lower bound on thinking.budget_tokens
-constexpr size_t kMaxStopSequences = 16;      // what the chat path accepts as "stop"
 
 struct AnthropicRequest {
   // The chat-completions request body: give openai.dump() to parse_request(Endpoint::Chat, …) (the

@@ -27,6 +27,11 @@ ChatFamily detect_chat_family(const io::ChatPrompt& prompt) {
   return f;
 }
 
+bool prompt_opens_reasoning(std::string_view prompt) {
+  while (!prompt.empty() && (prompt.back() == '\n' || prompt.back() == ' ')) prompt.remove_suffix(1);
+  return prompt.ends_with("<think>");
+}
+
 std::string forced_call_prefix(ToolCallFormat format, const std::string& name) {
   switch (format) {
     case ToolCallFormat::kNone:

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "io/chat_prompt.h"
 #include "server/chat_output.h"
@@ -23,6 +24,10 @@ struct ChatFamily {
 };
 
 ChatFamily detect_chat_family(const io::ChatPrompt& prompt);
+
+// True when a rendered prompt ends inside a reasoning block (its generation prompt opened <think>, trailing
+// spaces and newlines aside): the output then starts as reasoning.
+bool prompt_opens_reasoning(std::string_view prompt);
 
 // The text that opens a tool call in `format`, up to and including the function's name when `name` is
 // given (then the arguments follow): what tool_choice "required" (name empty) or a named function forces

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "io/utf8.h"
+#include "server/chat_family.h"
 
 namespace dsv3::server {
 
@@ -352,13 +353,6 @@ std::vector<int32_t> encode_chat(const ApiContext& ctx, io::ChatPromptInput in, 
   return ids;
 }
 
-// True when the prompt ends inside a reasoning block (the generation prompt opened <think>): the output
-// then starts with reasoning.
-bool opens_reasoning(std::string_view prompt) {
-  while (!prompt.empty() && (prompt.back() == '\n' || prompt.back() == ' ')) prompt.remove_suffix(1);
-  return prompt.ends_with("<think>");
-}
-
 std::vector<int32_t> chat_prompt(const ojson& body, const ApiContext& ctx, ApiRequest& r) {
   if (!ctx.chat_prompt) bad("messages", "this server has no chat template");
   const ojson* msgs = member(body, "messages");
@@ -383,7 +377,7 @@ std::vector<int32_t> chat_prompt(const ojson& body, const ApiContext& ctx, ApiRe
   r.chat_template_kwargs = in.kwargs;
   std::string rendered;
   std::vector<int32_t> ids = encode_chat(ctx, std::move(in), &rendered);
-  r.prompt_opens_reasoning = opens_reasoning(rendered);
+  r.prompt_opens_reasoning = prompt_opens_reasoning(rendered);
   r.prompt_text = std::move(rendered);
   return ids;
 }
