@@ -11,7 +11,10 @@ void ScriptedReply::mask(std::span<const int32_t> output, float* logits, int64_t
 }
 
 void ForcedPrefix::mask(std::span<const int32_t> output, float* logits, int64_t vocab) const {
-  if (output.size() >= prefix_.size()) return;
+  if (output.size() >= prefix_.size()) {
+    if (then_) then_->mask(output, logits, vocab);
+    return;
+  }
   const int32_t want = prefix_[output.size()];
   for (int64_t t = 0; t < vocab; ++t)
     if (t != want) logits[t] = -std::numeric_limits<float>::infinity();

@@ -1,7 +1,7 @@
 // A sampling constraint: which tokens may come next, given the tokens generated so far. The sampler masks
 // every other token (its logit becomes −inf) before penalties, temperature and the filters, in
 // Sampler::distribution, so plain decoding and MTP speculative verification (which asks for the
-// distribution after tentative drafts) see the same constraint. Structured output (JSON schema grammars)
+// distribution after tentative drafts) see the same constraint. Structured output (grammar_constraint.h)
 // implements this interface; so does ScriptedReply, the testing aid of `dsv3 serve --script-replies`.
 #pragma once
 
@@ -33,16 +33,18 @@ class ScriptedReply : public TokenConstraint {
   int32_t end_;
 };
 
-// Forces the output to begin with `prefix` (token i at step i); free afterwards. `tool_choice: "required"`
-// or a named function opens the model's reply with its family's tool-call markers (and the name), so
-// the reply is a call; the arguments are the model's (a grammar over them is structured output's work).
+// Forces the output to begin with `prefix` (token i at step i), then leaves it to `then` (which sees the
+// whole output, the prefix included), or free when there is none. `dsv3 serve --script-replies` uses it for
+// replies scripted as {"prefix": TEXT}: e.g. a reasoning block closed by the script, then structured output.
 class ForcedPrefix : public TokenConstraint {
  public:
-  explicit ForcedPrefix(std::vector<int32_t> prefix) : prefix_(std::move(prefix)) {}
+  explicit ForcedPrefix(std::vector<int32_t> prefix, std::shared_ptr<const TokenConstraint> then = nullptr)
+      : prefix_(std::move(prefix)), then_(std::move(then)) {}
   void mask(std::span<const int32_t> output, float* logits, int64_t vocab) const override;
 
  private:
   std::vector<int32_t> prefix_;
+  std::shared_ptr<const TokenConstraint> then_;
 };
 
 }  // namespace dsv3::runtime

@@ -32,22 +32,4 @@ bool prompt_opens_reasoning(std::string_view prompt) {
   return prompt.ends_with("<think>");
 }
 
-std::string forced_call_prefix(ToolCallFormat format, const std::string& name) {
-  switch (format) {
-    case ToolCallFormat::kNone:
-      return {};
-    case ToolCallFormat::kDeepSeekV3:
-      return "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>" +
-             (name.empty() ? std::string() : name + "\n```json\n");
-    case ToolCallFormat::kDeepSeekV31:
-      return "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>" + (name.empty() ? std::string() : name + "<｜tool▁sep｜>");
-    case ToolCallFormat::kDeepSeekV32:
-      return "\n\n<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"" + (name.empty() ? std::string() : name + "\">\n");
-    case ToolCallFormat::kKimiK2:
-      return "<|tool_calls_section_begin|><|tool_call_begin|>functions." +
-             (name.empty() ? std::string() : name + ":0<|tool_call_argument_begin|>");
-  }
-  return {};
-}
-
 }  // namespace dsv3::server

@@ -29,9 +29,4 @@ ChatFamily detect_chat_family(const io::ChatPrompt& prompt);
 // spaces and newlines aside): the output then starts as reasoning.
 bool prompt_opens_reasoning(std::string_view prompt);
 
-// The text that opens a tool call in `format`, up to and including the function's name when `name` is
-// given (then the arguments follow): what tool_choice "required" (name empty) or a named function forces
-// the reply to begin with. Empty for kNone.
-std::string forced_call_prefix(ToolCallFormat format, const std::string& name);
-
 }  // namespace dsv3::server

@@ -25,13 +25,16 @@
 #include "io/chat_prompt.h"
 #include "io/tokenizer.h"
 #include "runtime/constraint.h"
+#include "runtime/grammar_constraint.h"
 #include "runtime/generator.h"
 #include "runtime/model_bundle.h"
 #include "runtime/scheduler.h"
 #include "server/anthropic_api.h"
 #include "server/chat_family.h"
 #include "server/chat_output.h"
+#include "server/histogram.h"
 #include "server/openai_api.h"
+#include "server/structured_output.h"
 
 namespace dsv3::server {
 
@@ -339,6 +342,9 @@ class Server {
     std::optional<MessagesStream> anthropic;       // /v1/messages: the event writer (also for non-streaming)
     ResponseMeta anthropic_meta;
     bool single_call = false;  // parallel_tool_calls false: the first call only
+    std::shared_ptr<const runtime::GrammarConstraint> grammar;  // structured output: its masks' cost
+    std::chrono::steady_clock::time_point received;             // when the request was read
+    bool first_token = false;                                   // time to first token observed
   };
 
   // The parser a chat request's output goes through; null when nothing is to be split.
@@ -350,8 +356,8 @@ class Server {
                          .starts_in_reasoning = family_.reasoning && r.prompt_opens_reasoning});
   }
 
-  // --script-replies: a JSON array of strings; the n-th chat request's output is forced to reply n (mod the
-  // count) by a sampling constraint (runtime/constraint.h). A testing aid: tool-call and reasoning round
+  // --script-replies: a JSON array of strings (or {"prefix": string}); the n-th chat request's output is
+  // forced to reply n (mod the count), or to begin with it, by a sampling constraint (runtime/constraint.h). A testing aid: tool-call and reasoning round
   // trips against SDKs with a random model.
   void load_script(const std::string& path) {
     std::ifstream f(path);
@@ -361,8 +367,12 @@ class Server {
     if (!bundle_.tokenizer) fail("--script-replies needs a model with tokenizer.json");
     if (bundle_.eos_ids.empty()) fail("--script-replies needs an end-of-sequence token id (config.json eos_token_id)");
     for (const json& r : j) {
-      if (!r.is_string()) fail("--script-replies {}: every reply must be a string", path);
-      script_.push_back(bundle_.tokenizer->encode(r.get<std::string>(), /*allow_special=*/true));
+      const bool prefix = r.is_object() && r.size() == 1 && r.contains("prefix") && r["prefix"].is_string();
+      if (!r.is_string() && !prefix)
+        fail("--script-replies {}: every reply must be a string or {{\"prefix\": string}}", path);
+      script_.push_back({bundle_.tokenizer->encode(prefix ? r["prefix"].get<std::string>() : r.get<std::string>(),
+                                                   /*allow_special=*/true),
+                         prefix});
     }
   }
 
@@ -390,9 +400,12 @@ class Server {
   // Anthropic's shapes (errors included).
   void complete(Endpoint ep, const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& read,
                 bool anthropic = false) {
+    const auto received = std::chrono::steady_clock::now();
     ApiRequest r;
     std::shared_ptr<Job> job;
     std::optional<OutputParser> parser;
+    std::shared_ptr<runtime::GrammarConstraint> grammar_c;
+    const ScriptedText* script = nullptr;
     AnthropicRequest a;
     try {
       std::string body = read_body(read, res);
@@ -416,16 +429,24 @@ class Server {
         parser = output_parser(r);
         if (anthropic && !parser) parser.emplace(OutputParserOptions{});  // blocks are built from its pieces
         if (!script_.empty()) {
-          g.constraint = std::make_shared<runtime::ScriptedReply>(script_[script_next_++ % script_.size()],
-                                                                  bundle_.eos_ids.front());
-        } else if ((r.tool_choice == "required" || r.tool_choice == "function") && !r.prompt_opens_reasoning &&
-                   family_.tools != ToolCallFormat::kNone) {
-          // The reply opens with the call markers (and the name): it is a call. In thinking mode the
-          // reasoning comes first, so nothing is forced there.
-          g.constraint = std::make_shared<runtime::ForcedPrefix>(
-              bundle_.tokenizer->encode(forced_call_prefix(family_.tools, r.tool_choice_name), /*allow_special=*/true));
+          script = &script_[script_next_++ % script_.size()];
+          if (!script->prefix_only)
+            g.constraint = std::make_shared<runtime::ScriptedReply>(script->tokens, bundle_.eos_ids.front());
         }
       }
+      // Structured output (response_format, a forced tool call): a grammar over the output; in thinking
+      // mode it starts after the reasoning block.
+      if (g.constraint == nullptr)
+        if (std::shared_ptr<const grammar::Grammar> gr = request_grammar(r, family_.tools)) {
+          if (!bundle_.tokenizer)
+            throw ApiError(400, "structured output needs a model with tokenizer.json", "invalid_request_error",
+                           "response_format");
+          grammar_c = std::make_shared<runtime::GrammarConstraint>(
+              std::move(gr), token_vocabulary(), bundle_.eos_ids,
+              r.prompt_opens_reasoning ? std::string("</think>") : std::string());
+          g.constraint = grammar_c;
+        }
+      if (script && script->prefix_only) g.constraint = std::make_shared<runtime::ForcedPrefix>(script->tokens, g.constraint);
       try {
         job = scheduler_->submit(std::move(g), r.stop, /*skip_special=*/!parser.has_value());
       } catch (const Error& e) {
@@ -452,6 +473,8 @@ class Server {
       relay->anthropic.emplace(relay->anthropic_meta, job->prompt_tokens());
     }
     relay->single_call = !r.parallel_tool_calls;
+    relay->grammar = std::move(grammar_c);
+    relay->received = received;
     relay->req = std::move(r);
     relay->parser = std::move(parser);
     relay->meta = {.id = make_id(ep == Endpoint::Chat ? "chatcmpl-" : "cmpl-"), .model = name_, .created = unix_now()};
@@ -474,6 +497,7 @@ class Server {
       }
       JobUpdate u;
       if (relay->job->poll(u, kPoll)) {
+        observe(*relay, u);
         if (relay->anthropic)
           out += messages_update(*relay, u);
         else
@@ -495,6 +519,29 @@ class Server {
     };
     if (stream) res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(stream ? "text/event-stream" : "application/json", provider, releaser);
+  }
+
+  // Per-request figures for /metrics: time to first token (from the request read to the first generated
+  // token handed to the connection) and, when it ends, the time its grammar's masks took.
+  void observe(Relay& r, const JobUpdate& u) {
+    if (!r.first_token && (!u.tokens.empty() || u.done)) {
+      r.first_token = true;
+      if (!u.tokens.empty())
+        ttft_.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - r.received).count());
+    }
+    if (u.done && r.grammar) {
+      std::lock_guard lk(mu_);
+      ++constrained_requests_;
+      constrained_masks_ += r.grammar->masks();
+      constrained_s_ += r.grammar->mask_seconds();
+    }
+  }
+
+  // The vocabulary's token-mask engine, built at the first structured-output request (it walks every
+  // token's bytes once).
+  std::shared_ptr<const runtime::TokenVocabulary> token_vocabulary() {
+    std::call_once(vocab_once_, [this] { vocab_ = runtime::make_token_vocabulary(*bundle_.tokenizer); });
+    return vocab_;
   }
 
   static std::string sse(const json& j) { return "data: " + dump(j) + "\n\n"; }
@@ -774,6 +821,19 @@ class Server {
            one("dsv3_spec_accepted_tokens_total", double(e.accepted)));
     metric("dsv3_spec_acceptance_rate", "gauge", "Accepted / proposed MTP drafts (lifetime).",
            one("dsv3_spec_acceptance_rate", e.drafted > 0 ? double(e.accepted) / double(e.drafted) : 0.0));
+    metric("dsv3_time_to_first_token_seconds", "histogram",
+           "Per request: seconds from the request read to its first generated token.",
+           ttft_.samples("dsv3_time_to_first_token_seconds"));
+    {
+      std::lock_guard lk(mu_);
+      metric("dsv3_constrained_requests_total", "counter", "Finished requests whose output followed a grammar.",
+             one("dsv3_constrained_requests_total", double(constrained_requests_)));
+      metric("dsv3_constrained_masks_total", "counter", "Token masks computed for structured output.",
+             one("dsv3_constrained_masks_total", double(constrained_masks_)));
+      metric("dsv3_constrained_decoding_seconds_total", "counter",
+             "Seconds spent computing structured output's token masks (finished requests).",
+             one("dsv3_constrained_decoding_seconds_total", constrained_s_));
+    }
     metric("dsv3_uptime_seconds", "gauge", "Seconds since the server started.",
            one("dsv3_uptime_seconds", double(unix_now() - started_)));
     return out;
@@ -783,7 +843,11 @@ class Server {
   runtime::ModelBundle bundle_;               // model, tokenizer, eos ids
   io::ChatPrompt prompt_;                     // the bundle's, else the built-in DeepSeek-V3 renderer
   ChatFamily family_;                         // how chat output is split (reasoning, tool-call format)
-  std::vector<std::vector<int32_t>> script_;  // --script-replies, tokenized
+  struct ScriptedText {
+    std::vector<int32_t> tokens;
+    bool prefix_only = false;  // {"prefix": TEXT}: the reply begins so, then the model (and a grammar) go on
+  };
+  std::vector<ScriptedText> script_;  // --script-replies, tokenized
   std::atomic<size_t> script_next_{0};
   std::unique_ptr<runtime::Engine> engine_;
   std::unique_ptr<runtime::Scheduler> scheduler_;
@@ -793,6 +857,11 @@ class Server {
   std::atomic<bool> stopping_{false};
   std::mutex mu_;
   std::map<std::pair<std::string, int>, int64_t> requests_;
+  int64_t constrained_requests_ = 0, constrained_masks_ = 0;  // under mu_
+  double constrained_s_ = 0;                                  // under mu_
+  Histogram ttft_{{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}};
+  std::once_flag vocab_once_;
+  std::shared_ptr<const runtime::TokenVocabulary> vocab_;
 };
 
 }  // namespace

@@ -397,6 +397,52 @@ std::vector<int32_t> completion_prompt(const json& body, const ApiContext& ctx) 
   bad("prompt", "'prompt' must be a string, an array of token ids, or a one-element array of either");
 }
 
+// response_format: {"type": "text" | "json_object" | "json_schema", "json_schema": {"name", "schema",
+// "strict", "description"}}. The schema itself is compiled later (structured_output.h), which names its
+// unsupported keywords.
+void response_format(const ojson& body, ApiRequest& r) {
+  const ojson* rf = member(body, "response_format");
+  if (!rf) return;
+  if (!rf->is_object()) bad("response_format", "'response_format' must be an object");
+  const ojson* type = member(*rf, "type");
+  if (!type || !type->is_string())
+    bad("response_format.type", "'response_format.type' must be \"text\", \"json_object\" or \"json_schema\"");
+  const std::string t = type->get<std::string>();
+  if (t == "text") return;
+  if (t == "json_object") {
+    r.response_format = ResponseFormat::kJsonObject;
+    return;
+  }
+  if (t != "json_schema")
+    bad("response_format.type",
+        fmt::format("'response_format.type' must be \"text\", \"json_object\" or \"json_schema\", got '{}'", t));
+  const ojson* js = member(*rf, "json_schema");
+  if (!js || !js->is_object())
+    bad("response_format.json_schema", "response_format of type json_schema needs a 'json_schema' object");
+  const ojson* name = member(*js, "name");
+  if (!name || !name->is_string() || name->get<std::string>().empty() || name->get<std::string>().size() > 64)
+    bad("response_format.json_schema.name", "'response_format.json_schema.name' must be a string of 1 to 64 characters");
+  for (char c : name->get<std::string>())
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-')
+      bad("response_format.json_schema.name",
+          "'response_format.json_schema.name' may hold only letters, digits, '_' and '-'");
+  if (const ojson* st = member(*js, "strict"); st && !st->is_boolean())
+    bad("response_format.json_schema.strict", "'response_format.json_schema.strict' must be a boolean");
+  if (const ojson* d = member(*js, "description"); d && !d->is_string())
+    bad("response_format.json_schema.description", "'response_format.json_schema.description' must be a string");
+  const ojson* schema = member(*js, "schema");
+  if (!schema) {
+    r.json_schema = ojson::object();  // OpenAI: no schema, any JSON object
+    r.response_format = ResponseFormat::kJsonObject;
+  } else {
+    if (!schema->is_object() && !schema->is_boolean())
+      bad("response_format.json_schema.schema", "'response_format.json_schema.schema' must be a JSON Schema object");
+    r.json_schema = *schema;
+    r.response_format = ResponseFormat::kJsonSchema;
+  }
+  r.json_schema_name = name->get<std::string>();
+}
+
 }  // namespace
 
 ApiRequest parse_request(Endpoint endpoint, std::string_view body_text, const ApiContext& ctx) {
@@ -471,6 +517,7 @@ ApiRequest parse_request(Endpoint endpoint, std::string_view body_text, const Ap
     if (auto bo = get_int(body, "best_of", 1, 128); bo && *bo != 1) bad("best_of", "best_of > 1 is not supported");
   }
   if (r.logprobs) sp.logprobs = r.top_logprobs;
+  if (member(body, "response_format")) response_format(parse_json_body<ojson>(body_text), r);
 
   r.prompt = chat ? chat_prompt(parse_json_body<ojson>(body_text), ctx, r) : completion_prompt(body, ctx);
   const int64_t n = int64_t(r.prompt.size());

@@ -10,7 +10,9 @@
 //                server's --chat-template-kwargs), logprobs (bool), top_logprobs (0..20), max_completion_tokens
 //   completions: prompt (string, token-id array, or a one-element array of either), logprobs (0..20),
 //                echo (false only), suffix (null only), best_of (1 only)
-//   both:        model, max_tokens, temperature (0..2), top_p (0..1), n (1 only), stream, stream_options
+//   both:        response_format ({"type": "text"} | {"type": "json_object"} | {"type": "json_schema",
+//                "json_schema": {"name", "schema", "strict", "description"}}; the grammar is compiled by
+//                server/structured_output.h), model, max_tokens, temperature (0..2), top_p (0..1), n (1 only), stream, stream_options
 //                {include_usage}, stop (string or up to 16 strings), seed, frequency_penalty and
 //                presence_penalty (-2..2); extensions: top_k, min_p, repetition_penalty, ignore_eos
 // Every violation is an ApiError naming the field in "param". Bodies nested deeper than kMaxJsonDepth are
@@ -45,6 +47,9 @@ struct ApiError : std::runtime_error {
 
 enum class Endpoint { Chat, Completion };
 
+// response_format: free text, any JSON object, or JSON that validates against a schema.
+enum class ResponseFormat { kText, kJsonObject, kJsonSchema };
+
 struct ApiContext {
   const io::Tokenizer* tokenizer = nullptr;                                  // required for text prompts and chat
   const io::ChatPrompt* chat_prompt = nullptr;                               // required for chat
@@ -70,6 +75,9 @@ struct ApiRequest {
   bool logprobs = false;
   int64_t top_logprobs = 0;
   bool ignore_eos = false;
+  ResponseFormat response_format = ResponseFormat::kText;
+  nlohmann::ordered_json json_schema;  // kJsonSchema: response_format.json_schema.schema (an object or a boolean)
+  std::string json_schema_name;        // kJsonSchema: response_format.json_schema.name
   // chat only
   nlohmann::ordered_json tools;      // null or the validated `tools` array (the client's key order)
   std::string tool_choice = "none";  // none | auto | required | function (tools given: auto by default)

@@ -31,32 +31,5 @@ TEST(ChatFamily, DetectedFromTheTemplate) {
   EXPECT_TRUE(f.reasoning);
 }
 
-// A forced opener followed by arguments and the closing markers parses as one call of that name.
-TEST(ChatFamily, ForcedOpenersParseAsCalls) {
-  struct Case {
-    ToolCallFormat f;
-    std::string rest;  // what a model would write after the opener
-  };
-  const Case cases[] = {
-      {ToolCallFormat::kDeepSeekV3, "{\"a\": 1}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>"},
-      {ToolCallFormat::kDeepSeekV31, "{\"a\": 1}<｜tool▁call▁end｜><｜tool▁calls▁end｜>"},
-      {ToolCallFormat::kKimiK2, "{\"a\": 1}<|tool_call_end|><|tool_calls_section_end|>"},
-      {ToolCallFormat::kDeepSeekV32,
-       "<｜DSML｜parameter name=\"a\" "
-       "string=\"false\">1</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜function_calls>"},
-  };
-  for (const Case& c : cases) {
-    SCOPED_TRACE(tool_call_format_name(c.f));
-    OutputParser p({.tools = c.f});
-    p.feed(forced_call_prefix(c.f, "get_weather") + c.rest);
-    p.finish();
-    ASSERT_EQ(p.tool_calls().size(), 1u) << p.content();
-    EXPECT_EQ(p.tool_calls()[0].name, "get_weather");
-    EXPECT_EQ(nlohmann::json::parse(p.tool_calls()[0].arguments), (nlohmann::json{{"a", 1}}));
-    EXPECT_EQ(p.content(), "");
-  }
-  EXPECT_EQ(forced_call_prefix(ToolCallFormat::kNone, "x"), "");
-}
-
 }  // namespace
 }  // namespace dsv3::server
