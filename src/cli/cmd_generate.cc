@@ -77,9 +77,9 @@ Structured structured(const Options& o, const runtime::ModelBundle& g) {
     if (!f) fail("--json-schema: cannot read {}", o.json_schema);
     std::stringstream ss;
     ss << f.rdbuf();
-    nlohmann::json schema;
+    nlohmann::ordered_json schema;  // ordered: properties are emitted in the schema's order
     try {
-      schema = nlohmann::json::parse(ss.str());
+      schema = nlohmann::ordered_json::parse(ss.str());
     } catch (const std::exception& e) {
       fail("--json-schema {}: not JSON: {}", o.json_schema, e.what());
     }

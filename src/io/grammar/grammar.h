@@ -46,6 +46,9 @@ class Grammar {
   // JSON Schema → grammar of the compact JSON texts that validate against it (json_schema.cc lists what is
   // supported). Throws dsv3::Error naming an unsupported keyword and its JSON pointer, e.g.
   // "json_schema: unsupported keyword 'patternProperties' at /properties/a".
+  // The ordered_json overload emits properties in the schema's order; nlohmann::json has sorted its keys
+  // already (so properties come out sorted by name).
+  static Grammar json_schema(const nlohmann::ordered_json& schema);
   static Grammar json_schema(const nlohmann::json& schema);
   static Grammar json_value();   // any JSON value (compact)
   static Grammar json_object();  // any JSON object (compact)

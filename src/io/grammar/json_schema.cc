@@ -39,7 +39,7 @@
 namespace dsv3::grammar {
 namespace {
 
-using json = nlohmann::json;
+using json = nlohmann::ordered_json;  // keeps the order of `properties`
 using Alt = Builder::Alt;
 Element ref(int32_t r) { return Builder::ref(r); }
 
@@ -515,6 +515,10 @@ class SchemaCompiler {
 
 }  // namespace
 
-Grammar Grammar::json_schema(const nlohmann::json& schema) { return SchemaCompiler(schema).run(); }
+Grammar Grammar::json_schema(const nlohmann::ordered_json& schema) { return SchemaCompiler(schema).run(); }
+
+Grammar Grammar::json_schema(const nlohmann::json& schema) {
+  return json_schema(nlohmann::ordered_json::parse(schema.dump()));
+}
 
 }  // namespace dsv3::grammar
