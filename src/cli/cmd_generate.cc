@@ -1,6 +1,7 @@
 // dsv3 generate --model DIR (--prompt TEXT | --ids "I1 I2 ..." | --messages FILE) [--chat] [-n N] [--temp T]
 //               [--top-k K] [--top-p P] [--seed S] [--spec mtp|none] [--draft N] [--stats] [--ep N] ...
 //               [--tools FILE] [--chat-template FILE] [--chat-template-kwargs JSON]   (docs/serving.md)
+//               [--json-schema FILE | --json-object]   (structured output, docs/generation.md)
 // --chat renders --prompt as one user message with the model's chat template, --messages a whole
 // conversation (JSON); the raw reply is printed, special tokens included (the markers of tool calls and
 // reasoning show as the model wrote them).
@@ -10,6 +11,8 @@
 // Under mpirun -np N with --ep N the sequences and experts are spread over the ranks (cli/dist_flags.h);
 // rank 0 prints.
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 
 #include "cli/chat_flags.h"
 #include "cli/command.h"
@@ -17,6 +20,8 @@
 #include "cli/gen_flags.h"
 #include "cli/ids.h"
 #include "core/error.h"
+#include "io/grammar/grammar.h"
+#include "runtime/grammar_constraint.h"
 #include "runtime/text_stream.h"
 
 namespace dsv3::cli {
@@ -29,17 +34,76 @@ struct Options {
   ChatFlags chat_flags;
   int64_t batch = 1;
   DistFlags dist;
+  std::string json_schema;  // --json-schema FILE
+  bool json_object = false;
 };
+
+// --json-schema / --json-object: a fresh constraint per sequence (it caches that sequence's matcher
+// states); the grammar and the vocabulary are shared. Null when neither flag is given.
+struct Structured {
+  std::shared_ptr<const grammar::Grammar> grammar;
+  std::shared_ptr<const grammar::TokenVocabulary> vocab;
+  std::vector<int32_t> eos;
+  std::vector<std::shared_ptr<const runtime::GrammarConstraint>> made;
+  std::shared_ptr<const runtime::TokenConstraint> make() {
+    if (!grammar) return nullptr;
+    made.push_back(std::make_shared<runtime::GrammarConstraint>(grammar, vocab,
+                                                                runtime::GrammarConstraintOptions{.eos_ids = eos}));
+    return made.back();
+  }
+  void print_stats() const {
+    runtime::GrammarConstraintStats t;
+    for (auto& c : made) {
+      const auto s = c->stats();
+      t.mask_seconds += s.mask_seconds, t.masks += s.masks, t.states += s.states;
+      t.cache_hits += s.cache_hits, t.cache_misses += s.cache_misses;
+    }
+    if (!made.empty())
+      std::fprintf(stderr, "grammar: %lld masks in %.3f s (%.3f ms/mask), %lld cache hits, %lld states\n",
+                   (long long)t.masks, t.mask_seconds, t.masks ? 1e3 * t.mask_seconds / double(t.masks) : 0.0,
+                   (long long)t.cache_hits, (long long)t.states);
+  }
+};
+
+Structured structured(const Options& o, const runtime::ModelBundle& g) {
+  Structured s;
+  if (o.json_schema.empty() && !o.json_object) return s;
+  if (!o.json_schema.empty() && o.json_object) fail("give one of --json-schema and --json-object");
+  if (!g.tokenizer) fail("{} has no tokenizer.json: --json-schema and --json-object need one", o.gen.model);
+  if (o.json_object) {
+    s.grammar = std::make_shared<const grammar::Grammar>(grammar::Grammar::json_object());
+  } else {
+    std::ifstream f(o.json_schema);
+    if (!f) fail("--json-schema: cannot read {}", o.json_schema);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    nlohmann::ordered_json schema;  // ordered: properties are emitted in the schema's order
+    try {
+      schema = nlohmann::ordered_json::parse(ss.str());
+    } catch (const std::exception& e) {
+      fail("--json-schema {}: not JSON: {}", o.json_schema, e.what());
+    }
+    try {
+      s.grammar = std::make_shared<const grammar::Grammar>(grammar::Grammar::json_schema(schema));
+    } catch (const Error& e) {
+      fail("--json-schema {}: {}", o.json_schema, e.what());
+    }
+  }
+  s.vocab = runtime::make_token_vocabulary(*g.tokenizer);
+  s.eos = g.eos_ids;
+  return s;
+}
 
 // --batch N: N sequences stepped together; texts printed at the end.
 int run_batch(const Options& o, runtime::ModelBundle& g, runtime::Engine& engine,
-              const runtime::GenerationRequest& base, bool text) {
+              const runtime::GenerationRequest& base, bool text, Structured& st) {
   std::vector<std::unique_ptr<runtime::Sequence>> seqs;
   std::vector<std::optional<runtime::TextStream>> ts(size_t(o.batch));
   std::vector<std::string> out(size_t(o.batch));
   for (int64_t i = 0; i < o.batch; ++i) {
     runtime::GenerationRequest req = base;
     req.sampling.seed = base.sampling.seed + uint64_t(i);
+    if (st.grammar) req.constraint = st.make();
     if (text) ts[size_t(i)].emplace(*g.tokenizer, o.gen.stop);
     seqs.push_back(engine.start(std::move(req), [&, i](int32_t tok, const runtime::TokenLogprobs*) {
       auto& t = ts[size_t(i)];
@@ -74,6 +138,7 @@ int run_batch(const Options& o, runtime::ModelBundle& g, runtime::Engine& engine
                    e.drafted ? 100.0 * double(e.accepted) / double(e.drafted) : 0.0,
                    verify ? double(e.accepted) / double(verify) : 0.0);
     }
+    st.print_stats();
   }
   return 0;
 }
@@ -116,11 +181,13 @@ int run(const Options& o) {
   req.max_tokens = o.gen.max_tokens;
   req.eos_ids = g.eos_ids;
   req.ignore_eos = o.gen.ignore_eos;
+  Structured st = structured(o, g);
   if (o.batch > 1) {
-    const int rc = run_batch(o, g, engine, req, text);
+    const int rc = run_batch(o, g, engine, req, text, st);
     if (o.gen.stats && job) print_placement(*job);
     return rc;
   }
+  req.constraint = st.make();
   std::optional<runtime::TextStream> ts;
   if (text) ts.emplace(*g.tokenizer, o.gen.stop, /*skip_special=*/!chat);
   auto seq = engine.start(std::move(req), [&](int32_t tok, const runtime::TokenLogprobs*) {
@@ -133,7 +200,7 @@ int run(const Options& o) {
     std::fflush(stdout);
     return !(ts && ts->stopped());
   });
-  const runtime::SequenceStats st = runtime::run_to_completion(engine, *seq);
+  const runtime::SequenceStats stats = runtime::run_to_completion(engine, *seq);
   if (ts) {
     const std::string tail = ts->finish();
     std::fwrite(tail.data(), 1, tail.size(), stdout);
@@ -141,7 +208,8 @@ int run(const Options& o) {
   std::printf("\n");
   std::fflush(stdout);
   if (o.gen.stats) {
-    print_stats(st, engine.options().spec == runtime::SpecMode::Mtp);
+    print_stats(stats, engine.options().spec == runtime::SpecMode::Mtp);
+    st.print_stats();
     std::fprintf(stderr, "finish: %s\n", runtime::finish_reason_name(seq->finish));
     if (job) print_placement(*job);
   }
@@ -160,6 +228,9 @@ Registrar reg("generate", "Generate text from a prompt (streams to stdout)", [](
   o->chat_flags.add_to(app);
   app.add_option("--batch", o->batch, "Generate N continuations together (seeds S, S+1, ...)")
       ->check(CLI::PositiveNumber);
+  app.add_option("--json-schema", o->json_schema,
+                 "Constrain the output to compact JSON valid against this JSON Schema file (docs/generation.md)");
+  app.add_flag("--json-object", o->json_object, "Constrain the output to a JSON object");
   o->dist.add_to(app);
   return [o] { return run(*o); };
 });
