@@ -442,8 +442,10 @@ class Server {
             throw ApiError(400, "structured output needs a model with tokenizer.json", "invalid_request_error",
                            "response_format");
           grammar_c = std::make_shared<runtime::GrammarConstraint>(
-              std::move(gr), token_vocabulary(), bundle_.eos_ids,
-              r.prompt_opens_reasoning ? std::string("</think>") : std::string());
+              std::move(gr), token_vocabulary(),
+              runtime::GrammarConstraintOptions{
+                  .eos_ids = bundle_.eos_ids,
+                  .start_after = r.prompt_opens_reasoning ? std::string("</think>") : std::string()});
           g.constraint = grammar_c;
         }
       if (script && script->prefix_only) g.constraint = std::make_shared<runtime::ForcedPrefix>(script->tokens, g.constraint);
@@ -532,14 +534,15 @@ class Server {
     if (u.done && r.grammar) {
       std::lock_guard lk(mu_);
       ++constrained_requests_;
-      constrained_masks_ += r.grammar->masks();
-      constrained_s_ += r.grammar->mask_seconds();
+      const runtime::GrammarConstraintStats st = r.grammar->stats();
+      constrained_masks_ += st.masks;
+      constrained_s_ += st.mask_seconds;
     }
   }
 
   // The vocabulary's token-mask engine, built at the first structured-output request (it walks every
   // token's bytes once).
-  std::shared_ptr<const runtime::TokenVocabulary> token_vocabulary() {
+  std::shared_ptr<const grammar::TokenVocabulary> token_vocabulary() {
     std::call_once(vocab_once_, [this] { vocab_ = runtime::make_token_vocabulary(*bundle_.tokenizer); });
     return vocab_;
   }
@@ -861,7 +864,7 @@ class Server {
   double constrained_s_ = 0;                                  // under mu_
   Histogram ttft_{{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}};
   std::once_flag vocab_once_;
-  std::shared_ptr<const runtime::TokenVocabulary> vocab_;
+  std::shared_ptr<const grammar::TokenVocabulary> vocab_;
 };
 
 }  // namespace
