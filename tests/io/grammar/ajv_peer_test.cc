@@ -92,14 +92,13 @@ TEST(AjvPeer, RandomWalksValidateAndHandWrittenDocumentsAgree) {
     for (size_t k = 0; k < batches[i].docs.size(); ++k) {
       const bool want = k < e.valid || k >= e.valid + e.invalid;
       EXPECT_EQ(verdicts[i][k], want) << e.name << ": ajv says " << (verdicts[i][k] ? "valid" : "invalid") << " for "
-                                      << (k < e.valid ? "hand-written valid " : k < e.valid + e.invalid
-                                                                                   ? "hand-written invalid "
-                                                                                   : "generated ")
+                                      << (k < e.valid               ? "hand-written valid "
+                                          : k < e.valid + e.invalid ? "hand-written invalid "
+                                                                    : "generated ")
                                       << batches[i].docs[k];
     }
   }
-  std::printf("%lld generated documents over %zu schemas validated with ajv\n", (long long)total_walks,
-              batches.size());
+  std::printf("%lld generated documents over %zu schemas validated with ajv\n", (long long)total_walks, batches.size());
 }
 
 }  // namespace

@@ -59,8 +59,8 @@ inline std::string node_dir(std::string* skip) {
                           kPackages + " > '" + log + "' 2>&1";
   if (std::system(cmd.c_str()) != 0) {
     const std::string out = slurp(log);
-    for (const char* net : {"ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "ENETUNREACH",
-                            "network", "getaddrinfo"})
+    for (const char* net :
+         {"ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "ENETUNREACH", "network", "getaddrinfo"})
       if (out.find(net) != std::string::npos) {
         *skip = "npm registry unreachable (" + std::string(net) + "); see " + log;
         return "";
