@@ -17,12 +17,17 @@ std::shared_ptr<const TokenVocabulary> make_token_vocabulary(const io::Tokenizer
                                                              std::span<const int32_t> exclude) {
   const int64_t V = tokenizer.vocab_size();
   std::vector<std::string> bytes(static_cast<size_t>(V));
-  std::vector<TokenVocabulary::Kind> kinds(size_t(V), TokenVocabulary::Kind::Excluded);
+  std::vector<TokenVocabulary::Kind> kinds(static_cast<size_t>(V), TokenVocabulary::Kind::Excluded);
+  std::vector<char> added(static_cast<size_t>(V), 0);
+  for (const io::AddedToken& a : tokenizer.added_tokens())
+    if (a.id >= 0 && a.id < V) added[size_t(a.id)] = 1;
   for (int64_t i = 0; i < V; ++i) {
     const int32_t id = int32_t(i);
     if (!tokenizer.is_valid_id(id)) continue;
     bytes[size_t(i)] = tokenizer.token_bytes(id);
-    kinds[size_t(i)] = tokenizer.is_special(id) ? TokenVocabulary::Kind::Special : TokenVocabulary::Kind::Text;
+    // Every added token is a marker (DeepSeek's tool-call markers are added tokens with special: false).
+    kinds[size_t(i)] = added[size_t(i)] || tokenizer.is_special(id) ? TokenVocabulary::Kind::Special
+                                                                     : TokenVocabulary::Kind::Text;
   }
   for (int32_t id : exclude)
     if (id >= 0 && id < V) kinds[size_t(id)] = TokenVocabulary::Kind::Excluded;

@@ -2,8 +2,8 @@
 // byte trie laid out in depth-first order (walked against the matcher in token_mask.h). Built once per
 // tokenizer (runtime/grammar_constraint.h: make_token_vocabulary) and shared, immutable, by every request.
 //
-// Kinds: Text tokens match wherever the grammar admits their bytes. Special tokens (a tokenizer's special
-// added tokens, e.g. <｜tool▁calls▁begin｜>) carry their content text as bytes but match only bytes the
+// Kinds: Text tokens match wherever the grammar admits their bytes. Special tokens (a tokenizer's added
+// tokens, e.g. <｜tool▁calls▁begin｜>) carry their content text as bytes but match only bytes the
 // grammar wrote with Grammar::literal — where a grammar literally requires the marker — never free text
 // such as a JSON string that happens to admit the same characters. Excluded ids (unassigned ids, and ids
 // the caller names, e.g. end-of-sequence, which the constraint decides itself) are never allowed.

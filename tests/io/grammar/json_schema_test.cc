@@ -98,9 +98,7 @@ TEST(JsonSchema, EnumConst) {
 }
 
 TEST(JsonSchema, Combinators) {
-  check({R"({"anyOf":[{"type":"integer"},{"type":"string","maxLength":1}]})",
-         {"1", "\"a\""},
-         {"\"ab\"", "null"}});
+  check({R"({"anyOf":[{"type":"integer"},{"type":"string","maxLength":1}]})", {"1", "\"a\""}, {"\"ab\"", "null"}});
   check({R"({"oneOf":[{"type":"null"},{"type":"boolean"}]})", {"null", "true"}, {"0"}});
   check({R"({"allOf":[{"type":"object","properties":{"a":{"type":"integer"}},"required":["a"]},
                       {"properties":{"b":{"type":"string"}}}]})",
@@ -131,9 +129,11 @@ TEST(JsonSchema, Formats) {
   check({R"({"type":"string","format":"uuid"})",
          {"\"123e4567-e89b-12d3-a456-426614174000\"", "\"ABCDEF01-2345-6789-abcd-ef0123456789\""},
          {"\"123e4567e89b12d3a456426614174000\"", "\"123e4567-e89b-12d3-a456-42661417400g\""}});
-  check({R"({"type":"string","format":"email"})", {"\"john.doe@example.com\"", "\"a+b@x.org\""},
+  check({R"({"type":"string","format":"email"})",
+         {"\"john.doe@example.com\"", "\"a+b@x.org\""},
          {"\"@x.com\"", "\"a@b\"", "\"a..b@x.com\"", "\"a b@x.com\""}});
-  check({R"({"type":"string","format":"ipv4"})", {"\"192.168.0.1\"", "\"255.255.255.255\""},
+  check({R"({"type":"string","format":"ipv4"})",
+         {"\"192.168.0.1\"", "\"255.255.255.255\""},
          {"\"256.1.1.1\"", "\"01.1.1.1\"", "\"1.1.1\""}});
 }
 
@@ -141,11 +141,13 @@ TEST(JsonSchema, Patterns) {
   check({R"({"type":"string","pattern":"^[a-z]+-[0-9]{2,3}$"})",
          {"\"ab-12\"", "\"x-123\""},
          {"\"ab-1\"", "\"ab-1234\"", "\"AB-12\"", "\"ab_12\""}});
-  check({R"({"type":"string","pattern":"^(foo|ba(r|z))?\\.x$"})", {"\".x\"", "\"foo.x\"", "\"baz.x\""},
+  check({R"({"type":"string","pattern":"^(foo|ba(r|z))?\\.x$"})",
+         {"\".x\"", "\"foo.x\"", "\"baz.x\""},
          {"\"ba.x\"", "\"foo.y\""}});
   check({R"({"type":"string","pattern":"abc"})", {"\"abc\"", "\"xxabcyy\""}, {"\"ab\"", "\"acb\""}});
   check({R"({"type":"string","pattern":"^\\d+(\\.\\d*)?$"})", {"\"1\"", "\"12.\"", "\"1.5\""}, {"\".5\"", "\"a\""}});
-  check({R"({"type":"string","pattern":"^[^a-c\"]\\w\\s.$"})", {"\"d_ x\"", "\"\\\\a\\n\xc3\xa9\""},
+  check({R"({"type":"string","pattern":"^[^a-c\"]\\w\\s.$"})",
+         {"\"d_ x\"", "\"\\\\a\\n\xc3\xa9\""},
          {"\"a_ x\"", "\"\\\"a x\"", "\"d-\\nx\"", "\"d_ \\n\""}});
 }
 
