@@ -106,6 +106,8 @@ Registrar reg("serve", "OpenAI-compatible HTTP server (chat/completions, SSE str
   app.add_option("--cache-mem", o->cache_mem,
                  "Prefix cache across requests: most bytes of cached prompt rows, e.g. 2GiB, 512MiB; 0 disables "
                  "(default 2GiB)");
+  app.add_option("--cache-block", o->cache_block, "Prefix cache block size in tokens (default 16)")
+      ->check(CLI::PositiveNumber);
   o->dist.add_to(app);
   return [o] { return run(*o); };
 });

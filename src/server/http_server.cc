@@ -186,7 +186,8 @@ class Server {
                                                                        .draft = o.draft,
                                                                        .prefill_chunk = o.prefill_chunk,
                                                                        .max_context = o.ctx,
-                                                                       .prefix_cache_bytes = o.cache_mem});
+                                                                       .prefix_cache_bytes = o.cache_mem,
+                                                                       .prefix_block = o.cache_block});
     scheduler_ = std::make_unique<runtime::Scheduler>(
         *engine_, bundle_.tokenizer ? &*bundle_.tokenizer : nullptr,
         runtime::SchedulerOptions{.parallel = o.parallel, .max_queue = o.max_queue});
