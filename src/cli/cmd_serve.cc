@@ -10,6 +10,7 @@
 #include "cli/dist_flags.h"
 #include "cli/gen_flags.h"
 #include "core/error.h"
+#include "runtime/prefix_cache.h"
 #include "server/http_server.h"
 
 namespace dsv3::cli {
@@ -18,6 +19,7 @@ namespace {
 struct Options : server::ServerOptions {
   DistFlags dist;
   std::string api_key_file;
+  std::string cache_mem;  // --cache-mem as given (parsed in run)
 };
 
 // The key from --api-key, --api-key-file (its first line; a file keeps it out of /proc/PID/cmdline) or the
@@ -41,6 +43,7 @@ std::string api_key(const Options& o) {
 int run(const Options& o) {
   server::ServerOptions so = o;
   so.api_key = api_key(o);
+  if (!o.cache_mem.empty()) so.cache_mem = runtime::parse_byte_size(o.cache_mem, "--cache-mem");
   auto job = o.dist.start(so.model_dir, so.model_options);
   if (job && !job->leads()) return follow(*job, so.model_dir, so.model_options);
   JobStopper stopper{job};
@@ -99,6 +102,11 @@ Registrar reg("serve", "OpenAI-compatible HTTP server (chat/completions, SSE str
   app.add_option("--draft", o->draft, "MTP draft depth (default 1)")->check(CLI::PositiveNumber);
   add_engine_flags(app, o->model_options);
   app.add_option("--prefill-chunk", o->prefill_chunk, "Prompt tokens per engine step (default 512)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--cache-mem", o->cache_mem,
+                 "Prefix cache across requests: most bytes of cached prompt rows, e.g. 2GiB, 512MiB; 0 disables "
+                 "(default 2GiB)");
+  app.add_option("--cache-block", o->cache_block, "Prefix cache block size in tokens (default 16)")
       ->check(CLI::PositiveNumber);
   o->dist.add_to(app);
   return [o] { return run(*o); };

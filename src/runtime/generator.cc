@@ -31,6 +31,65 @@ Engine::Engine(Model& model, EngineOptions options) : model_(model), options_(op
   if (options_.max_context < 0) fail("the context size must be >= 0, got {}", options_.max_context);
   max_context_ =
       options_.max_context == 0 ? c.max_position_embeddings : std::min(options_.max_context, c.max_position_embeddings);
+  if (options_.prefix_cache_bytes < 0)
+    fail("the prefix cache size must be >= 0 bytes, got {}", options_.prefix_cache_bytes);
+  if (options_.prefix_block < 1) fail("the prefix cache block must be >= 1 token, got {}", options_.prefix_block);
+  if (options_.prefix_cache_bytes > 0 && !model.options().parallel) {
+    const KvCache main = model.new_cache(0);
+    PrefixLayout layout{.block_tokens = options_.prefix_block,
+                        .layers = main.layers(),
+                        .width = main.width(),
+                        .index_dim = main.index_dim(),
+                        .index_layers = main.index_layers()};
+    if (options_.spec == SpecMode::Mtp) {
+      const KvCache mtp = model.new_mtp_cache(0);
+      layout.mtp_layers = mtp.layers();
+      layout.mtp_index_dim = mtp.index_dim();
+      layout.mtp_index_layers = mtp.index_layers();
+      layout.hidden = c.hidden_size;
+    }
+    prefix_ = std::make_unique<PrefixCache>(layout, options_.prefix_cache_bytes);
+    stats_.prefix = prefix_->stats();
+  }
+}
+
+// A hit copies whole blocks and leaves at least one prompt token to prefill (its logits start the
+// generation). A sequence that took over another's caches (`reuse`, multi-turn chat) is left alone.
+void Engine::lookup_prefix(Sequence& s) {
+  s.prefix_checked = true;
+  if (!prefix_ || s.prefilled > 0 || s.cache.length() > 0) return;
+  const std::span<const int32_t> prompt(s.request.prompt);
+  const int64_t B = prefix_->block_tokens(), n = int64_t(prompt.size());
+  const std::vector<BlockRef> blocks = prefix_->lookup(prompt, (n - 1) / B);
+  const bool spec = options_.spec == SpecMode::Mtp;
+  if (!blocks.empty()) {
+    const int64_t hit = int64_t(blocks.size()) * B, D = model_.config().hidden_size;
+    prefix_->copy_in(blocks, s.cache, spec ? &s.mtp_cache : nullptr);
+    if (spec) {
+      // The MTP cache now holds rows 0..hit-2; row hit-1 pairs the last block's h with prompt[hit].
+      for (const BlockRef& b : blocks) s.block_hidden.insert(s.block_hidden.end(), b->hidden.begin(), b->hidden.end());
+      s.mtp_pending = MtpPending(D, hit - 1);
+      s.mtp_pending.append_hidden(hit - 1, blocks.back()->hidden);
+      s.mtp_pending.append_next(hit - 1, prompt[size_t(hit)]);
+    }
+    s.prefilled = hit;
+    s.stats.cached = hit;
+  }
+  stats_.prefix = prefix_->stats();
+}
+
+void Engine::insert_prefix(Sequence& s, std::span<const int32_t> tokens, int64_t max_blocks) {
+  if (!prefix_ || s.reused > 0 || s.cache.bytes() == 0) return;
+  const int64_t B = prefix_->block_tokens(), D = model_.config().hidden_size;
+  const bool spec = options_.spec == SpecMode::Mtp;
+  int64_t blocks = std::min(max_blocks, s.cache.length() / B);
+  if (spec) blocks = std::min({blocks, (s.mtp_cache.length() + 1) / B, int64_t(s.block_hidden.size()) / D});
+  if (blocks <= 0) return;
+  prefix_->insert(tokens, blocks, [&](int64_t j) {
+    return prefix_->make_block(j, s.cache, spec ? &s.mtp_cache : nullptr,
+                               spec ? s.block_hidden.data() + j * D : nullptr);
+  });
+  stats_.prefix = prefix_->stats();
 }
 
 std::unique_ptr<Sequence> Engine::start(GenerationRequest request, TokenCallback callback, Sequence* reuse) const {
@@ -46,6 +105,7 @@ void Engine::step(std::span<Sequence* const> seqs) {
       s->finish = FinishReason::Cancelled;
       continue;
     }
+    if (!s->prefix_checked && s->prefilling()) lookup_prefix(*s);
     (s->prefilling() ? pre : dec).push_back(s);
   }
   if (pre.empty() && dec.empty()) return;
@@ -68,6 +128,11 @@ void Engine::step(std::span<Sequence* const> seqs) {
   stats_.decode_s += dt;
   stats_.decode_tokens += emitted;
   for (Sequence* s : dec) s->stats.decode_s += dt;
+  // A finished sequence's generated tokens are cached too (the next turn of a chat starts with them).
+  // Without MTP only: the MTP rows of decoded positions come with hidden states not kept here.
+  if (prefix_ && options_.spec == SpecMode::None)
+    for (Sequence* s : dec)
+      if (s->done() && s->finish != FinishReason::Cancelled) insert_prefix(*s, s->tokens, s->cache.length());
 }
 
 void Engine::prefill(std::span<Sequence* const> seqs) {
@@ -97,6 +162,13 @@ void Engine::prefill(std::span<Sequence* const> seqs) {
     Sequence* s = in[i];
     const int64_t take = chunks[i].n, start = s->prefilled, n = int64_t(s->request.prompt.size());
     s->prefilled += take;
+    if (spec && prefix_) {  // h at each block's last position, for the blocks inserted into the prefix cache
+      const int64_t B = prefix_->block_tokens();
+      for (int64_t p = start; p < start + take; ++p)
+        if ((p + 1) % B == 0 && int64_t(s->block_hidden.size()) == (p / B) * D)
+          s->block_hidden.insert(s->block_hidden.end(), hidden_.begin() + (row + p - start) * D,
+                                 hidden_.begin() + (row + p - start + 1) * D);
+    }
     if (spec) {  // MTP rows (h[p], t[p+1]) of this chunk; the last prompt row waits for the sampled token
       const std::span<const int32_t> prompt(s->request.prompt);
       const int64_t known = std::min(start + take, n - 1) - start;  // rows whose t[p+1] is a prompt token
@@ -127,6 +199,10 @@ void Engine::prefill(std::span<Sequence* const> seqs) {
     if (!mchunks.empty())
       model_.mtp_forward(0, next, hid.data(), mchunks, nullptr, nullptr, {.logits = LogitRows::None});
   }
+  // The prompts prefilled to the end: their whole blocks go into the prefix cache.
+  if (prefix_)
+    for (Sequence* s : in)
+      if (!s->prefilling()) insert_prefix(*s, s->request.prompt, int64_t(s->request.prompt.size()));
   const double dt = seconds_since(t0);
   stats_.prefill_s += dt;
   stats_.prefill_tokens += m;

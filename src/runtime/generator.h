@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/prefix_cache.h"
 #include "runtime/sampler.h"
 #include "runtime/sequence.h"
 
@@ -30,12 +31,17 @@ struct EngineOptions {
   int64_t draft = 1;            // MTP draft depth (>= 1); depth > 1 chains the module on its own output
   int64_t prefill_chunk = 512;  // prompt tokens per step over all prefilling sequences
   int64_t max_context = 0;      // 0 = max_position_embeddings
+  // Prefix caching across sequences (prefix_cache.h): the most bytes of cache rows kept (0: off) and the
+  // block size in tokens. Off under a distributed forward (the driving process holds no rows).
+  int64_t prefix_cache_bytes = 0;
+  int64_t prefix_block = 16;
 };
 
 struct EngineStats {
   int64_t prefill_tokens = 0, decode_tokens = 0;
   double prefill_s = 0, decode_s = 0;
   int64_t drafted = 0, accepted = 0, verify_steps = 0, steps = 0;
+  PrefixCacheStats prefix;  // all zero when the prefix cache is off
 };
 
 class Engine {
@@ -47,6 +53,8 @@ class Engine {
   const EngineOptions& options() const { return options_; }
   int64_t max_context() const { return max_context_; }
   const EngineStats& stats() const { return stats_; }
+  // The prefix cache (null when off). Engine thread only.
+  PrefixCache* prefix_cache() { return prefix_.get(); }
 
   // A new sequence; throws dsv3::Error (naming the problem) for an empty prompt, token ids outside the
   // vocabulary, a prompt that does not fit the context, or bad sampling parameters. `reuse`: a finished
@@ -59,11 +67,16 @@ class Engine {
  private:
   void prefill(std::span<Sequence* const> seqs);
   void decode_plain(std::span<Sequence* const> seqs);
+  // Prefix cache: copies the longest cached prefix of a new sequence's prompt into its caches (before its
+  // first prefill); adds a sequence's whole blocks once their rows are computed.
+  void lookup_prefix(Sequence& s);
+  void insert_prefix(Sequence& s, std::span<const int32_t> tokens, int64_t max_blocks);
 
   Model& model_;
   EngineOptions options_;
   int64_t max_context_ = 0;
   EngineStats stats_;
+  std::unique_ptr<PrefixCache> prefix_;
   std::vector<float> logits_, hidden_;
   std::vector<int32_t> tokens_;
 };

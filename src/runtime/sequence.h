@@ -48,6 +48,7 @@ using TokenCallback = std::function<bool(int32_t token, const TokenLogprobs* lp)
 struct SequenceStats {
   int64_t prompt_tokens = 0, generated = 0;
   int64_t reused = 0;                  // prompt tokens taken over from a previous sequence's cache
+  int64_t cached = 0;                  // prompt tokens copied from the prefix cache (prefix_cache.h)
   double prefill_s = 0, decode_s = 0;  // wall time of the engine steps this sequence took part in
   int64_t drafted = 0, accepted = 0;   // MTP drafts proposed / accepted
   int64_t verify_steps = 0;            // speculative decode steps (one main forward each)
@@ -76,6 +77,10 @@ struct Sequence {
   int64_t prefilled = 0;        // prompt tokens already in the cache
   int64_t reused = 0;           // of which taken over from a previous sequence
   MtpPending mtp_pending;       // MTP rows L..n-1 (see above); without speculation it has no width
+  // Prefix cache (Engine): whether the prompt was looked up, and with MTP the final hidden state at the last
+  // position of each whole block computed or copied so far ([blocks, hidden]: what a cached block keeps).
+  bool prefix_checked = false;
+  std::vector<float> block_hidden;
   FinishReason finish = FinishReason::None;
   std::atomic<bool> cancelled{false};  // set from any thread; the engine finishes the sequence at its next step
   SequenceStats stats;

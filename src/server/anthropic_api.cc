@@ -341,6 +341,19 @@ const char* messages_stop_reason(const MessagesEnd& end, bool has_tool_calls) {
 
 std::string dump_ordered(const ojson& j) { return j.dump(-1, ' ', false, ojson::error_handler_t::replace); }
 
+namespace {
+// usage: the whole message's (input_tokens, output_tokens) or message_delta's (output_tokens); with a prefix-cache
+// hit, input_tokens counts only the tokens computed and cache_read_input_tokens the rest (both in message_delta too,
+// which then corrects message_start's input_tokens, sent before the lookup).
+ojson messages_usage(const MessagesEnd& end, bool whole) {
+  ojson u = ojson::object();
+  if (whole || end.cached_tokens > 0) u["input_tokens"] = end.input_tokens - end.cached_tokens;
+  if (end.cached_tokens > 0) u["cache_read_input_tokens"] = end.cached_tokens;
+  u["output_tokens"] = end.output_tokens;
+  return u;
+}
+}  // namespace
+
 ojson messages_response(const ResponseMeta& meta, const std::string& reasoning, const std::string& content,
                         const std::vector<ToolCallOut>& calls, const MessagesEnd& end) {
   ojson blocks = ojson::array();
@@ -359,7 +372,7 @@ ojson messages_response(const ResponseMeta& meta, const std::string& reasoning, 
                {"content", std::move(blocks)},
                {"stop_reason", messages_stop_reason(end, !calls.empty())},
                {"stop_sequence", stop_sequence_json(end)},
-               {"usage", {{"input_tokens", end.input_tokens}, {"output_tokens", end.output_tokens}}}};
+               {"usage", messages_usage(end, true)}};
 }
 
 // ---- streaming ---------------------------------------------------------------------------------------------
@@ -448,7 +461,7 @@ std::string MessagesStream::finish(const MessagesEnd& end) {
                                       {"delta",
                                        {{"stop_reason", messages_stop_reason(end, !call_blocks_.empty())},
                                         {"stop_sequence", stop_sequence_json(end)}}},
-                                      {"usage", {{"output_tokens", end.output_tokens}}}});
+                                      {"usage", messages_usage(end, false)}});
   out += event("message_stop", ojson{{"type", "message_stop"}});
   return out;
 }

@@ -94,6 +94,9 @@ struct MessagesEnd {
   runtime::FinishReason finish = runtime::FinishReason::Stop;
   std::string matched_stop;  // JobUpdate::matched_stop: the stop sequence that ended the text (empty: none)
   int64_t input_tokens = 0, output_tokens = 0;
+  // Of input_tokens, those read from the prefix cache: usage then reports input_tokens − cached as
+  // input_tokens and cached as cache_read_input_tokens (Anthropic's split; absent when 0).
+  int64_t cached_tokens = 0;
 };
 
 // "end_turn" | "max_tokens" | "stop_sequence" | "tool_use" (precedence as in the file comment).

@@ -188,7 +188,9 @@ class Server {
                                                 runtime::EngineOptions{.spec = runtime::parse_spec_mode(o.spec),
                                                                        .draft = o.draft,
                                                                        .prefill_chunk = o.prefill_chunk,
-                                                                       .max_context = o.ctx});
+                                                                       .max_context = o.ctx,
+                                                                       .prefix_cache_bytes = o.cache_mem,
+                                                                       .prefix_block = o.cache_block});
     scheduler_ = std::make_unique<runtime::Scheduler>(
         *engine_, bundle_.tokenizer ? &*bundle_.tokenizer : nullptr,
         runtime::SchedulerOptions{.parallel = o.parallel, .max_queue = o.max_queue});
@@ -603,7 +605,8 @@ class Server {
     const MessagesEnd end{.finish = u.finish,
                           .matched_stop = u.matched_stop,
                           .input_tokens = r.job->prompt_tokens(),
-                          .output_tokens = u.stats.generated};
+                          .output_tokens = u.stats.generated,
+                          .cached_tokens = u.stats.reused + u.stats.cached};
     if (r.req.stream) return out + r.anthropic->finish(end);
     std::vector<ToolCallOut> calls = r.parser->tool_calls();
     if (r.single_call && calls.size() > 1) calls.resize(1);
@@ -644,7 +647,7 @@ class Server {
                   {"model", r.meta.model},
                   {"system_fingerprint", "dsv3"},
                   {"choices", json::array()},
-                  {"usage", usage_json(r.job->prompt_tokens(), u.stats.generated)}};
+                  {"usage", usage_json(r.job->prompt_tokens(), u.stats.generated, u.stats.reused + u.stats.cached)}};
         out += sse(j);
       }
     }
@@ -678,7 +681,7 @@ class Server {
                  {"model", r.meta.model},
                  {"system_fingerprint", "dsv3"},
                  {"choices", json::array({choice})},
-                 {"usage", usage_json(r.job->prompt_tokens(), u.stats.generated)}};
+                 {"usage", usage_json(r.job->prompt_tokens(), u.stats.generated, u.stats.reused + u.stats.cached)}};
     return dump(body);
   }
 
@@ -824,6 +827,7 @@ class Server {
            one("dsv3_spec_accepted_tokens_total", double(e.accepted)));
     metric("dsv3_spec_acceptance_rate", "gauge", "Accepted / proposed MTP drafts (lifetime).",
            one("dsv3_spec_acceptance_rate", e.drafted > 0 ? double(e.accepted) / double(e.drafted) : 0.0));
+<<<<<<< HEAD
     metric("dsv3_time_to_first_token_seconds", "histogram",
            "Per request: seconds from the request read to its first generated token.",
            ttft_.samples("dsv3_time_to_first_token_seconds"));
@@ -836,6 +840,29 @@ class Server {
       metric("dsv3_constrained_decoding_seconds_total", "counter",
              "Seconds spent computing structured output's token masks (finished requests).",
              one("dsv3_constrained_decoding_seconds_total", constrained_s_));
+=======
+    {
+      const runtime::PrefixCacheStats& p = e.prefix;
+      metric("dsv3_prefix_cache_lookups_total", "counter", "Prompts looked up in the prefix cache.",
+             one("dsv3_prefix_cache_lookups_total", double(p.lookups)));
+      metric("dsv3_prefix_cache_hits_total", "counter", "Lookups that found at least one cached block.",
+             one("dsv3_prefix_cache_hits_total", double(p.hits)));
+      metric("dsv3_prefix_cache_lookup_tokens_total", "counter", "Prompt tokens of the looked-up prompts.",
+             one("dsv3_prefix_cache_lookup_tokens_total", double(p.lookup_tokens)));
+      metric("dsv3_prefix_cache_hit_tokens_total", "counter", "Prompt tokens copied from the prefix cache.",
+             one("dsv3_prefix_cache_hit_tokens_total", double(p.hit_tokens)));
+      metric("dsv3_prefix_cache_hit_rate", "gauge", "Hit tokens / looked-up prompt tokens (lifetime).",
+             one("dsv3_prefix_cache_hit_rate",
+                 p.lookup_tokens > 0 ? double(p.hit_tokens) / double(p.lookup_tokens) : 0.0));
+      metric("dsv3_prefix_cache_bytes", "gauge", "Bytes of cache rows the prefix cache holds.",
+             one("dsv3_prefix_cache_bytes", double(p.bytes)));
+      metric("dsv3_prefix_cache_max_bytes", "gauge", "The prefix cache's limit (--cache-mem; 0: off).",
+             one("dsv3_prefix_cache_max_bytes", double(p.max_bytes)));
+      metric("dsv3_prefix_cache_blocks", "gauge", "Blocks the prefix cache holds.",
+             one("dsv3_prefix_cache_blocks", double(p.blocks)));
+      metric("dsv3_prefix_cache_evictions_total", "counter", "Blocks evicted from the prefix cache (LRU).",
+             one("dsv3_prefix_cache_evictions_total", double(p.evicted_blocks)));
+>>>>>>> prefix
     }
     metric("dsv3_uptime_seconds", "gauge", "Seconds since the server started.",
            one("dsv3_uptime_seconds", double(unix_now() - started_)));

@@ -113,7 +113,8 @@ struct ResponseMeta {
   int64_t created = 0;
 };
 
-nlohmann::json usage_json(int64_t prompt_tokens, int64_t completion_tokens);
+// prompt_tokens_details.cached_tokens: prompt tokens not computed again (prefix cache, reused caches).
+nlohmann::json usage_json(int64_t prompt_tokens, int64_t completion_tokens, int64_t cached_tokens = 0);
 
 // The parsed output (chat_output.h) as OpenAI writes it. A message: {"role": "assistant", "content": text or
 // null (null when there are tool calls and no text), "reasoning_content" (when there is reasoning),
