@@ -32,6 +32,7 @@
 #include "server/chat_family.h"
 #include "server/chat_output.h"
 #include "server/openai_api.h"
+#include "server/web_ui.h"
 
 namespace dsv3::server {
 
@@ -278,6 +279,7 @@ class Server {
              [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& read) {
                complete(Endpoint::Completion, req, res, read);
              });
+    if (opt_.web_ui) install_web_ui(svr);  // GET / and /web/NAME
     svr.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
       if (!res.body.empty()) return;
       if (res.status == 404)
