@@ -18,6 +18,8 @@ pkgs=(
   bible-kjv                                      # the King James text for the main job
   libopenmpi-dev openmpi-bin                     # MPI: expert/data parallelism across processes and machines (src/dist/)
   python3-numpy                                  # tests/reference/deepseek_ref.py builds the generated reference cases
+  libjs-marked node-dompurify libjs-highlight.js # the web chat page of `dsv3 serve`: markdown, sanitizing, code highlighting (embedded)
+  chromium                                       # tests drive the web chat page in a real (headless) browser
 )
 missing=()
 # Node.js runs the peer tokenizer (transformers.js) and the openai SDK in tests; machines that already

@@ -20,6 +20,7 @@ struct Options : server::ServerOptions {
   DistFlags dist;
   std::string api_key_file;
   std::string cache_mem;  // --cache-mem as given (parsed in run)
+  bool no_web_ui = false;
 };
 
 // The key from --api-key, --api-key-file (its first line; a file keeps it out of /proc/PID/cmdline) or the
@@ -44,6 +45,7 @@ int run(const Options& o) {
   server::ServerOptions so = o;
   so.api_key = api_key(o);
   if (!o.cache_mem.empty()) so.cache_mem = runtime::parse_byte_size(o.cache_mem, "--cache-mem");
+  so.web_ui = !o.no_web_ui;
   auto job = o.dist.start(so.model_dir, so.model_options);
   if (job && !job->leads()) return follow(*job, so.model_dir, so.model_options);
   JobStopper stopper{job};
@@ -89,6 +91,7 @@ Registrar reg("serve", "OpenAI-compatible HTTP server (chat/completions, SSE str
   app.add_option("--script-replies", o->script_replies_file,
                  "Testing aid: a JSON array of strings; the n-th chat request's reply is forced to string n (mod "
                  "the count) by a sampling constraint");
+  app.add_flag("--no-web-ui", o->no_web_ui, "Do not serve the web chat page at / (and its files under /web/)");
   app.add_option("--model-name", o->model_name, "Model id reported by /v1/models (default: directory name)");
   app.add_option("--parallel", o->parallel, "Sequences decoded together (default 4)")->check(CLI::PositiveNumber);
   app.add_option("--ctx", o->ctx, "Context per sequence, prompt + completion (default 4096)")

@@ -35,6 +35,7 @@
 #include "server/histogram.h"
 #include "server/openai_api.h"
 #include "server/structured_output.h"
+#include "server/web_ui.h"
 
 namespace dsv3::server {
 
@@ -283,6 +284,7 @@ class Server {
              [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& read) {
                complete(Endpoint::Completion, req, res, read);
              });
+    if (opt_.web_ui) install_web_ui(svr);  // GET / and /web/NAME
     svr.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
       if (!res.body.empty()) return;
       if (res.status == 404)
@@ -827,7 +829,6 @@ class Server {
            one("dsv3_spec_accepted_tokens_total", double(e.accepted)));
     metric("dsv3_spec_acceptance_rate", "gauge", "Accepted / proposed MTP drafts (lifetime).",
            one("dsv3_spec_acceptance_rate", e.drafted > 0 ? double(e.accepted) / double(e.drafted) : 0.0));
-<<<<<<< HEAD
     metric("dsv3_time_to_first_token_seconds", "histogram",
            "Per request: seconds from the request read to its first generated token.",
            ttft_.samples("dsv3_time_to_first_token_seconds"));
@@ -840,7 +841,7 @@ class Server {
       metric("dsv3_constrained_decoding_seconds_total", "counter",
              "Seconds spent computing structured output's token masks (finished requests).",
              one("dsv3_constrained_decoding_seconds_total", constrained_s_));
-=======
+    }
     {
       const runtime::PrefixCacheStats& p = e.prefix;
       metric("dsv3_prefix_cache_lookups_total", "counter", "Prompts looked up in the prefix cache.",
@@ -862,7 +863,6 @@ class Server {
              one("dsv3_prefix_cache_blocks", double(p.blocks)));
       metric("dsv3_prefix_cache_evictions_total", "counter", "Blocks evicted from the prefix cache (LRU).",
              one("dsv3_prefix_cache_evictions_total", double(p.evicted_blocks)));
->>>>>>> prefix
     }
     metric("dsv3_uptime_seconds", "gauge", "Seconds since the server started.",
            one("dsv3_uptime_seconds", double(unix_now() - started_)));

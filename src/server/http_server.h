@@ -53,6 +53,7 @@ struct ServerOptions {
   std::string tool_call_format = "auto";
   std::string reasoning = "auto";
   std::string script_replies_file;
+  bool web_ui = true;  // the chat page at / (server/web_ui.h); --no-web-ui turns it off
 };
 
 // Loads the model, binds, prints "dsv3 serve: listening on http://HOST:PORT" to stderr and serves until
