@@ -26,8 +26,8 @@ std::shared_ptr<const TokenVocabulary> make_token_vocabulary(const io::Tokenizer
     if (!tokenizer.is_valid_id(id)) continue;
     bytes[size_t(i)] = tokenizer.token_bytes(id);
     // Every added token is a marker (DeepSeek's tool-call markers are added tokens with special: false).
-    kinds[size_t(i)] = added[size_t(i)] || tokenizer.is_special(id) ? TokenVocabulary::Kind::Special
-                                                                     : TokenVocabulary::Kind::Text;
+    kinds[size_t(i)] =
+        added[size_t(i)] || tokenizer.is_special(id) ? TokenVocabulary::Kind::Special : TokenVocabulary::Kind::Text;
   }
   for (int32_t id : exclude)
     if (id >= 0 && id < V) kinds[size_t(id)] = TokenVocabulary::Kind::Excluded;

@@ -41,8 +41,8 @@ namespace dsv3::runtime {
 
 // The tokenizer's vocabulary for the mask engine: each id's bytes (token_bytes); every added token (special
 // or not: DeepSeek's <｜tool▁calls▁begin｜> is an added token with special: false) as Special, i.e. allowed
-// only where the grammar writes its content with Grammar::literal; unassigned ids and `exclude` as Excluded. eos ids need not be excluded:
-// GrammarConstraint decides them. Costs ~100 ms for 129K tokens; build once and share.
+// only where the grammar writes its content with Grammar::literal; unassigned ids and `exclude` as Excluded. eos ids
+// need not be excluded: GrammarConstraint decides them. Costs ~100 ms for 129K tokens; build once and share.
 std::shared_ptr<const grammar::TokenVocabulary> make_token_vocabulary(const io::Tokenizer& tokenizer,
                                                                       std::span<const int32_t> exclude = {});
 
