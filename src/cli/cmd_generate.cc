@@ -57,11 +57,14 @@ struct Structured {
       const auto s = c->stats();
       t.mask_seconds += s.mask_seconds, t.masks += s.masks, t.states += s.states;
       t.cache_hits += s.cache_hits, t.cache_misses += s.cache_misses;
+      t.prepared += s.prepared, t.prepare_seconds += s.prepare_seconds;
     }
     if (!made.empty())
-      std::fprintf(stderr, "grammar: %lld masks in %.3f s (%.3f ms/mask), %lld cache hits, %lld states\n",
+      std::fprintf(stderr,
+                   "grammar: %lld masks, %.3f s on the decode path (%.3f ms/mask); %lld computed during the forward "
+                   "(%.3f s); %lld cache hits, %lld states\n",
                    (long long)t.masks, t.mask_seconds, t.masks ? 1e3 * t.mask_seconds / double(t.masks) : 0.0,
-                   (long long)t.cache_hits, (long long)t.states);
+                   (long long)t.prepared, t.prepare_seconds, (long long)t.cache_hits, (long long)t.states);
   }
 };
 

@@ -18,6 +18,10 @@ class TokenConstraint {
   // Sets logits[t] = −inf for each token t that may not follow `output` (the generated tokens, drafts
   // included). Leaving no token allowed is an error the sampler reports.
   virtual void mask(std::span<const int32_t> output, float* logits, int64_t vocab) const = 0;
+  // A hint, given after a token is accepted and before the next forward: the next mask() will most likely be
+  // for `output`. An implementation may start computing that mask now, off the decode thread, so that it
+  // overlaps the forward (GrammarConstraint does). It must not change what mask() returns.
+  virtual void prepare(std::span<const int32_t> output) const { (void)output; }
 };
 
 // Forces a fixed continuation: token i of `script` at step i, then only `end` (an end-of-sequence id).

@@ -97,8 +97,38 @@ const GrammarConstraint::Position& GrammarConstraint::sync(std::span<const int32
   return positions_.back();
 }
 
+GrammarConstraint::~GrammarConstraint() {
+  if (pending_.valid()) pending_.wait();
+}
+
+void GrammarConstraint::prepare(std::span<const int32_t> output) const {
+  if (!options_.background) return;
+  if (pending_.valid()) pending_.wait();
+  StateId s = kDead;
+  {
+    std::lock_guard lock(mu_);
+    const Position& p = sync(output);
+    if (!p.constrained || p.state == kDead || space_->finished_only(p.state) || masker_->cached(p.state)) return;
+    s = p.state;
+  }
+  pending_ = std::async(std::launch::async, [this, s] {
+    std::lock_guard lock(mu_);
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+      masker_->allowed(s);
+    } catch (...) {
+      return;  // mask() computes it again on the decode thread and reports the error there
+    }
+    prepared_.fetch_add(1, std::memory_order_relaxed);
+    prepare_ns_.fetch_add(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count(),
+        std::memory_order_relaxed);
+  });
+}
+
 void GrammarConstraint::mask(std::span<const int32_t> output, float* logits, int64_t vocab) const {
   const auto t0 = std::chrono::steady_clock::now();
+  std::lock_guard lock(mu_);
   const Position& p = sync(output);
   constexpr float kNeg = -std::numeric_limits<float>::infinity();
   if (p.constrained) {
@@ -140,6 +170,7 @@ void GrammarConstraint::mask(std::span<const int32_t> output, float* logits, int
 }
 
 bool GrammarConstraint::complete(std::span<const int32_t> output) const {
+  std::lock_guard lock(mu_);
   const Position& p = sync(output);
   return p.constrained && p.state != kDead && space_->can_finish(p.state);
 }
@@ -147,6 +178,8 @@ bool GrammarConstraint::complete(std::span<const int32_t> output) const {
 GrammarConstraintStats GrammarConstraint::stats() const {
   return {.mask_seconds = double(mask_ns_.load()) * 1e-9,
           .masks = masks_.load(),
+          .prepare_seconds = double(prepare_ns_.load()) * 1e-9,
+          .prepared = prepared_.load(),
           .cache_hits = hits_.load(),
           .cache_misses = misses_.load(),
           .states = states_.load()};

@@ -19,11 +19,16 @@
 // appends drafts and rolls back to a shorter or different output; mask() compares with the cached tokens
 // and rewinds to the common prefix. mask() is const for the sampler but keeps mutable caches: one engine
 // thread calls it (the engine steps sequences on one thread); stats() may be read from any thread.
+// prepare() (after each accepted token) advances the matcher and, when the new state's mask is not cached,
+// computes it on a worker thread while the engine runs the next forward; mask() then finds it cached (or
+// waits for it). The caches are behind one mutex, so the result never depends on the timing.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <future>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -47,14 +52,17 @@ std::shared_ptr<const grammar::TokenVocabulary> make_token_vocabulary(const io::
                                                                       std::span<const int32_t> exclude = {});
 
 struct GrammarConstraintOptions {
-  std::vector<int32_t> eos_ids;  // allowed when the grammar can finish; alone when it must
-  std::string start_after;       // e.g. "</think>": unconstrained until the output's bytes contain it
+  std::vector<int32_t> eos_ids = {};  // allowed when the grammar can finish; alone when it must
+  std::string start_after = {};       // e.g. "</think>": unconstrained until the output's bytes contain it
   size_t mask_cache_states = 1024;
+  bool background = true;  // prepare() computes uncached masks on a worker thread (false: prepare does nothing)
 };
 
 struct GrammarConstraintStats {
-  double mask_seconds = 0;  // total time in mask()
-  int64_t masks = 0;        // mask() calls
+  double mask_seconds = 0;     // total time in mask(): on the decode path, waits for a prepared mask included
+  int64_t masks = 0;           // mask() calls
+  double prepare_seconds = 0;  // total time of masks computed by prepare() on the worker thread
+  int64_t prepared = 0;        // masks computed by prepare()
   int64_t cache_hits = 0, cache_misses = 0;
   int64_t states = 0;  // matcher states explored
 };
@@ -65,6 +73,8 @@ class GrammarConstraint : public TokenConstraint {
                     std::shared_ptr<const grammar::TokenVocabulary> vocabulary, GrammarConstraintOptions options = {});
 
   void mask(std::span<const int32_t> output, float* logits, int64_t vocab) const override;
+  void prepare(std::span<const int32_t> output) const override;
+  ~GrammarConstraint() override;
 
   // Whether `output` is a complete sentence of the grammar (eos excluded; after start_after when set).
   bool complete(std::span<const int32_t> output) const;
@@ -88,7 +98,9 @@ class GrammarConstraint : public TokenConstraint {
   mutable std::unique_ptr<grammar::TokenMasker> masker_;
   mutable std::vector<int32_t> tokens_;      // the output positions_ describe
   mutable std::vector<Position> positions_;  // positions_[i]: after tokens_[0..i)
-  mutable std::atomic<int64_t> mask_ns_{0}, masks_{0}, hits_{0}, misses_{0}, states_{0};
+  mutable std::mutex mu_;                    // guards everything mutable above (mask(), complete(), the worker)
+  mutable std::atomic<int64_t> mask_ns_{0}, masks_{0}, hits_{0}, misses_{0}, states_{0}, prepare_ns_{0}, prepared_{0};
+  mutable std::future<void> pending_;  // the worker's mask; only the engine thread touches the future itself
 };
 
 }  // namespace dsv3::runtime

@@ -88,6 +88,10 @@ void Sampler::push(int32_t generated) {
   if (constraint_) output_.push_back(generated);
 }
 
+void Sampler::prepare_next() const {
+  if (constraint_) constraint_->prepare(output_);
+}
+
 void Sampler::apply_penalties(float* logits, std::span<const int32_t> extra) const {
   const double rep = params_.repetition_penalty, freq = params_.frequency_penalty, pres = params_.presence_penalty;
   const bool any_rep = rep != 1.0, any_fp = freq != 0.0 || pres != 0.0;

@@ -82,6 +82,8 @@ class Sampler {
   void push(int32_t generated);
   // Restricts the next token (constraint.h); null: none. Shared: the constraint is not copied per sequence.
   void set_constraint(std::shared_ptr<const TokenConstraint> c) { constraint_ = std::move(c); }
+  // Tells the constraint the output is final up to here and the next forward begins (TokenConstraint::prepare).
+  void prepare_next() const;
 
   // The distribution of the next token [vocab] (sums to 1), given the history plus `extra` tentative
   // generated tokens (speculative drafts not yet accepted).

@@ -90,6 +90,7 @@ bool Sequence::emit(int32_t token, const float* logits, int64_t vocab) {
     finish = FinishReason::Length;
     return false;
   }
+  sampler.prepare_next();  // the constraint's next mask may overlap the next forward
   return true;
 }
 

@@ -25,8 +25,8 @@
 #include "io/chat_prompt.h"
 #include "io/tokenizer.h"
 #include "runtime/constraint.h"
-#include "runtime/grammar_constraint.h"
 #include "runtime/generator.h"
+#include "runtime/grammar_constraint.h"
 #include "runtime/model_bundle.h"
 #include "runtime/scheduler.h"
 #include "server/anthropic_api.h"
@@ -345,7 +345,7 @@ class Server {
     std::optional<OutputParser> parser;            // chat: reasoning and tool calls split from the text
     std::optional<MessagesStream> anthropic;       // /v1/messages: the event writer (also for non-streaming)
     ResponseMeta anthropic_meta;
-    bool single_call = false;  // parallel_tool_calls false: the first call only
+    bool single_call = false;                                   // parallel_tool_calls false: the first call only
     std::shared_ptr<const runtime::GrammarConstraint> grammar;  // structured output: its masks' cost
     std::chrono::steady_clock::time_point received;             // when the request was read
     bool first_token = false;                                   // time to first token observed
@@ -361,8 +361,8 @@ class Server {
   }
 
   // --script-replies: a JSON array of strings (or {"prefix": string}); the n-th chat request's output is
-  // forced to reply n (mod the count), or to begin with it, by a sampling constraint (runtime/constraint.h). A testing aid: tool-call and reasoning round
-  // trips against SDKs with a random model.
+  // forced to reply n (mod the count), or to begin with it, by a sampling constraint (runtime/constraint.h). A testing
+  // aid: tool-call and reasoning round trips against SDKs with a random model.
   void load_script(const std::string& path) {
     std::ifstream f(path);
     if (!f) fail("--script-replies {}: cannot read it", path);
@@ -452,7 +452,8 @@ class Server {
                   .start_after = r.prompt_opens_reasoning ? std::string("</think>") : std::string()});
           g.constraint = grammar_c;
         }
-      if (script && script->prefix_only) g.constraint = std::make_shared<runtime::ForcedPrefix>(script->tokens, g.constraint);
+      if (script && script->prefix_only)
+        g.constraint = std::make_shared<runtime::ForcedPrefix>(script->tokens, g.constraint);
       try {
         job = scheduler_->submit(std::move(g), r.stop, /*skip_special=*/!parser.has_value());
       } catch (const Error& e) {
@@ -541,6 +542,7 @@ class Server {
       const runtime::GrammarConstraintStats st = r.grammar->stats();
       constrained_masks_ += st.masks;
       constrained_s_ += st.mask_seconds;
+      constrained_overlap_s_ += st.prepare_seconds;
     }
   }
 
@@ -839,8 +841,11 @@ class Server {
       metric("dsv3_constrained_masks_total", "counter", "Token masks computed for structured output.",
              one("dsv3_constrained_masks_total", double(constrained_masks_)));
       metric("dsv3_constrained_decoding_seconds_total", "counter",
-             "Seconds spent computing structured output's token masks (finished requests).",
+             "Seconds structured output's token masks took on the decode path (finished requests).",
              one("dsv3_constrained_decoding_seconds_total", constrained_s_));
+      metric("dsv3_constrained_overlapped_seconds_total", "counter",
+             "Seconds of token-mask computation overlapped with the forward on a worker thread (finished requests).",
+             one("dsv3_constrained_overlapped_seconds_total", constrained_overlap_s_));
     }
     {
       const runtime::PrefixCacheStats& p = e.prefix;
@@ -870,9 +875,9 @@ class Server {
   }
 
   ServerOptions opt_;
-  runtime::ModelBundle bundle_;               // model, tokenizer, eos ids
-  io::ChatPrompt prompt_;                     // the bundle's, else the built-in DeepSeek-V3 renderer
-  ChatFamily family_;                         // how chat output is split (reasoning, tool-call format)
+  runtime::ModelBundle bundle_;  // model, tokenizer, eos ids
+  io::ChatPrompt prompt_;        // the bundle's, else the built-in DeepSeek-V3 renderer
+  ChatFamily family_;            // how chat output is split (reasoning, tool-call format)
   struct ScriptedText {
     std::vector<int32_t> tokens;
     bool prefix_only = false;  // {"prefix": TEXT}: the reply begins so, then the model (and a grammar) go on
@@ -889,6 +894,7 @@ class Server {
   std::map<std::pair<std::string, int>, int64_t> requests_;
   int64_t constrained_requests_ = 0, constrained_masks_ = 0;  // under mu_
   double constrained_s_ = 0;                                  // under mu_
+  double constrained_overlap_s_ = 0;                          // under mu_
   Histogram ttft_{{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}};
   std::once_flag vocab_once_;
   std::shared_ptr<const grammar::TokenVocabulary> vocab_;

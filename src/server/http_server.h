@@ -44,7 +44,7 @@ struct ServerOptions {
   int64_t prefill_chunk = 512;
   int64_t cache_mem = int64_t(2) << 30;  // prefix cache bytes (runtime/prefix_cache.h); 0: off
   int64_t cache_block = 16;              // prefix cache block, tokens
-  ModelOptions model_options;  // --bf16-activations, --no-mmap
+  ModelOptions model_options;            // --bf16-activations, --no-mmap
   // Chat (docs/serving.md): a Jinja file replacing the checkpoint's template; kwargs (a JSON object) every
   // request's chat_template_kwargs add to; the tool-call format (auto: from the template) and reasoning
   // split (auto | on | off); replies forced by a sampling constraint (testing aid).

@@ -421,7 +421,8 @@ void response_format(const ojson& body, ApiRequest& r) {
     bad("response_format.json_schema", "response_format of type json_schema needs a 'json_schema' object");
   const ojson* name = member(*js, "name");
   if (!name || !name->is_string() || name->get<std::string>().empty() || name->get<std::string>().size() > 64)
-    bad("response_format.json_schema.name", "'response_format.json_schema.name' must be a string of 1 to 64 characters");
+    bad("response_format.json_schema.name",
+        "'response_format.json_schema.name' must be a string of 1 to 64 characters");
   for (char c : name->get<std::string>())
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-')
       bad("response_format.json_schema.name",

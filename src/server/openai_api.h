@@ -12,8 +12,8 @@
 //                echo (false only), suffix (null only), best_of (1 only)
 //   both:        response_format ({"type": "text"} | {"type": "json_object"} | {"type": "json_schema",
 //                "json_schema": {"name", "schema", "strict", "description"}}; the grammar is compiled by
-//                server/structured_output.h), model, max_tokens, temperature (0..2), top_p (0..1), n (1 only), stream, stream_options
-//                {include_usage}, stop (string or up to 16 strings), seed, frequency_penalty and
+//                server/structured_output.h), model, max_tokens, temperature (0..2), top_p (0..1), n (1 only), stream,
+//                stream_options {include_usage}, stop (string or up to 16 strings), seed, frequency_penalty and
 //                presence_penalty (-2..2); extensions: top_k, min_p, repetition_penalty, ignore_eos
 // Every violation is an ApiError naming the field in "param". Bodies nested deeper than kMaxJsonDepth are
 // refused while parsing (nothing deeper is built, so no copy or dump of client JSON can recurse far).

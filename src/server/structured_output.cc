@@ -46,15 +46,17 @@ Grammar dsml_parameters(const ojson& schema, const std::string& param) {
   if (auto r = schema.find("required"); r != schema.end() && r->is_array())
     for (const ojson& n : *r)
       if (n.is_string()) required.push_back(n.get<std::string>());
-  auto is_required = [&](const std::string& k) { return std::find(required.begin(), required.end(), k) != required.end(); };
+  auto is_required = [&](const std::string& k) {
+    return std::find(required.begin(), required.end(), k) != required.end();
+  };
   if (props != schema.end() && props->is_object()) {
     for (const auto& [key, sub] : props->items()) {
       if (key.empty() || key.find_first_of("\"<>\n") != std::string::npos)
         throw ApiError(400, fmt::format("{}: the property name '{}' cannot be written as a DSML parameter", param, key),
                        "invalid_request_error", param, "unsupported_json_schema");
-      Grammar line = seq({lit(fmt::format("<{}parameter name=\"{}\" string=\"false\">", dsml, key)),
-                          compile(sub, fmt::format("{}.properties.{}", param, key)),
-                          lit(fmt::format("</{}parameter>\n", dsml))});
+      Grammar line =
+          seq({lit(fmt::format("<{}parameter name=\"{}\" string=\"false\">", dsml, key)),
+               compile(sub, fmt::format("{}.properties.{}", param, key)), lit(fmt::format("</{}parameter>\n", dsml))});
       lines.push_back(is_required(key) ? std::move(line) : Grammar::repeat(std::move(line), 0, 1, lit("")));
     }
   }
@@ -131,7 +133,8 @@ std::shared_ptr<const Grammar> request_grammar(const ApiRequest& r, ToolCallForm
                                  "tool-call format (see dsv3 serve --tool-call-format)",
                                  r.tool_choice),
                      "invalid_request_error", "tool_choice");
-    return std::make_shared<const Grammar>(tool_call_grammar(format, r.tools, r.tool_choice_name, r.parallel_tool_calls));
+    return std::make_shared<const Grammar>(
+        tool_call_grammar(format, r.tools, r.tool_choice_name, r.parallel_tool_calls));
   }
   switch (r.response_format) {
     case ResponseFormat::kText:

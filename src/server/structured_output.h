@@ -8,10 +8,11 @@
 // prompt opened <think>) it applies only after the reasoning block closes: the reasoning is free.
 //
 // Per family (what the templates render and chat_output.h parses):
-//   V3 / R1     <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME\n```json\nARGS\n```<｜tool▁call▁end｜>
+//   V3 / R1
+//   <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME\n```json\nARGS\n```<｜tool▁call▁end｜>
 //               calls separated by "\n", then <｜tool▁calls▁end｜>
-//   V3.1        <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>NAME<｜tool▁sep｜>ARGS<｜tool▁call▁end｜>…<｜tool▁calls▁end｜>
-//   V3.2 DSML   \n\n<｜DSML｜function_calls>\n<｜DSML｜invoke name="NAME">\n then one line per parameter of the
+//   V3.1 <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>NAME<｜tool▁sep｜>ARGS<｜tool▁call▁end｜>…<｜tool▁calls▁end｜> V3.2
+//   DSML   \n\n<｜DSML｜function_calls>\n<｜DSML｜invoke name="NAME">\n then one line per parameter of the
 //               schema's `properties` (required ones always, optional ones may be left out, in schema order):
 //               <｜DSML｜parameter name="P" string="false">JSON</｜DSML｜parameter>\n, then </｜DSML｜invoke>, calls
 //               separated by "\n", then \n</｜DSML｜function_calls>. Every value is written as JSON

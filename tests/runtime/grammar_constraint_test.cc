@@ -153,6 +153,44 @@ TEST(GrammarConstraint, MasksEqualBruteForce) {
   EXPECT_GE(states, 60);
 }
 
+// prepare() (the sampler calls it after each accepted token) computes uncached masks on a worker thread
+// while the forward runs; what mask() returns must not change: compared with a constraint that never
+// prepares, on random walks with MTP-like drafts (mask asked for the output plus tentative tokens).
+TEST(GrammarConstraint, PreparedMasksEqualUnprepared) {
+  NEED_DEEPSEEK();
+  const int64_t V = ds->vocab->size();
+  std::mt19937_64 rng(23);
+  int64_t prepared = 0, compared = 0;
+  for (const char* schema : kSchemas) {
+    SCOPED_TRACE(schema);
+    auto g = std::make_shared<const Grammar>(Grammar::json_schema(json::parse(schema)));
+    GrammarConstraint bg(g, ds->vocab, {.eos_ids = ds->eos});
+    GrammarConstraint fg(g, ds->vocab, {.eos_ids = ds->eos, .background = false});
+    std::vector<int32_t> out;
+    for (int step = 0; step < 60; ++step) {
+      bg.prepare(out);
+      fg.prepare(out);  // does nothing
+      const std::vector<float> l = masked(bg, out, V);
+      ASSERT_EQ(l, masked(fg, out, V)) << "after \"" << output_bytes(*ds, out) << "\"";
+      ++compared;
+      const int32_t t = pick(l, rng);
+      ASSERT_GE(t, 0);
+      if (t == ds->eos[0]) break;
+      if (step % 4 == 1) {  // a draft: asked with one tentative token beyond, then rejected
+        bg.prepare(out);
+        std::vector<int32_t> draft(out);
+        draft.push_back(t);
+        ASSERT_EQ(masked(bg, draft, V), masked(fg, draft, V));
+      }
+      out.push_back(t);
+    }
+    prepared += bg.stats().prepared;
+    EXPECT_EQ(fg.stats().prepared, 0);
+  }
+  EXPECT_GE(compared, 60);
+  EXPECT_GT(prepared, 10) << "the worker computed masks";
+}
+
 TEST(GrammarConstraint, SampledOutputsValidateWithAjv) {
   NEED_DEEPSEEK();
   const int64_t V = ds->vocab->size();
@@ -245,8 +283,11 @@ TEST(GrammarConstraint, SpecialTokensOnlyWhereTheGrammarWritesTheirText) {
   for (int32_t t : ds->tok->encode("{\"a\":\"", false)) out.push_back(t);
   l = masked(c, out, V);
   EXPECT_EQ(l[size_t(*id)], kNeg) << "a special token inside a JSON string";
-  for (int64_t t = 0; t < V; ++t)
-    if (ds->marker[size_t(t)]) EXPECT_EQ(l[size_t(t)], kNeg) << ds->tok->token_piece(int32_t(t));
+  for (int64_t t = 0; t < V; ++t) {
+    if (ds->marker[size_t(t)]) {
+      EXPECT_EQ(l[size_t(t)], kNeg) << ds->tok->token_piece(int32_t(t));
+    }
+  }
   EXPECT_NE(l[size_t(ds->tok->encode("<", false)[0])], kNeg);  // the characters themselves are fine
 }
 

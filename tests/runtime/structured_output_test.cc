@@ -26,8 +26,8 @@ constexpr const char* kKey = "sk-dsv3-structured";
 std::string clients_dir() {
   static std::string dir, failure;
   if (dir.empty() && failure.empty())
-    dir = npm_dir("node_structured", "openai@6 @anthropic-ai/sdk@1.17.0 ajv@8 ajv-formats@3", "ajv-formats/package.json",
-                  &failure);
+    dir = npm_dir("node_structured", "openai@6 @anthropic-ai/sdk@1.17.0 ajv@8 ajv-formats@3",
+                  "ajv-formats/package.json", &failure);
   return dir;
 }
 
@@ -51,8 +51,8 @@ class StructuredOutputTest : public ::testing::Test {
     ASSERT_TRUE(s.start(args, &why)) << why;
     std::string out;
     const bool openai = std::string(mode).rfind("anthropic", 0) != 0;
-    const int rc = shell("cd '" + d + "' && node structured_output.mjs " + mode + " http://127.0.0.1:" +
-                             std::to_string(s.port()) + (openai ? "/v1 " : " ") + kKey,
+    const int rc = shell("cd '" + d + "' && node structured_output.mjs " + mode +
+                             " http://127.0.0.1:" + std::to_string(s.port()) + (openai ? "/v1 " : " ") + kKey,
                          &out);
     EXPECT_EQ(rc, 0) << out << "\nserver log:\n" << s.log();
     EXPECT_NE(out.find("checks passed"), std::string::npos) << out;

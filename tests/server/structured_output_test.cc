@@ -125,7 +125,8 @@ TEST(StructuredOutput, RequestGrammarErrorsNameTheField) {
   ApiRequest r = chat_request();
   EXPECT_EQ(request_grammar(r, ToolCallFormat::kDeepSeekV3), nullptr);  // free text
   r.response_format = ResponseFormat::kJsonSchema;
-  r.json_schema = ojson::parse(R"({"type": "object", "properties": {"a": {"type": "string", "contentMediaType": "x"}}})");
+  r.json_schema =
+      ojson::parse(R"({"type": "object", "properties": {"a": {"type": "string", "contentMediaType": "x"}}})");
   try {
     request_grammar(r, ToolCallFormat::kDeepSeekV3);
     ADD_FAILURE() << "accepted";

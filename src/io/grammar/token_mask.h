@@ -33,6 +33,8 @@ class TokenMasker {
 
   // The tokens allowed in state s (end-of-sequence is not the masker's business: see can_finish()).
   const Bits& allowed(StateId s);
+  // Whether allowed(s) would be a cache hit.
+  bool cached(StateId s) const { return cache_.count(s) != 0; }
   // Computes without the cache (for tests and benchmarks).
   void compute(StateId s, Bits& out);
   // Token t (its bytes from s, all of it) is allowed: the brute-force definition compute() must equal.
