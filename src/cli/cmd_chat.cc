@@ -144,6 +144,7 @@ int run(const Options& o) {
     sp.seed += 1;  // each turn draws fresh numbers, reproducibly for a given --seed
     req.max_tokens = o.gen.max_tokens;
     req.eos_ids = g.eos_ids;
+    req.emit_vocab = g.emit_vocab();
     req.ignore_eos = o.gen.ignore_eos;
     runtime::TextStream ts(*g.tokenizer, o.gen.stop, /*skip_special=*/false);
     ReplyPrinter out{.color = color, .mode = mode};

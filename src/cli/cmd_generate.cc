@@ -183,6 +183,7 @@ int run(const Options& o) {
   req.sampling = o.gen.sampling();
   req.max_tokens = o.gen.max_tokens;
   req.eos_ids = g.eos_ids;
+  req.emit_vocab = g.emit_vocab();
   req.ignore_eos = o.gen.ignore_eos;
   Structured st = structured(o, g);
   if (o.batch > 1) {

@@ -29,6 +29,10 @@ struct ModelBundle {
   std::optional<io::ChatPrompt> chat_prompt;
   std::vector<int32_t> eos_ids;
 
+  // The ids generation may emit (GenerationRequest::emit_vocab): the tokenizer's, below the checkpoint's padded
+  // embedding; 0 (all rows) without a tokenizer.
+  int64_t emit_vocab() const { return tokenizer ? tokenizer->vocab_size() : 0; }
+
   // Throws dsv3::Error naming `dir` when it is not a directory, and the file's own error (config.json,
   // safetensors, tokenizer.json, tokenizer_config.json, the template) when one is present but unreadable or
   // invalid. `chat_template_file`: a Jinja file that replaces the directory's template (--chat-template).

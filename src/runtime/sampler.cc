@@ -73,7 +73,8 @@ TokenLogprobs compute_logprobs(const float* logits, int64_t vocab, int32_t chose
 
 // ---- Sampler ----------------------------------------------------------------------------------------------
 
-Sampler::Sampler(SamplingParams params, int64_t vocab) : params_(params), vocab_(vocab), rng_(params.seed) {
+Sampler::Sampler(SamplingParams params, int64_t vocab)
+    : params_(params), vocab_(vocab), rng_(params.seed), emit_vocab_(vocab) {
   params_.validate();
   if (vocab < 1) fail("sampler: vocabulary size {} < 1", vocab);
 }
@@ -146,8 +147,12 @@ void Sampler::distribution(const float* logits, std::span<const int32_t> extra, 
       out.insert(out.end(), extra.begin(), extra.end());
       constraint_->mask(out, work_.data(), V);
     }
+  }
+  std::fill(work_.begin() + emit_vocab_, work_.end(), -std::numeric_limits<float>::infinity());
+  if (constraint_ || emit_vocab_ < V) {
     if (std::all_of(work_.begin(), work_.end(), [](float l) { return l == -std::numeric_limits<float>::infinity(); }))
-      fail("sampler: the output constraint allows no token after {} generated tokens", output_.size() + extra.size());
+      fail("sampler: the output constraint allows no token below id {} after {} generated tokens", emit_vocab_,
+           output_.size() + extra.size());
   }
   apply_penalties(work_.data(), extra);
   out.assign(size_t(V), 0.0f);

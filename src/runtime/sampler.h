@@ -82,6 +82,8 @@ class Sampler {
   void push(int32_t generated);
   // Restricts the next token (constraint.h); null: none. Shared: the constraint is not copied per sequence.
   void set_constraint(std::shared_ptr<const TokenConstraint> c) { constraint_ = std::move(c); }
+  // Ids >= n are never drawn (padded embedding rows past the tokenizer); n <= 0 or >= vocab: no limit.
+  void set_emit_vocab(int64_t n) { emit_vocab_ = n > 0 && n < vocab_ ? n : vocab_; }
   // Tells the constraint the output is final up to here and the next forward begins (TokenConstraint::prepare).
   void prepare_next() const;
 
@@ -103,6 +105,7 @@ class Sampler {
   std::unordered_map<int32_t, int64_t> output_count_;
   std::vector<int32_t> output_;  // the generated tokens, in order (for the constraint)
   std::shared_ptr<const TokenConstraint> constraint_;
+  int64_t emit_vocab_ = 0;  // set to vocab_ by the constructor
   mutable std::vector<float> work_;
   mutable std::vector<int32_t> order_;
   std::vector<float> dist_;

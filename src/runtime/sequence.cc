@@ -37,6 +37,7 @@ Sequence::Sequence(const Model& model, GenerationRequest req, TokenCallback cb, 
   max_generated = std::min(request.max_tokens, max_total - n);
   sampler.set_prompt(request.prompt);
   sampler.set_constraint(request.constraint);
+  sampler.set_emit_vocab(request.emit_vocab);
   tokens = request.prompt;
   // Room for the generation plus the drafts verified beyond it (truncated right after). A long generation
   // starts with room for 256 tokens and the cache grows by doubling (KvCache::reserve, a few times per
@@ -81,7 +82,9 @@ bool Sequence::emit(int32_t token, const float* logits, int64_t vocab) {
     return false;
   }
   std::optional<TokenLogprobs> lp;
-  if (request.sampling.logprobs >= 0) lp = compute_logprobs(logits, vocab, token, request.sampling.logprobs);
+  // Over the ids that can be drawn: padded rows past the tokenizer are neither in the top list nor the sum.
+  const int64_t drawable = request.emit_vocab > 0 && request.emit_vocab < vocab ? request.emit_vocab : vocab;
+  if (request.sampling.logprobs >= 0) lp = compute_logprobs(logits, drawable, token, request.sampling.logprobs);
   if (callback && !callback(token, lp ? &*lp : nullptr)) {
     finish = FinishReason::Stop;
     return false;

@@ -39,6 +39,9 @@ struct GenerationRequest {
   std::vector<int32_t> eos_ids;                       // sampling one of these ends the generation (FinishReason::Stop)
   bool ignore_eos = false;                            // benchmarks: generate exactly max_tokens
   std::shared_ptr<const TokenConstraint> constraint;  // optional: which tokens may come next (constraint.h)
+  // Ids at or above this are never sampled: checkpoints pad the embedding past the tokenizer's vocabulary
+  // (DeepSeek-V3: 129,280 rows, 128,815 tokens) and those rows decode to nothing. 0: every row may be sampled.
+  int64_t emit_vocab = 0;
 };
 
 // Called once per generated token that is not end-of-sequence, in order; `lp` is set when logprobs were

@@ -92,7 +92,7 @@ const char* anthropic_error_type(int status);
 // How generation ended, for stop_reason / stop_sequence / usage.
 struct MessagesEnd {
   runtime::FinishReason finish = runtime::FinishReason::Stop;
-  std::string matched_stop;  // JobUpdate::matched_stop: the stop sequence that ended the text (empty: none)
+  std::string matched_stop = {};  // JobUpdate::matched_stop: the stop sequence that ended the text (empty: none)
   int64_t input_tokens = 0, output_tokens = 0;
   // Of input_tokens, those read from the prefix cache: usage then reports input_tokens − cached as
   // input_tokens and cached as cache_read_input_tokens (Anthropic's split; absent when 0).

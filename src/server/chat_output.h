@@ -53,8 +53,8 @@ struct ToolCallDelta {
 };
 
 struct OutputDelta {
-  std::string reasoning, content;
-  std::vector<ToolCallDelta> tool_calls;
+  std::string reasoning = {}, content = {};
+  std::vector<ToolCallDelta> tool_calls = {};
   bool empty() const { return reasoning.empty() && content.empty() && tool_calls.empty(); }
 };
 

@@ -428,6 +428,7 @@ class Server {
       g.sampling = r.sampling;
       g.max_tokens = r.max_tokens;
       g.eos_ids = bundle_.eos_ids;
+      g.emit_vocab = bundle_.emit_vocab();
       g.ignore_eos = r.ignore_eos;
       if (ep == Endpoint::Chat) {
         parser = output_parser(r);

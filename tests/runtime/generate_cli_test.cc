@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 #include <string>
 
 #include "test_models.h"
@@ -124,6 +125,37 @@ TEST(GenerateCli, TextSeedsStopsAndChat) {
   EXPECT_EQ(before.rfind(after, 0), 0u) << "greedy: the first reply again after /reset";
   EXPECT_GT(before.size(), after.size());                                                // two replies before
   EXPECT_EQ(std::count(chat.err.begin(), chat.err.end(), '\n'), 3 * 3 + 0) << chat.err;  // stats of 3 turns
+}
+
+TEST(GenerateCli, PaddedEmbeddingRowsAreNeverEmitted) {
+  // Checkpoints pad the vocabulary past the tokenizer (DeepSeek-V3: 129,280 rows, 128,815 tokens). A random
+  // model with 256 padded rows out of ~640 would draw one within a few tokens at temperature 1; no generated
+  // id may reach the padding (the tokenizer could not decode it).
+  const std::string dir = temp_dir("padded_model");
+  std::vector<std::string_view> texts(4, kCorpus);
+  io::BpeTrainerResult tok = io::train_bpe(texts, {.vocab_size = 384, .min_frequency = 2, .threads = 1});
+  write_draftable_model(dir, 0.5, 23, tiny_mtp_config(tok.vocab_size + 256));
+  io::write_trained_tokenizer(tok, dir + "/tokenizer.json");
+  const std::string common = "generate --model " + dir + " --prompt 'The quick' -n 200 --temp 1 --ignore-eos";
+  for (const char* seed : {"1", "2", "3"}) {
+    const Result ids = dsv3(common + " --print-ids --seed " + seed);
+    ASSERT_EQ(ids.status, 0) << ids.err;
+    std::istringstream in(ids.out);
+    int64_t id = 0, n = 0;
+    while (in >> id) {
+      EXPECT_GE(id, 0);
+      EXPECT_LT(id, tok.vocab_size) << "seed " << seed << ", token " << n;
+      ++n;
+    }
+    EXPECT_EQ(n, 200) << ids.out;
+    const Result text = dsv3(common + " --seed " + seed);
+    EXPECT_EQ(text.status, 0) << text.err;
+  }
+  // And through MTP speculation: drafts may land in the padding, verification never accepts them.
+  const Result spec = dsv3(common + " --print-ids --seed 4 --spec mtp --draft 2");
+  ASSERT_EQ(spec.status, 0) << spec.err;
+  std::istringstream in(spec.out);
+  for (int64_t id = 0; in >> id;) EXPECT_LT(id, tok.vocab_size);
 }
 
 }  // namespace

@@ -57,6 +57,27 @@ TEST(Sampler, GreedyTakesTheLowestIdOnTies) {
   EXPECT_EQ(s.sample(l.data()), 1);
 }
 
+TEST(Sampler, PaddedIdsAreNeverDrawn) {
+  // Rows 3..5 stand for a checkpoint's embedding padding past the tokenizer; they carry the largest logits.
+  const std::vector<float> l = {1, 2, 0, 9, 9, 9};
+  Sampler greedy({.temperature = 0}, 6);
+  greedy.set_emit_vocab(3);
+  EXPECT_EQ(greedy.sample(l.data()), 1);
+  // softmax over {1, 2, 0}: e^x = [2.718282, 7.389056, 1], sum 11.107338
+  Sampler s({.temperature = 1, .seed = 7}, 6);
+  s.set_emit_vocab(3);
+  std::vector<float> d;
+  s.distribution(l.data(), {}, d);
+  expect_dist(d, {0.2447285, 0.6652410, 0.0900306, 0, 0, 0});
+  for (int i = 0; i < 1000; ++i) EXPECT_LT(s.sample(l.data()), 3);
+  // A limit at or above the vocabulary (or 0) limits nothing.
+  Sampler all({.temperature = 0}, 6);
+  all.set_emit_vocab(0);
+  EXPECT_EQ(all.sample(l.data()), 3);
+  all.set_emit_vocab(6);
+  EXPECT_EQ(all.sample(l.data()), 3);
+}
+
 TEST(Sampler, NonFiniteLogitsStopInsteadOfEmittingAToken) {
   for (const SamplingParams& p : {SamplingParams{.temperature = 0}, SamplingParams{.temperature = 0.8, .seed = 1}}) {
     Sampler s(p, 4);

@@ -91,6 +91,9 @@ class ServerProcess {
   // `DSV3_MPIRUN -np ranks` (ARGS then carry --ep); SIGTERM then goes to rank 0, which stops the job.
   bool start(const std::vector<std::string>& args, std::string* why, int ranks = 1) {
     log_ = temp_dir("serve_logs") + "/serve_" + std::to_string(counter_++) + ".log";
+    // Emptied here, before the fork: a process of an earlier test with the same pid (pids are reused) may have
+    // left a log at this path, and the loop below must not read its "listening on" line.
+    std::ofstream(log_, std::ios::trunc).flush();
     pid_ = ::fork();
     if (pid_ == 0) {
       FILE* f = std::freopen(log_.c_str(), "w", stderr);
