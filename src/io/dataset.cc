@@ -459,6 +459,24 @@ DatasetManifest read_manifest(const std::string& dir) {
   };
   if (sum(m.train_shards) != m.train_tokens || sum(m.val_shards) != m.val_tokens)
     fail("{}: token counts disagree with the shard list", path);
+  if (!m.tokenizer_file.empty()) {
+    // The ids mean what this tokenizer says: a file replaced after preparation would train (and export into
+    // every checkpoint) a tokenizer the shards were not made with.
+    if (m.tokenizer_file.find('/') != std::string::npos || m.tokenizer_file.find("..") != std::string::npos)
+      fail("{}: tokenizer file name '{}' must be a plain name inside the dataset directory", path, m.tokenizer_file);
+    if (m.tokenizer_sha256.empty()) fail("{}: tokenizer.file is given without its sha256", path);
+    const std::string tok = dir + "/" + m.tokenizer_file;
+    std::ifstream f(tok, std::ios::binary);
+    if (!f) fail("{}: cannot open the dataset's tokenizer (named in {}): {}", tok, path, std::strerror(errno));
+    std::ostringstream bytes;
+    bytes << f.rdbuf();
+    const std::string got = sha256_hex(bytes.str());
+    if (got != m.tokenizer_sha256)
+      fail(
+          "{}: sha256 {} is not the {} recorded in {}: the tokenizer was changed after the shards were made "
+          "(prepare the data again with it, or restore the original)",
+          tok, got, m.tokenizer_sha256, path);
+  }
   m.raw = std::move(j);
   return m;
 }

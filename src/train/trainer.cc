@@ -284,6 +284,19 @@ StepResult Trainer::step_share(const int32_t* tokens, int64_t b, const LossOptio
   return std::move(pr.step);
 }
 
+// A model directory that starts a run (--init-from) and has a tokenizer.json must have the dataset's: the same
+// ids under another tokenizer are other text, and the run would learn the wrong embedding rows without a sign.
+void check_init_tokenizer(const std::string& init_from, const io::DatasetManifest& data) {
+  const std::string own = init_from + "/tokenizer.json";
+  if (data.tokenizer_sha256.empty() || !fs::exists(own)) return;
+  const std::string got = io::sha256_hex(read_text(own));
+  if (got != data.tokenizer_sha256)
+    fail(
+        "--init-from {}: its tokenizer.json (sha256 {}) is not the one {} was tokenized with ({}); prepare the "
+        "data with it (dsv3 data prepare --tokenizer {})",
+        init_from, got.substr(0, 16), data.dir, data.tokenizer_sha256.substr(0, 16), own);
+}
+
 void Trainer::setup() {
   if (o_.out.empty()) fail("no --out run directory");
   if (o_.data.empty()) fail("no --data directory");
@@ -413,6 +426,7 @@ void Trainer::setup() {
     if (copied != params_->size())
       fail("internal: init produced {} of this rank's {} tensors", copied, params_->size());
     if (!o_.init_from.empty()) {
+      check_init_tokenizer(o_.init_from, data_);
       const InitFromResult r = init_from_model_dir(o_.init_from, *params_);
       if (lead_)
         std::fprintf(stderr, "initialised %zu tensors from %s; %zu keep their random init%s%s\n", r.copied,

@@ -199,6 +199,32 @@ TEST(Dataset, LoaderShufflesDeterministicallyAndResumes) {
 }
 
 // tokens * 4 wrapped: 2^62 tokens "is" 0 bytes, so an empty shard passed the size check (issue 19).
+TEST(Dataset, AChangedTokenizerFileIsRefused) {
+  // The tokenizer is copied beside the shards with its SHA-256; the manifest is read again on every run
+  // (fresh or resumed), so a file replaced in between is caught before a step trains on mismatched ids.
+  const std::string dir = temp_dir("tokhash");
+  const std::string src = dir + "_tokenizer.json";
+  std::ofstream(src) << R"({"model": {"type": "BPE", "vocab": {}}, "note": "original"})";
+  TokenizerInfo t = byte_tokenizer();
+  t.file = src;
+  DatasetManifest m = prepare_dataset_from_docs({"abc", "def", "ghi"}, {.val_frac = 0.34}, t, dir);
+  ASSERT_FALSE(m.tokenizer_file.empty());
+  EXPECT_EQ(read_manifest(dir).tokenizer_sha256, m.tokenizer_sha256);
+  std::ofstream(dir + "/" + m.tokenizer_file) << R"({"model": {"type": "BPE", "vocab": {}}, "note": "changed"})";
+  try {
+    read_manifest(dir);
+    FAIL() << "changed tokenizer not detected";
+  } catch (const Error& e) {
+    const std::string w = e.what();
+    EXPECT_NE(w.find(m.tokenizer_file), std::string::npos) << w;
+    EXPECT_NE(w.find(m.tokenizer_sha256), std::string::npos) << w;
+  }
+  fs::remove(dir + "/" + m.tokenizer_file);
+  EXPECT_THROW(read_manifest(dir), Error);  // and a missing one
+  fs::remove_all(dir);
+  fs::remove(src);
+}
+
 TEST(Dataset, HugeTokenCountIsNotWrappedOntoTheShardSize) {
   const std::string dir = temp_dir("huge_tokens");
   DatasetManifest m = prepare_dataset_from_docs({"abc", "def", "ghi"}, {.val_frac = 0.34}, byte_tokenizer(), dir);

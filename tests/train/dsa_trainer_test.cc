@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "io/bpe_trainer.h"
 #include "io/dataset.h"
 #include "synthetic_corpus.h"
 #include "train/param_io.h"
@@ -146,6 +147,53 @@ TEST(DsaTrainer, BadInputsNameTheCulprit) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("--pp 2: DeepSeek-V3.2's indexer training"), std::string::npos) << e.what();
   }
+}
+
+TEST(DsaTrainer, InitFromAModelWithAnotherTokenizerIsRefused) {
+  const std::string dense = tmp("dense_tok");
+  nlohmann::json j = model_json(false);
+  j["training"]["steps"] = 1;
+  run_training({.config = write_config("t1.json", j), .data = dataset(), .out = dense, .progress = false});
+  // The model directory carries a tokenizer.json; a dataset tokenized with another one is refused, one made
+  // with the same file trains.
+  auto bpe = [](std::string_view text) {
+    return io::train_bpe({text}, {.vocab_size = 280, .min_frequency = 1, .threads = 1}).tokenizer_json;
+  };
+  const std::string mine = dense + "/checkpoint/tokenizer.json";
+  std::ofstream(mine) << bpe("in the beginning god created the heaven and the earth");
+  const std::string theirs = tmp("other_tokenizer.json");
+  std::ofstream(theirs) << bpe("and moses said unto the lord, the light was good");
+  auto data_with = [](const std::string& name, const std::string& tokenizer) {
+    io::TokenizerInfo t;
+    t.encode = [](std::string_view s) {
+      std::vector<int32_t> v;
+      for (unsigned char ch : s) v.push_back(int32_t(ch) + 8);
+      return v;
+    };
+    t.bos = 0, t.eos = 1, t.vocab_size = 264, t.file = tokenizer;
+    const std::string dir = tmp(name);
+    io::prepare_dataset_from_docs({"in the beginning god created", "the heaven and the earth", "and the earth was"},
+                                  {.val_frac = 0.34, .seed = 1}, t, dir);
+    return dir;
+  };
+  const std::string other = data_with("data_other_tok", theirs);
+  try {
+    run_training({.config = write_config("t2.json", j),
+                  .data = other,
+                  .out = tmp("t2"),
+                  .progress = false,
+                  .init_from = dense + "/checkpoint"});
+    ADD_FAILURE() << "accepted a dataset made with another tokenizer";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--init-from " + dense + "/checkpoint: its tokenizer.json"), std::string::npos)
+        << e.what();
+  }
+  const std::string same = data_with("data_same_tok", mine);
+  EXPECT_NO_THROW(run_training({.config = write_config("t3.json", j),
+                                .data = same,
+                                .out = tmp("t3"),
+                                .progress = false,
+                                .init_from = dense + "/checkpoint"}));
 }
 
 }  // namespace
